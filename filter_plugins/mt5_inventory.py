@@ -471,19 +471,21 @@ def _host_report(
         try:
             profile = density.profile_exact(platform, settings["mt5_density_profiles"], f"host {host}", "mt5_density_profiles")
         except AnsibleFilterError as exc:
-            problems.append(Problem(host, 0, -1, f"host {host}: {_filter_error_text(exc)}"))
+            problems.append(Problem(host, 0, -1, _filter_error_text(exc)))
 
     # Capacity: what the docker host stage measured (facts), else what the inventory declares.
-    memory_source, memory, cpus = "mt5_host_memory_gb", settings["mt5_host_memory_gb"], settings["mt5_host_cpus"]
+    memory_source, memory = "mt5_host_memory_gb", settings["mt5_host_memory_gb"]
+    cpus_source, cpus = "mt5_host_cpus", settings["mt5_host_cpus"]
     if measured is not None:
-        memory_source, memory, cpus = "the host's facts", measured.get("memory"), measured.get("cpus")
+        memory_source, memory = "measured memory", measured.get("memory")
+        cpus_source, cpus = "measured cpus", measured.get("cpus")
     host_cpus: Fraction | None = None
     if cpus is not None:
         try:
-            host_cpus = density.parse_cpus(cpus, "mt5_host_cpus", "value")
+            host_cpus = density.parse_cpus(cpus, cpus_source, "value")
         except AnsibleFilterError:
             shown = repr(cpus) if isinstance(cpus, (str, int, float)) else _type_name(cpus)
-            problems.append(Problem(host, 0, -1, f"host {host}: mt5_host_cpus must be a number of CPUs above zero, got {shown}; write e.g. 16"))
+            problems.append(Problem(host, 0, -1, f"host {host}: {cpus_source} must be a number of CPUs above zero, got {shown}; write e.g. 16"))
 
     accounts = _read(view, "mt5_accounts")
     account_facts: list[dict[str, Any]] = []
