@@ -1,0 +1,874 @@
+"""SimulatedTerminal: a paper-trading STAND-IN for the MetaTrader 5 terminal.
+
+This is not MetaTrader 5. It answers the ``MetaTrader5`` module's functions with the same
+names, argument conventions, result shapes (named tuples whose class and field names are
+MT5's) and trade server return codes, so that the service, its tests, the demo farm and CI
+can run without a broker, a terminal or Windows.
+
+What it models
+  * Prices: a deterministic function of (symbol, time): the same symbol at the same
+    simulated instant always has the same bid/ask. Mid price = base x (1 + a sum of three
+    sines whose phases come from the symbol name); bid/ask = mid -/+ half a fixed spread.
+  * Symbols: EURUSD, GBPUSD, USDJPY, XAUUSD (forex hours: closed Friday 21:00 UTC to Sunday
+    21:00 UTC) and BTCUSD (open every day), with digits, point, contract size, volume
+    min/max/step, stops level and filling flags.
+  * Account: USD, hedging, leverage (default 1:100), balance/equity/margin/free margin/margin
+    level; P/L converted to USD at the current mid rates; swap-free, commission-free.
+  * Trading: market orders (instant execution with deviation/requote), pending limit and stop
+    orders that trigger, SL/TP that close positions, partial closes, SL/TP and pending order
+    modification, cancellation, stop-out at 50 % margin level, deals for every fill, and MT5's
+    retcodes for the failures (10014 volume, 10015 price, 10016 stops, 10018 market closed,
+    10019 no money, 10030 filling, 10036 position closed, 10038 close volume, ...).
+
+What it does not model
+  * Price history, order book, ticks between calls: pending orders, SL/TP and stop-out are
+    checked whenever the terminal is called, at that instant's price; a price that crosses a
+    level and comes back between two calls does not trigger. Fills are at the current
+    bid/ask (no slippage, no gaps, no partial fills).
+  * Swaps, commissions, fees, dividends, netting accounts, stop-limit orders, expirations,
+    freeze levels, hedged-margin reduction (margins of opposite positions simply add up),
+    broker time zones (times are UTC), copy_rates/copy_ticks, market_book, symbols_get.
+  * A broker: ``login`` accepts any password; there is no network and no latency unless
+    you serve it over RPyC (``mt5-account-service simulator-rpyc``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import zlib
+from collections import namedtuple
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from . import base as c
+
+AccountInfo = namedtuple("AccountInfo", [
+    "login", "trade_mode", "leverage", "limit_orders", "margin_so_mode", "trade_allowed",
+    "trade_expert", "margin_mode", "currency_digits", "fifo_close", "balance", "credit",
+    "profit", "equity", "margin", "margin_free", "margin_level", "margin_so_call",
+    "margin_so_so", "margin_initial", "margin_maintenance", "assets", "liabilities",
+    "commission_blocked", "name", "server", "currency", "company",
+])
+TerminalInfo = namedtuple("TerminalInfo", [
+    "community_account", "community_connection", "connected", "dlls_allowed", "trade_allowed",
+    "tradeapi_disabled", "email_enabled", "ftp_enabled", "notifications_enabled", "mqid",
+    "build", "maxbars", "codepage", "ping_last", "community_balance", "retransmission",
+    "company", "name", "language", "path", "data_path", "commondata_path",
+])
+TradePosition = namedtuple("TradePosition", [
+    "ticket", "time", "time_msc", "time_update", "time_update_msc", "type", "magic",
+    "identifier", "reason", "volume", "price_open", "sl", "tp", "price_current", "swap",
+    "profit", "symbol", "comment", "external_id",
+])
+TradeOrder = namedtuple("TradeOrder", [
+    "ticket", "time_setup", "time_setup_msc", "time_done", "time_done_msc", "time_expiration",
+    "type", "type_time", "type_filling", "state", "magic", "position_id", "position_by_id",
+    "reason", "volume_initial", "volume_current", "price_open", "sl", "tp", "price_current",
+    "price_stoplimit", "symbol", "comment", "external_id",
+])
+TradeDeal = namedtuple("TradeDeal", [
+    "ticket", "order", "time", "time_msc", "type", "entry", "magic", "position_id", "reason",
+    "volume", "price", "commission", "swap", "profit", "fee", "symbol", "comment",
+    "external_id",
+])
+Tick = namedtuple("Tick", ["time", "bid", "ask", "last", "volume", "time_msc", "flags",
+                           "volume_real"])
+SymbolInfo = namedtuple("SymbolInfo", [
+    "custom", "select", "visible", "digits", "spread", "spread_float", "trade_stops_level",
+    "trade_freeze_level", "trade_mode", "trade_exemode", "filling_mode", "order_mode",
+    "time", "bid", "ask", "last", "point", "trade_tick_value", "trade_tick_size",
+    "trade_contract_size", "volume_min", "volume_max", "volume_step", "volume_limit",
+    "swap_long", "swap_short", "margin_initial", "margin_maintenance", "currency_base",
+    "currency_profit", "currency_margin", "description", "path", "name",
+])
+TradeRequest = namedtuple("TradeRequest", [
+    "action", "magic", "order", "symbol", "volume", "price", "stoplimit", "sl", "tp",
+    "deviation", "type", "type_filling", "type_time", "expiration", "comment", "position",
+    "position_by",
+])
+OrderCheckResult = namedtuple("OrderCheckResult", [
+    "retcode", "balance", "equity", "profit", "margin", "margin_free", "margin_level",
+    "comment", "request",
+])
+OrderSendResult = namedtuple("OrderSendResult", [
+    "retcode", "deal", "order", "volume", "price", "bid", "ask", "comment", "request_id",
+    "retcode_external", "request",
+])
+
+
+@dataclass(frozen=True)
+class SymbolSpec:
+    """Contract specification of one simulated symbol."""
+
+    name: str
+    description: str
+    base: float
+    digits: int
+    spread_points: int
+    contract_size: float
+    currency_base: str
+    currency_profit: str
+    currency_margin: str
+    volume_min: float = 0.01
+    volume_max: float = 100.0
+    volume_step: float = 0.01
+    stops_level: int = 10
+    always_open: bool = False
+    trade_mode: int = c.SYMBOL_TRADE_MODE_FULL
+    filling_mode: int = c.SYMBOL_FILLING_FOK | c.SYMBOL_FILLING_IOC
+
+    @property
+    def point(self) -> float:
+        return 10.0 ** -self.digits
+
+
+DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
+    SymbolSpec("EURUSD", "Euro vs US Dollar", 1.08500, 5, 12, 100_000, "EUR", "USD", "EUR"),
+    SymbolSpec("GBPUSD", "Pound Sterling vs US Dollar", 1.26500, 5, 15, 100_000, "GBP", "USD",
+               "GBP"),
+    SymbolSpec("USDJPY", "US Dollar vs Japanese Yen", 151.500, 3, 14, 100_000, "USD", "JPY",
+               "USD"),
+    SymbolSpec("XAUUSD", "Gold vs US Dollar", 2350.00, 2, 30, 100, "XAU", "USD", "XAU",
+               volume_max=50.0, stops_level=50),
+    SymbolSpec("BTCUSD", "Bitcoin vs US Dollar", 65000.00, 2, 1500, 1, "BTC", "USD", "BTC",
+               volume_max=10.0, stops_level=100, always_open=True),
+)
+
+#: (relative amplitude, period in seconds) of the three sines of every price path.
+_WAVES = ((0.0040, 3600.0), (0.0008, 300.0), (0.00015, 11.0))
+
+
+def deterministic_mid(spec: SymbolSpec, t: float) -> float:
+    """The simulated mid price of ``spec`` at epoch second ``t``: same inputs, same price."""
+    seed = zlib.crc32(spec.name.encode())
+    offset = 0.0
+    for i, (amplitude, period) in enumerate(_WAVES):
+        phase = ((seed >> (8 * i)) & 0xFF) / 256.0 * 2.0 * math.pi
+        offset += amplitude * math.sin(2.0 * math.pi * t / period + phase)
+    return spec.base * (1.0 + offset)
+
+
+def forex_market_open(t: float) -> bool:
+    """Forex hours: closed from Friday 21:00 UTC until Sunday 21:00 UTC."""
+    moment = datetime.fromtimestamp(t, tz=timezone.utc)
+    weekday, hour = moment.weekday(), moment.hour  # Monday == 0
+    if weekday == 5:
+        return False
+    if weekday == 4 and hour >= 21:
+        return False
+    if weekday == 6 and hour < 21:
+        return False
+    return True
+
+
+class ManualClock:
+    """A clock the caller moves by hand (for deterministic tests of triggers)."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@dataclass
+class _Position:
+    ticket: int
+    symbol: str
+    type: int
+    volume: float
+    price_open: float
+    sl: float
+    tp: float
+    magic: int
+    comment: str
+    time: float
+    time_update: float
+    reason: int
+
+
+@dataclass
+class _Order:
+    ticket: int
+    symbol: str
+    type: int
+    volume: float
+    price_open: float
+    sl: float
+    tp: float
+    magic: int
+    comment: str
+    time_setup: float
+    type_filling: int
+    state: int = c.ORDER_STATE_PLACED
+    time_done: float = 0.0
+    position_id: int = 0
+    reason: int = c.REASON_CLIENT
+
+
+@dataclass
+class _Account:
+    login: int = 0
+    server: str = "MT5Farm-Simulator"
+    name: str = "Simulated account"
+    balance: float = 10_000.0
+    leverage: int = 100
+    margin_so_call: float = 100.0
+    margin_so_so: float = 50.0
+
+
+@dataclass
+class _State:
+    positions: dict[int, _Position] = field(default_factory=dict)
+    orders: dict[int, _Order] = field(default_factory=dict)
+    history_orders: list[_Order] = field(default_factory=list)
+    deals: list[Any] = field(default_factory=list)
+
+
+class _Reject(Exception):
+    """A trade request refused with an MT5 retcode."""
+
+    def __init__(self, retcode: int, comment: str | None = None, margin: float = 0.0) -> None:
+        super().__init__(comment or c.retcode_text(retcode))
+        self.retcode = retcode
+        self.comment = comment or c.retcode_text(retcode)
+        self.margin = margin
+
+
+_BUY_TYPES = (c.ORDER_TYPE_BUY, c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_BUY_STOP)
+_PENDING_TYPES = (c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_SELL_LIMIT, c.ORDER_TYPE_BUY_STOP,
+                  c.ORDER_TYPE_SELL_STOP)
+
+
+class SimulatedTerminal:
+    """A paper account behind the ``MetaTrader5`` module's interface (see the module doc).
+
+    Thread-safe: every public function takes one lock, as the real module serialises calls
+    to its terminal.
+    """
+
+    def __init__(
+        self,
+        *,
+        balance: float = 10_000.0,
+        leverage: int = 100,
+        clock: Callable[[], float] = time.time,
+        symbols: tuple[SymbolSpec, ...] = DEFAULT_SYMBOLS,
+        price_path: Callable[[SymbolSpec, float], float] = deterministic_mid,
+        market_open: Callable[[float], bool] = forex_market_open,
+    ) -> None:
+        self._clock = clock
+        self._symbols = {s.name: s for s in symbols}
+        self._price_path = price_path
+        self._market_open = market_open
+        self._lock = threading.RLock()
+        self._account = _Account(balance=float(balance), leverage=int(leverage))
+        self._state = _State()
+        self._initialized = False
+        self._terminal_up = True
+        self._last_error: tuple[int, str] = (c.RES_S_OK, "Success")
+        self._next_order = 1_000_001
+        self._next_deal = 5_000_001
+        self._request_id = 0
+        self._add_deal(symbol="", type_=c.DEAL_TYPE_BALANCE, entry=c.DEAL_ENTRY_IN,
+                       volume=0.0, price=0.0, profit=float(balance), order=0, position_id=0,
+                       magic=0, reason=c.REASON_CLIENT, comment="Initial deposit")
+
+    # --- test and demo controls (not part of the MT5 interface) -----------------------
+    def set_terminal_up(self, up: bool) -> None:
+        """Simulate losing (False) or regaining (True) the terminal's connection."""
+        with self._lock:
+            self._terminal_up = up
+            if not up:
+                self._initialized = False
+
+    def set_price_path(self, path: Callable[[SymbolSpec, float], float]) -> None:
+        with self._lock:
+            self._price_path = path
+
+    # --- connection -------------------------------------------------------------------
+    def initialize(self, path: str | None = None, *, login: int | None = None,
+                   password: str | None = None, server: str | None = None,
+                   timeout: int | None = None, portable: bool = False) -> bool:
+        with self._lock:
+            if not self._terminal_up:
+                return self._fail(c.RES_E_INTERNAL_FAIL_CONNECT,
+                                  "IPC initialize failed, terminal not reachable", False)
+            self._initialized = True
+            if login is not None:
+                return self._login(login, server)
+            return self._ok(True)
+
+    def login(self, login: int, password: str | None = None, server: str | None = None,
+              timeout: int | None = None) -> bool:
+        with self._lock:
+            if not self._ready():
+                return False
+            return self._login(login, server)
+
+    def _login(self, login: int, server: str | None) -> bool:
+        if not isinstance(login, int) or login <= 0:
+            return self._fail(c.RES_E_INVALID_PARAMS, "Invalid login", False)
+        self._account.login = login
+        if server:
+            self._account.server = server
+        return self._ok(True)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._initialized = False
+            self._ok(None)
+
+    def last_error(self) -> tuple[int, str]:
+        with self._lock:
+            return self._last_error
+
+    def version(self) -> tuple[int, int, str] | None:
+        with self._lock:
+            return self._ok((500, 4000, "01 Jan 2026")) if self._ready() else None
+
+    # --- information --------------------------------------------------------------------
+    def terminal_info(self) -> TerminalInfo | None:
+        with self._lock:
+            if not self._ready():
+                return None
+            return self._ok(TerminalInfo(
+                False, False, True, False, True, False, False, False, False, 0, 4000, 100000,
+                0, 0, 0.0, 0.0, "MT5 Farm", "MT5 Farm simulator (not MetaTrader 5)", "English",
+                "", "", ""))
+
+    def account_info(self) -> AccountInfo | None:
+        with self._lock:
+            if not self._ready():
+                return None
+            now = self._tick_world()
+            return self._ok(self._account_info(now))
+
+    def positions_get(self, symbol: str | None = None, group: str | None = None,
+                      ticket: int | None = None) -> tuple[TradePosition, ...] | None:
+        with self._lock:
+            if not self._ready():
+                return None
+            now = self._tick_world()
+            rows = [self._position_row(p, now) for p in self._state.positions.values()
+                    if (symbol is None or p.symbol == symbol)
+                    and (ticket is None or p.ticket == ticket)]
+            return self._ok(tuple(rows))
+
+    def positions_total(self) -> int | None:
+        with self._lock:
+            return self._ok(len(self._state.positions)) if self._ready() else None
+
+    def orders_get(self, symbol: str | None = None, group: str | None = None,
+                   ticket: int | None = None) -> tuple[TradeOrder, ...] | None:
+        with self._lock:
+            if not self._ready():
+                return None
+            now = self._tick_world()
+            rows = [self._order_row(o, now) for o in self._state.orders.values()
+                    if (symbol is None or o.symbol == symbol)
+                    and (ticket is None or o.ticket == ticket)]
+            return self._ok(tuple(rows))
+
+    def orders_total(self) -> int | None:
+        with self._lock:
+            return self._ok(len(self._state.orders)) if self._ready() else None
+
+    def history_deals_get(self, date_from: Any = None, date_to: Any = None, *,
+                          group: str | None = None, ticket: int | None = None,
+                          position: int | None = None) -> tuple[TradeDeal, ...] | None:
+        with self._lock:
+            if not self._ready():
+                return None
+            self._tick_world()
+            deals = self._state.deals
+            if ticket is not None:
+                deals = [d for d in deals if d.order == ticket]
+            elif position is not None:
+                deals = [d for d in deals if d.position_id == position]
+            elif date_from is not None and date_to is not None:
+                lo, hi = _epoch(date_from), _epoch(date_to)
+                deals = [d for d in deals if lo <= d.time <= hi]
+            else:
+                return self._fail(c.RES_E_INVALID_PARAMS, "Invalid arguments", None)
+            return self._ok(tuple(deals))
+
+    def symbol_info(self, symbol: str) -> SymbolInfo | None:
+        with self._lock:
+            if not self._ready():
+                return None
+            spec = self._symbols.get(symbol)
+            if spec is None:
+                return self._fail(c.RES_E_NOT_FOUND, "Terminal: Not found", None)
+            now = self._clock()
+            bid, ask = self._quote(spec, now)
+            return self._ok(SymbolInfo(
+                False, True, True, spec.digits, spec.spread_points, False, spec.stops_level,
+                0, spec.trade_mode, c.SYMBOL_TRADE_EXECUTION_INSTANT, spec.filling_mode, 127,
+                int(now), bid, ask, 0.0, spec.point,
+                spec.contract_size * spec.point * self._to_usd(spec.currency_profit, now),
+                spec.point, spec.contract_size, spec.volume_min, spec.volume_max,
+                spec.volume_step, 0.0, 0.0, 0.0, 0.0, 0.0, spec.currency_base,
+                spec.currency_profit, spec.currency_margin, spec.description,
+                f"Simulator\\{spec.name}", spec.name))
+
+    def symbol_info_tick(self, symbol: str) -> Tick | None:
+        with self._lock:
+            if not self._ready():
+                return None
+            spec = self._symbols.get(symbol)
+            if spec is None:
+                return self._fail(c.RES_E_NOT_FOUND, "Terminal: Not found", None)
+            now = self._clock()
+            bid, ask = self._quote(spec, now)
+            return self._ok(Tick(int(now), bid, ask, 0.0, 0, int(now * 1000), 6, 0.0))
+
+    def symbol_select(self, symbol: str, enable: bool = True) -> bool:
+        with self._lock:
+            if not self._ready():
+                return False
+            if symbol not in self._symbols:
+                return self._fail(c.RES_E_NOT_FOUND, "Terminal: Not found", False)
+            return self._ok(True)
+
+    # --- trading --------------------------------------------------------------------------
+    def order_check(self, request: dict[str, Any]) -> OrderCheckResult | None:
+        with self._lock:
+            if not self._ready():
+                return None
+            now = self._tick_world()
+            req = _request_tuple(request)
+            info = self._account_info(now)
+            try:
+                margin = self._validate(req, now)
+                retcode, comment = c.TRADE_RETCODE_CHECK_OK, "Done"
+            except _Reject as rej:
+                margin = rej.margin
+                retcode, comment = rej.retcode, rej.comment
+            # MqlTradeCheckResult: margin needed by this request; free margin and margin
+            # level as they would be after it.
+            total = info.margin + margin
+            level = round(info.equity / total * 100.0, 2) if total else 0.0
+            return self._ok(OrderCheckResult(retcode, info.balance, info.equity, info.profit,
+                                             round(margin, 2), round(info.equity - total, 2),
+                                             level, comment, req))
+
+    def order_send(self, request: dict[str, Any]) -> OrderSendResult | None:
+        with self._lock:
+            if not self._ready():
+                return None
+            now = self._tick_world()
+            req = _request_tuple(request)
+            self._request_id += 1
+            spec = self._symbols.get(req.symbol)
+            bid, ask = self._quote(spec, now) if spec else (0.0, 0.0)
+            try:
+                self._validate(req, now)
+                deal, order, volume, price = self._execute(req, now)
+            except _Reject as rej:
+                return self._ok(OrderSendResult(rej.retcode, 0, 0, 0.0, 0.0, bid, ask,
+                                                rej.comment, self._request_id, 0, req))
+            retcode = c.TRADE_RETCODE_DONE
+            return self._ok(OrderSendResult(retcode, deal, order, volume, price, bid, ask,
+                                            "Request executed", self._request_id, 0, req))
+
+    # --- internals: bookkeeping ----------------------------------------------------------
+    def _ready(self) -> bool:
+        if not self._terminal_up or not self._initialized:
+            self._last_error = (c.RES_E_INTERNAL_FAIL_CONNECT, "IPC send failed")
+            return False
+        return True
+
+    def _ok(self, value: Any) -> Any:
+        self._last_error = (c.RES_S_OK, "Success")
+        return value
+
+    def _fail(self, code: int, message: str, value: Any) -> Any:
+        self._last_error = (code, message)
+        return value
+
+    def _quote(self, spec: SymbolSpec, t: float) -> tuple[float, float]:
+        mid = self._price_path(spec, t)
+        half = spec.spread_points * spec.point / 2.0
+        bid = round(mid - half, spec.digits)
+        ask = round(bid + spec.spread_points * spec.point, spec.digits)
+        return bid, ask
+
+    def _mid(self, symbol: str, t: float) -> float:
+        return self._price_path(self._symbols[symbol], t)
+
+    def _to_usd(self, currency: str, t: float) -> float:
+        """Value of one unit of ``currency`` in USD at ``t`` (mid rates)."""
+        if currency == "USD":
+            return 1.0
+        if currency == "JPY":
+            return 1.0 / self._mid("USDJPY", t)
+        return self._mid(f"{currency}USD", t)
+
+    def _margin_for(self, spec: SymbolSpec, volume: float, t: float) -> float:
+        notional = volume * spec.contract_size * self._to_usd(spec.currency_margin, t)
+        return notional / self._account.leverage
+
+    def _profit(self, p: _Position, t: float) -> float:
+        spec = self._symbols[p.symbol]
+        bid, ask = self._quote(spec, t)
+        close = bid if p.type == c.POSITION_TYPE_BUY else ask
+        sign = 1.0 if p.type == c.POSITION_TYPE_BUY else -1.0
+        raw = sign * (close - p.price_open) * p.volume * spec.contract_size
+        return round(raw * self._to_usd(spec.currency_profit, t), 2)
+
+    def _account_info(self, t: float) -> AccountInfo:
+        a = self._account
+        profit = round(float(sum(self._profit(p, t) for p in self._state.positions.values())), 2)
+        margin = round(float(sum(self._margin_for(self._symbols[p.symbol], p.volume, t)
+                                 for p in self._state.positions.values())), 2)
+        equity = round(a.balance + profit, 2)
+        level = round(equity / margin * 100.0, 2) if margin else 0.0
+        return AccountInfo(
+            a.login, c.ACCOUNT_TRADE_MODE_DEMO, a.leverage, 200, c.ACCOUNT_STOPOUT_MODE_PERCENT,
+            True, True, c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING, 2, False, round(a.balance, 2),
+            0.0, profit, equity, margin, round(equity - margin, 2), level, a.margin_so_call,
+            a.margin_so_so, 0.0, 0.0, 0.0, 0.0, 0.0, a.name, a.server, "USD",
+            "MT5 Farm simulator")
+
+    def _position_row(self, p: _Position, t: float) -> TradePosition:
+        bid, ask = self._quote(self._symbols[p.symbol], t)
+        current = bid if p.type == c.POSITION_TYPE_BUY else ask
+        return TradePosition(p.ticket, int(p.time), int(p.time * 1000), int(p.time_update),
+                             int(p.time_update * 1000), p.type, p.magic, p.ticket, p.reason,
+                             p.volume, p.price_open, p.sl, p.tp, current, 0.0,
+                             self._profit(p, t), p.symbol, p.comment, "")
+
+    def _order_row(self, o: _Order, t: float) -> TradeOrder:
+        bid, ask = self._quote(self._symbols[o.symbol], t)
+        current = ask if o.type in _BUY_TYPES else bid
+        return TradeOrder(o.ticket, int(o.time_setup), int(o.time_setup * 1000),
+                          int(o.time_done), int(o.time_done * 1000), 0, o.type,
+                          c.ORDER_TIME_GTC, o.type_filling, o.state, o.magic, o.position_id,
+                          0, o.reason, o.volume, o.volume, o.price_open, o.sl, o.tp, current,
+                          0.0, o.symbol, o.comment, "")
+
+    def _add_deal(self, *, symbol: str, type_: int, entry: int, volume: float, price: float,
+                  profit: float, order: int, position_id: int, magic: int, reason: int,
+                  comment: str, t: float | None = None) -> int:
+        now = self._clock() if t is None else t
+        ticket = self._next_deal
+        self._next_deal += 1
+        self._state.deals.append(TradeDeal(ticket, order, int(now), int(now * 1000), type_,
+                                           entry, magic, position_id, reason, volume, price,
+                                           0.0, 0.0, profit, 0.0, symbol, comment, ""))
+        return ticket
+
+    def _new_order_ticket(self) -> int:
+        ticket = self._next_order
+        self._next_order += 1
+        return ticket
+
+    # --- internals: validation -----------------------------------------------------------
+    def _validate(self, req: TradeRequest, t: float) -> float:
+        """Raise :class:`_Reject` when MT5 would refuse ``req``; return its extra margin."""
+        if req.action in (c.TRADE_ACTION_DEAL, c.TRADE_ACTION_PENDING):
+            spec = self._spec_or_reject(req.symbol)
+            self._check_tradeable(spec, t)
+            if req.position:
+                return self._validate_close(req, spec)
+            self._check_volume(spec, req.volume)
+            bid, ask = self._quote(spec, t)
+            if req.action == c.TRADE_ACTION_DEAL:
+                if req.type not in (c.ORDER_TYPE_BUY, c.ORDER_TYPE_SELL):
+                    raise _Reject(c.TRADE_RETCODE_INVALID, "Invalid order type for a deal")
+                self._check_filling(spec, req.type_filling)
+                market = ask if req.type == c.ORDER_TYPE_BUY else bid
+                if req.price and abs(req.price - market) > req.deviation * spec.point + 1e-12:
+                    raise _Reject(c.TRADE_RETCODE_REQUOTE)
+                self._check_stops(spec, req.type == c.ORDER_TYPE_BUY, market, req.sl, req.tp,
+                                  bid, ask)
+                margin = self._margin_for(spec, req.volume, t)
+                if margin > self._account_info(t).margin_free:
+                    raise _Reject(c.TRADE_RETCODE_NO_MONEY, "No money", margin)
+                return margin
+            self._check_pending_price(spec, req.type, req.price, bid, ask)
+            self._check_stops(spec, req.type in _BUY_TYPES, req.price, req.sl, req.tp,
+                              req.price, req.price)
+            return 0.0
+        if req.action == c.TRADE_ACTION_SLTP:
+            pos = self._state.positions.get(req.position)
+            if pos is None:
+                raise _Reject(c.TRADE_RETCODE_POSITION_CLOSED)
+            spec = self._symbols[pos.symbol]
+            self._check_tradeable(spec, t)
+            bid, ask = self._quote(spec, t)
+            is_buy = pos.type == c.POSITION_TYPE_BUY
+            self._check_stops(spec, is_buy, bid if is_buy else ask, req.sl, req.tp, bid, ask)
+            if (req.sl, req.tp) == (pos.sl, pos.tp):
+                raise _Reject(c.TRADE_RETCODE_NO_CHANGES)
+            return 0.0
+        if req.action in (c.TRADE_ACTION_MODIFY, c.TRADE_ACTION_REMOVE):
+            order = self._state.orders.get(req.order)
+            if order is None:
+                raise _Reject(c.TRADE_RETCODE_INVALID, "Order not found")
+            spec = self._symbols[order.symbol]
+            self._check_tradeable(spec, t)
+            if req.action == c.TRADE_ACTION_MODIFY:
+                bid, ask = self._quote(spec, t)
+                price = req.price or order.price_open
+                self._check_pending_price(spec, order.type, price, bid, ask)
+                self._check_stops(spec, order.type in _BUY_TYPES, price, req.sl, req.tp,
+                                  price, price)
+                if (price, req.sl, req.tp) == (order.price_open, order.sl, order.tp):
+                    raise _Reject(c.TRADE_RETCODE_NO_CHANGES)
+            return 0.0
+        raise _Reject(c.TRADE_RETCODE_INVALID, "Unsupported trade action")
+
+    def _spec_or_reject(self, symbol: str) -> SymbolSpec:
+        spec = self._symbols.get(symbol)
+        if spec is None:
+            raise _Reject(c.TRADE_RETCODE_INVALID, "Unknown symbol")
+        return spec
+
+    def _check_tradeable(self, spec: SymbolSpec, t: float) -> None:
+        if spec.trade_mode == c.SYMBOL_TRADE_MODE_DISABLED:
+            raise _Reject(c.TRADE_RETCODE_TRADE_DISABLED)
+        if not spec.always_open and not self._market_open(t):
+            raise _Reject(c.TRADE_RETCODE_MARKET_CLOSED, "Market closed")
+
+    @staticmethod
+    def _check_volume(spec: SymbolSpec, volume: float) -> None:
+        if not volume_fits(volume, spec.volume_min, spec.volume_max, spec.volume_step):
+            raise _Reject(c.TRADE_RETCODE_INVALID_VOLUME, "Invalid volume")
+
+    @staticmethod
+    def _check_filling(spec: SymbolSpec, filling: int) -> None:
+        allowed = {c.ORDER_FILLING_FOK: spec.filling_mode & c.SYMBOL_FILLING_FOK,
+                   c.ORDER_FILLING_IOC: spec.filling_mode & c.SYMBOL_FILLING_IOC,
+                   c.ORDER_FILLING_RETURN: 1}
+        if not allowed.get(filling, 0):
+            raise _Reject(c.TRADE_RETCODE_INVALID_FILL, "Unsupported filling mode")
+
+    @staticmethod
+    def _check_stops(spec: SymbolSpec, is_buy: bool, ref: float, sl: float, tp: float,
+                     bid: float, ask: float) -> None:
+        """SL/TP on the right side of the price they close at, stops_level points away."""
+        gap = spec.stops_level * spec.point - 1e-12
+        close_ref = bid if is_buy else ask
+        if is_buy:
+            if sl and not sl <= close_ref - gap:
+                raise _Reject(c.TRADE_RETCODE_INVALID_STOPS, "Invalid stops")
+            if tp and not tp >= close_ref + gap:
+                raise _Reject(c.TRADE_RETCODE_INVALID_STOPS, "Invalid stops")
+        else:
+            if sl and not sl >= close_ref + gap:
+                raise _Reject(c.TRADE_RETCODE_INVALID_STOPS, "Invalid stops")
+            if tp and not tp <= close_ref - gap:
+                raise _Reject(c.TRADE_RETCODE_INVALID_STOPS, "Invalid stops")
+
+    @staticmethod
+    def _check_pending_price(spec: SymbolSpec, type_: int, price: float, bid: float,
+                             ask: float) -> None:
+        gap = spec.stops_level * spec.point - 1e-12
+        ok = {
+            c.ORDER_TYPE_BUY_LIMIT: price <= ask - gap,
+            c.ORDER_TYPE_SELL_LIMIT: price >= bid + gap,
+            c.ORDER_TYPE_BUY_STOP: price >= ask + gap,
+            c.ORDER_TYPE_SELL_STOP: price <= bid - gap,
+        }.get(type_)
+        if ok is None:
+            raise _Reject(c.TRADE_RETCODE_INVALID, "Invalid order type for a pending order")
+        if price <= 0 or not ok:
+            raise _Reject(c.TRADE_RETCODE_INVALID_PRICE, "Invalid price")
+
+    def _validate_close(self, req: TradeRequest, spec: SymbolSpec) -> float:
+        pos = self._state.positions.get(req.position)
+        if pos is None:
+            raise _Reject(c.TRADE_RETCODE_POSITION_CLOSED)
+        if pos.symbol != spec.name:
+            raise _Reject(c.TRADE_RETCODE_INVALID, "Symbol differs from the position's")
+        expected = c.ORDER_TYPE_SELL if pos.type == c.POSITION_TYPE_BUY else c.ORDER_TYPE_BUY
+        if req.action != c.TRADE_ACTION_DEAL or req.type != expected:
+            raise _Reject(c.TRADE_RETCODE_INVALID, "A close must be an opposite deal")
+        self._check_volume(spec, req.volume)
+        if req.volume > pos.volume + 1e-9:
+            raise _Reject(c.TRADE_RETCODE_INVALID_CLOSE_VOLUME)
+        return 0.0
+
+    # --- internals: execution ------------------------------------------------------------
+    def _execute(self, req: TradeRequest, t: float) -> tuple[int, int, float, float]:
+        """Apply a validated request; return (deal, order, volume, price)."""
+        if req.action == c.TRADE_ACTION_DEAL:
+            spec = self._symbols[req.symbol]
+            bid, ask = self._quote(spec, t)
+            price = ask if req.type == c.ORDER_TYPE_BUY else bid
+            order = self._new_order_ticket()
+            self._record_filled_order(order, req, price, t)
+            if req.position:
+                deal = self._close(self._state.positions[req.position], req.volume, price,
+                                   order, c.REASON_EXPERT, req.comment, t)
+            else:
+                deal = self._open(order, req.symbol, req.type, req.volume, price, req.sl,
+                                  req.tp, req.magic, req.comment, c.REASON_EXPERT, t)
+            return deal, order, req.volume, price
+        if req.action == c.TRADE_ACTION_PENDING:
+            order = self._new_order_ticket()
+            self._state.orders[order] = _Order(
+                order, req.symbol, req.type, req.volume, req.price, req.sl, req.tp, req.magic,
+                req.comment, t, c.ORDER_FILLING_RETURN, reason=c.REASON_EXPERT)
+            return 0, order, req.volume, req.price
+        if req.action == c.TRADE_ACTION_SLTP:
+            pos = self._state.positions[req.position]
+            pos.sl, pos.tp, pos.time_update = req.sl, req.tp, t
+            return 0, 0, pos.volume, 0.0
+        order = self._state.orders[req.order]
+        if req.action == c.TRADE_ACTION_MODIFY:
+            order.price_open = req.price or order.price_open
+            order.sl, order.tp = req.sl, req.tp
+            return 0, order.ticket, order.volume, order.price_open
+        del self._state.orders[order.ticket]
+        self._state.history_orders.append(
+            replace(order, state=c.ORDER_STATE_CANCELED, time_done=t))
+        return 0, order.ticket, order.volume, order.price_open
+
+    def _record_filled_order(self, ticket: int, req: TradeRequest, price: float,
+                             t: float) -> None:
+        self._state.history_orders.append(_Order(
+            ticket, req.symbol, req.type, req.volume, price, req.sl, req.tp, req.magic,
+            req.comment, t, req.type_filling, c.ORDER_STATE_FILLED, t,
+            req.position or ticket, c.REASON_EXPERT))
+
+    def _open(self, order: int, symbol: str, type_: int, volume: float, price: float,
+              sl: float, tp: float, magic: int, comment: str, reason: int, t: float) -> int:
+        self._state.positions[order] = _Position(
+            order, symbol, c.POSITION_TYPE_BUY if type_ in _BUY_TYPES else c.POSITION_TYPE_SELL,
+            volume, price, sl, tp, magic, comment, t, t, reason)
+        deal_type = c.DEAL_TYPE_BUY if type_ in _BUY_TYPES else c.DEAL_TYPE_SELL
+        return self._add_deal(symbol=symbol, type_=deal_type, entry=c.DEAL_ENTRY_IN,
+                              volume=volume, price=price, profit=0.0, order=order,
+                              position_id=order, magic=magic, reason=reason, comment=comment,
+                              t=t)
+
+    def _close(self, pos: _Position, volume: float, price: float, order: int, reason: int,
+               comment: str, t: float) -> int:
+        spec = self._symbols[pos.symbol]
+        sign = 1.0 if pos.type == c.POSITION_TYPE_BUY else -1.0
+        profit = round(sign * (price - pos.price_open) * volume * spec.contract_size
+                       * self._to_usd(spec.currency_profit, t), 2)
+        self._account.balance = round(self._account.balance + profit, 2)
+        remaining = round(pos.volume - volume, 8)
+        if remaining <= 1e-9:
+            del self._state.positions[pos.ticket]
+        else:
+            pos.volume, pos.time_update = remaining, t
+        deal_type = c.DEAL_TYPE_SELL if pos.type == c.POSITION_TYPE_BUY else c.DEAL_TYPE_BUY
+        return self._add_deal(symbol=pos.symbol, type_=deal_type, entry=c.DEAL_ENTRY_OUT,
+                              volume=volume, price=price, profit=profit, order=order,
+                              position_id=pos.ticket, magic=pos.magic, reason=reason,
+                              comment=comment, t=t)
+
+    def _tick_world(self) -> float:
+        """Trigger pending orders, SL/TP and stop-out at the current instant's prices."""
+        now = self._clock()
+        for order in list(self._state.orders.values()):
+            spec = self._symbols[order.symbol]
+            if not spec.always_open and not self._market_open(now):
+                continue
+            bid, ask = self._quote(spec, now)
+            if _pending_triggered(order.type, order.price_open, bid, ask):
+                self._fill_pending(order, bid, ask, now)
+        for pos in list(self._state.positions.values()):
+            spec = self._symbols[pos.symbol]
+            if not spec.always_open and not self._market_open(now):
+                continue
+            bid, ask = self._quote(spec, now)
+            reason = _stop_hit(pos, bid, ask)
+            if reason is not None:
+                price = bid if pos.type == c.POSITION_TYPE_BUY else ask
+                self._close(pos, pos.volume, price, self._new_order_ticket(), reason,
+                            "[sl]" if reason == c.REASON_SL else "[tp]", now)
+        self._stop_out(now)
+        return now
+
+    def _fill_pending(self, order: _Order, bid: float, ask: float, t: float) -> None:
+        del self._state.orders[order.ticket]
+        spec = self._symbols[order.symbol]
+        if self._margin_for(spec, order.volume, t) > self._account_info(t).margin_free:
+            self._state.history_orders.append(
+                replace(order, state=c.ORDER_STATE_REJECTED, time_done=t))
+            return
+        price = ask if order.type in _BUY_TYPES else bid
+        self._state.history_orders.append(
+            replace(order, state=c.ORDER_STATE_FILLED, time_done=t, position_id=order.ticket))
+        self._open(order.ticket, order.symbol, order.type, order.volume, price, order.sl,
+                   order.tp, order.magic, order.comment, order.reason, t)
+
+    def _stop_out(self, t: float) -> None:
+        while self._state.positions:
+            info = self._account_info(t)
+            if not info.margin or info.margin_level >= self._account.margin_so_so:
+                return
+            worst = min(self._state.positions.values(), key=lambda p: self._profit(p, t))
+            bid, ask = self._quote(self._symbols[worst.symbol], t)
+            price = bid if worst.type == c.POSITION_TYPE_BUY else ask
+            self._close(worst, worst.volume, price, self._new_order_ticket(), c.REASON_SO,
+                        f"[so {info.margin_level:.2f}%]", t)
+
+
+def volume_fits(volume: float, vmin: float, vmax: float, step: float) -> bool:
+    """True when ``volume`` lies in [vmin, vmax] on the grid vmin + k x step."""
+    if not math.isfinite(volume) or volume < vmin - 1e-9 or volume > vmax + 1e-9:
+        return False
+    steps = (volume - vmin) / step
+    return abs(steps - round(steps)) < 1e-6
+
+
+def _pending_triggered(type_: int, price: float, bid: float, ask: float) -> bool:
+    return {
+        c.ORDER_TYPE_BUY_LIMIT: ask <= price,
+        c.ORDER_TYPE_SELL_LIMIT: bid >= price,
+        c.ORDER_TYPE_BUY_STOP: ask >= price,
+        c.ORDER_TYPE_SELL_STOP: bid <= price,
+    }.get(type_, False)
+
+
+def _stop_hit(pos: _Position, bid: float, ask: float) -> int | None:
+    if pos.type == c.POSITION_TYPE_BUY:
+        if pos.sl and bid <= pos.sl:
+            return c.REASON_SL
+        if pos.tp and bid >= pos.tp:
+            return c.REASON_TP
+    else:
+        if pos.sl and ask >= pos.sl:
+            return c.REASON_SL
+        if pos.tp and ask <= pos.tp:
+            return c.REASON_TP
+    return None
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.timestamp()
+    return float(value)
+
+
+def _request_tuple(request: dict[str, Any]) -> TradeRequest:
+    """MT5's TradeRequest from a request dict; missing fields default as in MT5."""
+    def num(key: str, default: float = 0.0) -> float:
+        value = request.get(key, default)
+        return float(value) if value is not None else default
+
+    def integer(key: str) -> int:
+        value = request.get(key, 0)
+        return int(value) if value is not None else 0
+
+    return TradeRequest(
+        integer("action"), integer("magic"), integer("order"), str(request.get("symbol", "")),
+        num("volume"), num("price"), num("stoplimit"), num("sl"), num("tp"),
+        integer("deviation"), integer("type"), integer("type_filling"), integer("type_time"),
+        integer("expiration"), str(request.get("comment", ""))[:31], integer("position"),
+        integer("position_by"))

@@ -1,0 +1,128 @@
+"""The ``mt5-account-service`` command.
+
+    mt5-account-service                      serve (same as ``serve``)
+    mt5-account-service healthcheck          GET localhost /health; exit 0 when healthy
+    mt5-account-service simulator-rpyc       serve a simulated terminal over RPyC (mt5linux)
+    mt5-account-service migrate              apply the Postgres migrations and exit
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import urllib.error
+import urllib.request
+from typing import Sequence
+
+from .config import ConfigError, load_settings
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def serve() -> int:
+    import uvicorn
+
+    from .api import create_app
+
+    _configure_logging()
+    try:
+        settings = load_settings()
+        app = create_app(settings)
+    except (ConfigError, RuntimeError) as exc:
+        print(f"mt5-account-service: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop  # noqa: F401
+        loop = "uvloop"
+    except ImportError:  # Windows
+        loop = "asyncio"
+    uvicorn.run(app, host="0.0.0.0", port=settings.service_port, loop=loop, http="httptools",
+                ws="websockets-sansio", lifespan="on", access_log=False,
+                timeout_graceful_shutdown=5, log_level=os.environ.get("LOG_LEVEL", "info").lower())
+    return 0
+
+
+def healthcheck(timeout: float) -> int:
+    port = os.environ.get("SERVICE_PORT", "8000")
+    url = f"http://127.0.0.1:{port}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body, status = response.read().decode(), response.status
+    except urllib.error.HTTPError as exc:
+        body, status = exc.read().decode(errors="replace"), exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"unhealthy: cannot reach {url}: {exc}")
+        return 1
+    try:
+        reason = json.loads(body).get("reason")
+    except ValueError:
+        reason = body[:200]
+    print("healthy" if status == 200 else f"unhealthy ({status}): {reason}")
+    return 0 if status == 200 else 1
+
+
+def simulator_rpyc(host: str, port: int, balance: float, leverage: int) -> int:
+    from .backends.rpyc_server import make_server
+    from .backends.simulator import SimulatedTerminal
+
+    _configure_logging()
+    terminal = SimulatedTerminal(balance=balance, leverage=leverage)
+    server = make_server(terminal, host, port)
+    logging.getLogger(__name__).info(
+        "simulated MT5 terminal (not MetaTrader 5) serving RPyC classic on %s:%d", host, port)
+    server.start()
+    return 0
+
+
+def migrate() -> int:
+    from .store import apply_migrations, connect_postgres
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"mt5-account-service: {exc}", file=sys.stderr)
+        return 2
+    if not settings.database_url:
+        print("mt5-account-service: DATABASE_URL is not set", file=sys.stderr)
+        return 2
+
+    async def run() -> list[int]:
+        conn = await connect_postgres(settings.database_url or "", settings.postgres_password)
+        try:
+            return await apply_migrations(conn)
+        finally:
+            await conn.close()
+
+    applied = asyncio.run(run())
+    print(f"applied migrations: {applied or 'none (up to date)'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mt5-account-service", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the service (default)")
+    hc = sub.add_parser("healthcheck", help="exit 0 when GET /health on SERVICE_PORT is 200")
+    hc.add_argument("--timeout", type=float, default=3.0)
+    sim = sub.add_parser("simulator-rpyc", help="serve a simulated terminal over RPyC")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=18812)
+    sim.add_argument("--balance", type=float, default=10_000.0)
+    sim.add_argument("--leverage", type=int, default=100)
+    sub.add_parser("migrate", help="apply the Postgres migrations and exit")
+    args = parser.parse_args(argv)
+    if args.command == "healthcheck":
+        return healthcheck(args.timeout)
+    if args.command == "simulator-rpyc":
+        return simulator_rpyc(args.host, args.port, args.balance, args.leverage)
+    if args.command == "migrate":
+        return migrate()
+    return serve()

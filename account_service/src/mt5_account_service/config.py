@@ -1,0 +1,157 @@
+"""Settings: parsed once from the environment and the secret files, then read-only.
+
+Secrets (broker password, API keys, Redis/Postgres passwords) come only from files in
+``MT5_SECRETS_DIR``; they are kept out of ``repr`` so a logged settings object leaks nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit
+
+BACKENDS = ("simulator", "mt5linux", "mt5")
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    login: int
+    server: str
+    backend: str
+    poll_interval: float = 0.5
+    service_port: int = 8000
+    mt5linux_host: str = "127.0.0.1"
+    mt5linux_port: int = 18812
+    terminal_path: str | None = None
+    secrets_dir: Path = Path("/run/secrets/mt5")
+    redis_url: str | None = None
+    redis_ttl: int = 30
+    advertise_url: str | None = None
+    database_url: str | None = None
+    snapshot_interval: float = 60.0
+    state_dir: Path = Path("/var/lib/mt5-account")
+    ws_queue_size: int = 256
+    simulator_balance: float = 10_000.0
+    simulator_leverage: int = 100
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    password: str | None = field(default=None, repr=False)
+    redis_password: str | None = field(default=None, repr=False)
+    postgres_password: str | None = field(default=None, repr=False)
+
+    @property
+    def stale_after(self) -> float:
+        """Age after which the last poll counts as stale for /health."""
+        return max(3.0 * self.poll_interval, 5.0)
+
+    @property
+    def endpoint(self) -> str:
+        """What Redis advertises for this account (ADVERTISE_URL, else host:port)."""
+        return self.advertise_url or f"{socket.gethostname()}:{self.service_port}"
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def _int(env: Mapping[str, str], name: str, default: int | None, low: int, high: int) -> int:
+    raw = _get(env, name)
+    if raw is None:
+        if default is None:
+            raise ConfigError(f"{name} is required (an integer from {low} to {high})")
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is out of range: use {low}..{high}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is out of range: use {low}..{high}")
+    return value
+
+
+def _read_secret(directory: Path, name: str) -> str | None:
+    path = directory / name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read secret file {path}: {exc.strerror}") from None
+    text = text.strip()
+    return text or None
+
+
+def _reject_inline_password(name: str, url: str | None) -> None:
+    if url and urlsplit(url).password is not None:
+        raise ConfigError(
+            f"{name} must not contain a password: put it in the secret file instead "
+            f"(redis_password / postgres_password in MT5_SECRETS_DIR)")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``env`` (default ``os.environ``) and the secret files."""
+    env = os.environ if env is None else env
+    backend = _get(env, "MT5_BACKEND") or "simulator"
+    if backend not in BACKENDS:
+        raise ConfigError(f"MT5_BACKEND={backend!r} is unknown: use one of {', '.join(BACKENDS)}")
+    secrets_dir = Path(_get(env, "MT5_SECRETS_DIR") or "/run/secrets/mt5")
+    api_key_text = _read_secret(secrets_dir, "api_key")
+    api_keys = tuple(line.strip() for line in (api_key_text or "").splitlines() if line.strip())
+    if not api_keys:
+        raise ConfigError(
+            f"no API key: write at least one key (one per line) to {secrets_dir / 'api_key'}")
+    if any(len(key) < 16 for key in api_keys):
+        raise ConfigError(f"every API key in {secrets_dir / 'api_key'} must be at least 16 characters")
+    password = _read_secret(secrets_dir, "password")
+    if password is None and backend != "simulator":
+        raise ConfigError(
+            f"MT5_BACKEND={backend} needs the broker password in {secrets_dir / 'password'}")
+    redis_url, database_url = _get(env, "REDIS_URL"), _get(env, "DATABASE_URL")
+    _reject_inline_password("REDIS_URL", redis_url)
+    _reject_inline_password("DATABASE_URL", database_url)
+    return Settings(
+        login=_int(env, "MT5_LOGIN", None, 1, 2**63 - 1),
+        server=_get(env, "MT5_SERVER") or ("MT5Farm-Simulator" if backend == "simulator" else ""),
+        backend=backend,
+        poll_interval=_float(env, "POLL_INTERVAL", 0.5, 0.01, 60.0),
+        service_port=_int(env, "SERVICE_PORT", 8000, 1, 65535),
+        mt5linux_host=_get(env, "MT5LINUX_HOST") or "127.0.0.1",
+        mt5linux_port=_int(env, "MT5LINUX_PORT", 18812, 1, 65535),
+        terminal_path=_get(env, "MT5_TERMINAL_PATH"),
+        secrets_dir=secrets_dir,
+        redis_url=redis_url,
+        redis_ttl=_int(env, "REDIS_TTL", 30, 3, 86400),
+        advertise_url=_get(env, "ADVERTISE_URL"),
+        database_url=database_url,
+        snapshot_interval=_float(env, "SNAPSHOT_INTERVAL", 60.0, 0.1, 86400.0),
+        state_dir=Path(_get(env, "STATE_DIR") or "/var/lib/mt5-account"),
+        ws_queue_size=_int(env, "WS_QUEUE_SIZE", 256, 1, 100_000),
+        simulator_balance=_float(env, "SIMULATOR_BALANCE", 10_000.0, 0.0, 1e12),
+        simulator_leverage=_int(env, "SIMULATOR_LEVERAGE", 100, 1, 10_000),
+        api_keys=api_keys,
+        password=password,
+        redis_password=_read_secret(secrets_dir, "redis_password"),
+        postgres_password=_read_secret(secrets_dir, "postgres_password"),
+    )

@@ -1,0 +1,142 @@
+"""Gateway: the only code that calls the backend.
+
+The ``MetaTrader5`` module (and an RPyC connection) must be called from one thread at a
+time, and its calls block. All calls therefore run, one after another, on a single worker
+thread; the event loop only awaits them. Failures become exceptions that say what broke,
+so nothing downstream can mistake a backend error for an empty answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .backends.base import RES_S_OK, to_plain
+from .config import Settings
+
+
+class BackendError(Exception):
+    """The backend answered with an error (``None`` plus ``last_error``)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class BackendUnavailable(BackendError):
+    """The backend cannot be reached: not connected, connection lost, terminal down."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent read of the account, taken on the worker thread."""
+
+    taken_at: float
+    terminal: dict[str, Any]
+    account: dict[str, Any]
+    positions: dict[int, dict[str, Any]]
+    orders: dict[int, dict[str, Any]]
+
+
+class Gateway:
+    """Serialised, asynchronous access to a backend object shaped like ``MetaTrader5``."""
+
+    def __init__(self, backend: Any, settings: Settings) -> None:
+        self.backend = backend
+        self._settings = settings
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mt5-backend")
+
+    async def run(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the backend thread; connection failures become BackendUnavailable."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn)
+        except (ConnectionError, EOFError, TimeoutError) as exc:
+            raise BackendUnavailable(str(exc) or type(exc).__name__) from exc
+
+    async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call one backend function; ``None`` results raise with the backend's last_error."""
+        return await self.run(lambda: self._checked(name, *args, **kwargs))
+
+    async def call_optional(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Like :meth:`call`, but ``None`` is returned (not raised) when last_error is
+        'not found' or OK (e.g. ``symbol_info`` of an unknown symbol)."""
+        return await self.run(lambda: self._optional(name, *args, **kwargs))
+
+    def _checked(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        result = getattr(self.backend, name)(*args, **kwargs)
+        if result is None:
+            raise self._error(name)
+        return to_plain(result)
+
+    def _optional(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        result = getattr(self.backend, name)(*args, **kwargs)
+        if result is not None:
+            return to_plain(result)
+        code, message = self.backend.last_error()
+        if code in (RES_S_OK, -4):
+            return None
+        raise _classify(name, code, message)
+
+    def _error(self, name: str) -> BackendError:
+        code, message = self.backend.last_error()
+        return _classify(name, code, message)
+
+    async def connect(self) -> None:
+        """initialize + login, then check the terminal holds the configured account."""
+        await self.run(self._connect_sync)
+
+    def _connect_sync(self) -> None:
+        s = self._settings
+        kwargs: dict[str, Any] = {"login": s.login, "server": s.server or None, "timeout": 60_000}
+        if s.password is not None:
+            kwargs["password"] = s.password
+        args = (s.terminal_path,) if s.terminal_path else ()
+        if not self.backend.initialize(*args, **kwargs):
+            code, message = self.backend.last_error()
+            raise BackendUnavailable(f"initialize() failed: {message} ({code})", code)
+        account = self._checked("account_info")
+        if int(account.get("login", 0)) != s.login:
+            raise BackendUnavailable(
+                f"the terminal is logged in to account {account.get('login')}, "
+                f"not MT5_LOGIN={s.login}: check the terminal's saved account")
+
+    async def snapshot(self) -> Snapshot:
+        return await self.run(self._snapshot_sync)
+
+    def _snapshot_sync(self) -> Snapshot:
+        terminal = self._checked("terminal_info")
+        if not terminal.get("connected", False):
+            raise BackendUnavailable("the terminal is not connected to the trade server")
+        account = self._checked("account_info")
+        positions = self._checked("positions_get")
+        orders = self._checked("orders_get")
+        return Snapshot(time.time(), terminal, account,
+                        {int(p["ticket"]): p for p in positions},
+                        {int(o["ticket"]): o for o in orders})
+
+    async def close(self) -> None:
+        def _shutdown() -> None:
+            try:
+                self.backend.shutdown()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+            closer = getattr(self.backend, "close", None)
+            if callable(closer):
+                closer()
+        try:
+            await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
+                self._executor, _shutdown), timeout=5)
+        except (asyncio.TimeoutError, RuntimeError):
+            pass
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _classify(name: str, code: int, message: str) -> BackendError:
+    text = f"{name}() failed: {message} (last_error {code})"
+    if code <= -10000:  # RES_E_INTERNAL_FAIL_*: IPC/terminal connection problems
+        return BackendUnavailable(text, code)
+    return BackendError(text, code)

@@ -1,0 +1,193 @@
+"""The poll loop: one backend snapshot per POLL_INTERVAL, changes pushed to the hub.
+
+It also owns connection state: a failed poll marks the backend disconnected (health turns
+503, WebSocket clients get a status message) and reconnects with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, Callable
+
+from .gateway import BackendError, Gateway, Snapshot
+from .metrics import Metrics
+from .ws import Hub
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START = 0.5
+BACKOFF_MAX = 30.0
+
+
+def diff_snapshots(old: Snapshot, new: Snapshot) -> dict[str, Any]:
+    """What changed from ``old`` to ``new``: changed account fields, and per section the
+    changed/new rows (whole rows) and the tickets that disappeared. Empty when equal."""
+    out: dict[str, Any] = {}
+    account = {k: v for k, v in new.account.items() if old.account.get(k) != v}
+    if account:
+        out["account"] = account
+    for section in ("positions", "orders"):
+        before: dict[int, Any] = getattr(old, section)
+        after: dict[int, Any] = getattr(new, section)
+        changed = [row for ticket, row in after.items() if before.get(ticket) != row]
+        removed = [ticket for ticket in before if ticket not in after]
+        if changed or removed:
+            out[section] = {"changed": changed, "removed": removed}
+    return out
+
+
+def next_backoff(current: float) -> float:
+    return min(current * 2.0, BACKOFF_MAX)
+
+
+class Poller:
+    def __init__(self, gateway: Gateway, hub: Hub, metrics: Metrics, interval: float,
+                 stale_after: float,
+                 on_snapshot: Callable[[Snapshot, dict[str, Any] | None], None] | None = None
+                 ) -> None:
+        self._gateway = gateway
+        self._hub = hub
+        self._metrics = metrics
+        self._interval = interval
+        self._stale_after = stale_after
+        self._on_snapshot = on_snapshot
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._json_cache: dict[str, tuple[int, bytes]] = {}
+        self.connected = False
+        self.reason = "not connected yet"
+        self.snapshot: Snapshot | None = None
+        self.seq = 0
+        self.last_success_mono: float | None = None
+
+    # --- state queries -------------------------------------------------------------------
+    def last_poll_age(self) -> float | None:
+        if self.last_success_mono is None:
+            return None
+        return time.monotonic() - self.last_success_mono
+
+    def health(self) -> tuple[bool, str | None]:
+        """(healthy, reason): healthy = connected and the last poll is fresh."""
+        if not self.connected:
+            return False, self.reason
+        age = self.last_poll_age()
+        if age is None:
+            return False, "no successful poll yet"
+        if age > self._stale_after:
+            return False, f"last successful poll {age:.1f} s ago (limit {self._stale_after:.1f} s)"
+        return True, None
+
+    def fresh_snapshot(self) -> Snapshot | None:
+        return self.snapshot if self.health()[0] else None
+
+    def cached_json(self, section: str) -> bytes:
+        """The JSON of one section of the current snapshot, encoded once per poll."""
+        cached = self._json_cache.get(section)
+        if cached is not None and cached[0] == self.seq:
+            return cached[1]
+        snap = self.snapshot
+        assert snap is not None
+        value: Any = snap.account if section == "account" else list(getattr(snap, section).values())
+        body = json.dumps(value, separators=(",", ":")).encode()
+        self._json_cache[section] = (self.seq, body)
+        return body
+
+    def snapshot_message(self) -> dict[str, Any]:
+        snap = self.snapshot
+        return {
+            "type": "snapshot", "seq": self.seq, "connected": self.connected,
+            "reason": None if self.connected else self.reason,
+            "time": snap.taken_at if snap else None,
+            "account": snap.account if snap else None,
+            "positions": list(snap.positions.values()) if snap else [],
+            "orders": list(snap.orders.values()) if snap else [],
+        }
+
+    # --- the loop --------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        backoff = BACKOFF_START
+        next_tick = time.monotonic()
+        while not self._stopping.is_set():
+            if not self.connected:
+                try:
+                    await self._gateway.connect()
+                    await self.poll_once()
+                    backoff = BACKOFF_START
+                    log.info("backend connected")
+                except BackendError as exc:
+                    self._set_disconnected(str(exc))
+                    await self._sleep(backoff)
+                    backoff = next_backoff(backoff)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - the loop must survive anything
+                    log.exception("unexpected error while connecting")
+                    self._set_disconnected(f"unexpected error: {exc}")
+                    await self._sleep(backoff)
+                    backoff = next_backoff(backoff)
+                    continue
+                next_tick = time.monotonic()
+            else:
+                try:
+                    await self.poll_once()
+                except BackendError as exc:
+                    log.warning("poll failed, reconnecting: %s", exc)
+                    self._set_disconnected(str(exc))
+                    continue
+                except Exception as exc:  # noqa: BLE001
+                    log.exception("unexpected error while polling")
+                    self._set_disconnected(f"unexpected error: {exc}")
+                    continue
+            next_tick += self._interval
+            now = time.monotonic()
+            if next_tick < now:  # fell behind: skip missed ticks rather than burst
+                next_tick = now + self._interval
+            await self._sleep(next_tick - now)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=max(seconds, 0.0))
+        except asyncio.TimeoutError:
+            pass
+
+    async def poll_once(self) -> Snapshot:
+        """Take a snapshot now, publish what changed. Also used right after a trade."""
+        async with self._lock:
+            start = time.perf_counter()
+            new = await self._gateway.snapshot()
+            self._metrics.poll_duration.observe(time.perf_counter() - start)
+            old = self.snapshot
+            changes = diff_snapshots(old, new) if old is not None else None
+            self.snapshot = new
+            self.last_success_mono = time.monotonic()
+            self._metrics.last_poll.set(new.taken_at)
+            self._metrics.observe_account(new.account, len(new.positions), len(new.orders))
+            if not self.connected:
+                self._set_connected()
+            if old is None:
+                self.seq += 1
+                self._hub.broadcast(self.snapshot_message())
+            elif changes:
+                self.seq += 1
+                self._hub.broadcast({"type": "update", "seq": self.seq, "time": new.taken_at,
+                                     **changes})
+            if self._on_snapshot is not None:
+                self._on_snapshot(new, changes)
+            return new
+
+    def _set_connected(self) -> None:
+        self.connected, self.reason = True, "connected"
+        self._metrics.backend_connected.set(1)
+        self._hub.broadcast({"type": "status", "connected": True, "reason": None})
+
+    def _set_disconnected(self, reason: str) -> None:
+        was_connected = self.connected
+        self.connected, self.reason = False, reason
+        self._metrics.backend_connected.set(0)
+        if was_connected:
+            self._hub.broadcast({"type": "status", "connected": False, "reason": reason})
