@@ -195,6 +195,7 @@ class _AccountChecker:
         self.profile = profile
         self.host_cpus = host_cpus
         self.label = f"host {host}, account #{index + 1} in mt5_accounts"
+        self.login_key = "<login>"  # the vault key to suggest, once the login is known
         self.problems: list[Problem] = []
 
     def add(self, what: str) -> None:
@@ -213,6 +214,7 @@ class _AccountChecker:
         if _is_int(value):
             if value > 0:
                 self.label = f"host {self.host}, account {value}"
+                self.login_key = str(int(value))
                 return int(value)
             self.add(f"login must be a positive whole number, got {value}; write the MT5 account number (e.g. 12345678)")
             return None
@@ -255,7 +257,8 @@ class _AccountChecker:
         self.add(f"backend {shown} is not available{where}; use one of {', '.join(choices)}")
         return None
 
-    def secret(self, account: Mapping[str, Any], key: str, required_because: str, example: str) -> None:
+    def secret(self, account: Mapping[str, Any], key: str, required_because: str, vault_var: str) -> None:
+        example = f"\"{{{{ {vault_var}['{self.login_key}'] }}}}\""
         value = _read(account, key)
         if value is _MISSING:
             self.add(f"{key} is missing ({required_because}); add `{key}: {example}` and the password to the vault file")
@@ -264,7 +267,7 @@ class _AccountChecker:
             if why.startswith("refers to"):
                 fix = "add it to the vault file (see inventories/example/group_vars/all/vault.yml.example) and run with the vault"
             else:
-                fix = "check the expression (e.g. \"{{ vault_mt5_passwords['<login>'] }}\")"
+                fix = f"check the expression (e.g. {example})"
             self.add(f"{key} {why}; {fix}")
             return
         if isinstance(value, EncryptedString) and not isinstance(value, str):
@@ -369,7 +372,7 @@ class _AccountChecker:
         elif not isinstance(vnc, bool):
             self.add(f"vnc must be true or false, got {_type_name(vnc)}")
         elif vnc:
-            self.secret(account, "vnc_password", "vnc is true", "\"{{ vault_mt5_vnc_passwords['<login>'] }}\"")
+            self.secret(account, "vnc_password", "vnc is true", "vault_mt5_vnc_passwords")
 
     def windows_keys(self, account: Mapping[str, Any]) -> None:
         value = _read(account, "isolation")
@@ -383,7 +386,10 @@ class _AccountChecker:
 
     def keys(self, account: Mapping[str, Any]) -> None:
         """Unknown keys (with a did-you-mean) and keys of the other platform."""
-        allowed = set(COMMON_KEYS) | set(PLATFORM_KEYS.get(self.platform or "", ())) if self.platform else set(ALL_KEYS)
+        if self.platform is None:  # platform unknown (host in both groups): accept every known key
+            allowed = set(ALL_KEYS)
+        else:
+            allowed = set(COMMON_KEYS) | set(PLATFORM_KEYS[self.platform])
         for key in account:
             if key in allowed:
                 continue
@@ -419,7 +425,7 @@ def _check_account(
     backend = check.backend(account)
     if backend != "simulator":
         why = f"the {backend} backend logs in to a broker" if backend else "needed unless backend is simulator"
-        check.secret(account, "password", why, "\"{{ vault_mt5_passwords['<login>'] }}\"")
+        check.secret(account, "password", why, "vault_mt5_passwords")
     facts["enabled"] = check.enabled(account)
     check.text(account, "name")
     check.text(account, "comment")

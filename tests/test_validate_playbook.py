@@ -39,7 +39,7 @@ BROKEN: dict[str, tuple[int, list[str]]] = {
     "server_missing": (1, ["host farm-a, account 1001: server is missing; add `server: <broker server name"]),
     "password_missing": (1, [
         "host farm-a, account 1001: password is missing (the mt5linux backend logs in to a broker); "
-        "add `password: \"{{ vault_mt5_passwords['<login>'] }}\"` and the password to the vault file",
+        "add `password: \"{{ vault_mt5_passwords['1001'] }}\"` and the password to the vault file",
     ]),
     "password_vault_undefined": (1, [
         "host farm-a, account 1001: password refers to an undefined variable (vault_mt5_passwords); add it to the vault file",
