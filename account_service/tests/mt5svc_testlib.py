@@ -79,7 +79,7 @@ class LiveService:
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, loop="asyncio",
                                 http="httptools", ws="websockets-sansio", lifespan="on",
-                                access_log=False, log_level="warning",
+                                access_log=False, log_level="warning", ws_per_message_deflate=False,
                                 timeout_graceful_shutdown=3)
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, daemon=True)

@@ -45,7 +45,7 @@ def serve() -> int:
         loop = "asyncio"
     uvicorn.run(app, host="0.0.0.0", port=settings.service_port, loop=loop, http="httptools",
                 ws="websockets-sansio", lifespan="on", access_log=False,
-                timeout_graceful_shutdown=5, log_level=os.environ.get("LOG_LEVEL", "info").lower())
+                ws_per_message_deflate=False, timeout_graceful_shutdown=5, log_level=os.environ.get("LOG_LEVEL", "info").lower())
     return 0
 
 
