@@ -129,12 +129,12 @@ def terminal(clock: ManualClock) -> SimulatedTerminal:
 
 @pytest.fixture
 def start_service(tmp_path: Path) -> Iterator[Callable[..., LiveService]]:
-    """Factory: start_service(backend, **settings_overrides) -> a running LiveService."""
+    """Factory: start_service(backend_or_None, **settings_overrides) -> a running service."""
     running: list[LiveService] = []
 
-    def start(backend: Any, **overrides: Any) -> LiveService:
+    def start(terminal_backend: Any, /, **overrides: Any) -> LiveService:
         settings = make_settings(tmp_path, **overrides)
-        service = LiveService(settings, backend).start()
+        service = LiveService(settings, terminal_backend).start()
         running.append(service)
         return service
 
