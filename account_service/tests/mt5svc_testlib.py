@@ -236,7 +236,8 @@ class PostgresServer:
         import psycopg
 
         with psycopg.connect(self.dsn, password=self.password, autocommit=True) as conn:
-            return conn.execute(sql).fetchall()
+            cur = conn.execute(sql)
+            return cur.fetchall() if cur.description is not None else []
 
 
 @pytest.fixture(scope="session")
