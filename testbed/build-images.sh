@@ -12,9 +12,9 @@ set -euo pipefail
 MIRROR="${MT5FARM_TESTBED_MIRROR:-http://deb.debian.org/debian}"
 REPO="${MT5FARM_TESTBED_REPO:-mt5farm/testhost}"
 RECIPE_HASH="$(sha256sum "$0" | cut -c1-12)"
-# Packages beyond minbase: systemd as PID 1, python3-apt for Ansible's apt
+# Packages beyond minbase: systemd as PID 1, sudo for `become`, python3-apt for Ansible's apt
 # module, busybox-static to make a tiny image inside the host in the verifier.
-INCLUDE="systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,iproute2,procps,busybox-static,gpg"
+INCLUDE="systemd,systemd-sysv,dbus,sudo,python3,python3-apt,ca-certificates,iproute2,procps,busybox-static,gpg"
 
 declare -A VERSION_OF=([bookworm]=debian12 [trixie]=debian13)
 
