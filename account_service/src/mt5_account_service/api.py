@@ -7,7 +7,9 @@ poller, WebSocket hub, metrics registry, stores) hangs off ``app.state.svc``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
+import json
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -99,6 +101,57 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+class SnapshotReads:
+    """Pure-ASGI fast path for ``GET /api/account|positions|orders``.
+
+    These three are answered from the last poll's JSON (encoded once per poll), so the
+    FastAPI routing/dependency machinery would be most of their cost. This layer answers
+    them directly, with the same auth and the same responses as the routes it shadows
+    (which stay declared for the OpenAPI schema). It sets ``scope["route"]`` so the
+    request metrics label them like any other route.
+    """
+
+    SECTIONS = {"/api/account": "account", "/api/positions": "positions",
+                "/api/orders": "orders"}
+
+    def __init__(self, app: Any, svc: "Service", routes: dict[str, Any]) -> None:
+        self.app, self.svc, self.routes = app, svc, routes
+        self._keys = svc.settings.api_keys
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        section = (self.SECTIONS.get(scope["path"])
+                   if scope["type"] == "http" and scope["method"] == "GET" else None)
+        if section is None:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = self.routes.get(scope["path"])
+        key = None
+        for name, value in scope["headers"]:
+            if name == b"x-api-key":
+                key = value.decode("latin-1").strip()
+                break
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                key = value[7:].decode("latin-1").strip()
+        poller = self.svc.poller
+        if not keys_match(key, self._keys):
+            status, body = 401, _error_bytes(
+                "unauthorized", "missing or wrong API key: send it in the X-API-Key header "
+                "(or Authorization: Bearer <key>)")
+        elif poller.fresh_snapshot() is None:
+            status, body = 503, _error_bytes(
+                "backend_unavailable", f"no fresh account data: {poller.health()[1]}")
+        else:
+            status, body = 200, poller.cached_json(section)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _error_bytes(error: str, message: str) -> bytes:
+    return json.dumps({"error": error, "message": message, "retcode": None}).encode()
+
+
 def _build_service(settings: Settings, backend: Any | None) -> Service:
     metrics = Metrics()
     hub = Hub(settings.ws_queue_size, metrics.ws_clients.set)
@@ -181,6 +234,10 @@ def create_app(settings: Settings, backend: Any | None = None) -> FastAPI:
             svc.tasks.append(asyncio.create_task(_record_loop(svc), name="recorder"))
         if svc.registry is not None:
             svc.tasks.append(asyncio.create_task(svc.registry.run(), name="redis"))
+        # Everything loaded so far lives as long as the process: keep it out of the
+        # collector's way, so full collections under load stay short.
+        gc.collect()
+        gc.freeze()
         log.info("account service started: login=%s backend=%s port=%s", settings.login,
                  settings.backend, settings.service_port)
         try:
@@ -202,6 +259,8 @@ def create_app(settings: Settings, backend: Any | None = None) -> FastAPI:
     app = FastAPI(title="MT5 Farm account service", version=__version__, lifespan=lifespan,
                   docs_url="/docs", redoc_url=None)
     app.state.svc = svc
+    shadowed: dict[str, Any] = {}
+    app.add_middleware(SnapshotReads, svc=svc, routes=shadowed)
     app.add_middleware(RequestMetricsMiddleware, metrics=svc.metrics)
 
     @app.exception_handler(ApiError)
@@ -403,6 +462,9 @@ def create_app(settings: Settings, backend: Any | None = None) -> FastAPI:
         """Cancel a pending order."""
         return await trade(request, "cancel", {"ticket": ticket},
                            lambda: cancel_order(svc.gateway, ticket))
+
+    shadowed.update({r.path: r for r in app.routes
+                     if getattr(r, "path", None) in SnapshotReads.SECTIONS})
 
     # --- WebSocket -----------------------------------------------------------------------------
     @app.websocket("/ws")

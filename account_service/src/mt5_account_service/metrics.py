@@ -54,6 +54,7 @@ class Metrics:
         self.info = Gauge("mt5_account_info", "Static facts about this service (always 1)",
                           ["login", "server", "backend", "version"], registry=r)
         self._children: dict[tuple[str, str], Any] = {}
+        self._counters: dict[tuple[str, str, int], Any] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method)
@@ -61,7 +62,12 @@ class Metrics:
         if child is None:
             child = self._children[key] = self.request_duration.labels(route, method)
         child.observe(seconds)
-        self.requests.labels(route, method, str(status)).inc()
+        counter_key = (route, method, status)
+        counter = self._counters.get(counter_key)
+        if counter is None:
+            counter = self._counters[counter_key] = self.requests.labels(route, method,
+                                                                         str(status))
+        counter.inc()
 
     def observe_account(self, account: dict[str, Any], positions: int, orders: int) -> None:
         self.balance.set(float(account.get("balance") or 0.0))
