@@ -48,6 +48,9 @@ def test_service_trades_through_the_mt5linux_backend(start_service: Any,
         assert opened.status_code == 201, opened.text
         ticket = opened.json()["position"]
         assert [p["ticket"] for p in http.get("/api/positions").json()] == [ticket]
+        # datetime arguments cross the bridge too (mt5linux sends their repr)
+        deals = http.get("/api/history", params={"days": 1}).json()
+        assert opened.json()["deal"] in [d["ticket"] for d in deals]
         bad = http.post("/api/orders", json={"symbol": "BTCUSD", "type": "buy", "volume": 0.015})
         assert bad.status_code == 422 and bad.json()["error"] == "invalid_volume"
         assert http.get("/api/symbols/NOPE").status_code == 404

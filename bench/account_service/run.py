@@ -142,12 +142,12 @@ class Processes:
             self.stop(proc)
 
 
-def run_wrk(port: int, duration: int, workdir: Path) -> dict[str, float]:
+def run_wrk(port: int, duration: int, workdir: Path, args_threads: int = 2) -> dict[str, float]:
     if shutil.which("wrk") is None:
         raise SystemExit("bench: wrk not found: apt-get install wrk")
     script = workdir / "report.lua"
     script.write_text(WRK_LUA)
-    argv = pinned(1, ["wrk", "-t", "2", "-c", "64", "-d", f"{duration}s", "-s", str(script),
+    argv = pinned(1, ["wrk", "-t", str(args_threads), "-c", "64", "-d", f"{duration}s", "-s", str(script),
                       "-H", f"X-API-Key: {API_KEY}", f"http://127.0.0.1:{port}/api/account"])
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60).stdout
     line = next(l for l in out.splitlines() if l.startswith("JSON "))
