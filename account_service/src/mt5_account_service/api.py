@@ -410,7 +410,7 @@ def create_app(settings: Settings, backend: Any | None = None) -> FastAPI:
                 await asyncio.to_thread(svc.idempotency.finish, key, status, result)
             else:
                 await asyncio.to_thread(svc.idempotency.release, key)
-        if svc.store is not None and sent:
+        if svc.store is not None:  # every request and its answer, sent or refused
             await svc.store.record_order(operation, body, status, result, key)
         if status < 300:
             svc.deals_due.set()
