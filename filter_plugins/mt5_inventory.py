@@ -88,6 +88,11 @@ ISOLATION_MODES: tuple[str, ...] = ("process", "hyperv")
 PLATFORM_LABEL: dict[str, str] = {"linux": "Linux", "windows": "Windows"}
 PLATFORM_GROUP: dict[str, str] = {"linux": "mt5_linux", "windows": "mt5_windows"}
 API_PORT_RANGE: tuple[int, int] = (1024, 65535)
+# Ports an account's container publishes, unless the account sets api_port: computed from
+# the login, so they are stable across runs and hosts (base + login mod span).
+API_PORT_BASE: int = 20000
+VNC_PORT_BASE: int = 30000
+PORT_SPAN: int = 10000
 
 # The inventory variables validation reads from each host.
 HOST_VARS: tuple[str, ...] = (
@@ -412,7 +417,7 @@ def _check_account(
 ) -> tuple[list[Problem], dict[str, Any]]:
     """Problems of one account, and what the host checks need (login, enabled, memory, api_port)."""
     check = _AccountChecker(host, index, platform, profile, host_cpus)
-    facts: dict[str, Any] = {"login": None, "enabled": True, "memory": None, "api_port": None, "label": check.label}
+    facts: dict[str, Any] = {"login": None, "enabled": True, "memory": None, "api_port": None, "vnc": False, "label": check.label}
     if not isinstance(account, Mapping):
         if (why := _unresolved(account, secret=False)) is not None:
             check.add(f"the account {why}")
@@ -433,6 +438,7 @@ def _check_account(
     check.cpus(account)
     facts["api_port"] = check.api_port(account)
     check.experts(account)
+    facts["vnc"] = platform == "linux" and _read(account, "vnc") is True
     if platform == "linux":
         check.linux_keys(account)
     elif platform == "windows":
@@ -516,19 +522,29 @@ def _host_report(
         facts["index"] = index
         account_facts.append(facts)
 
-    # Accounts sharing an explicit api_port on one host cannot both be published.
-    ports: dict[int, dict[str, Any]] = {}
+    # Every account's ports, explicit or computed from its login, must be unique on the host
+    # (disabled accounts too: enabling one later must not collide).
+    seen: dict[tuple[str, int], dict[str, Any]] = {}
     for facts in account_facts:
-        port = facts["api_port"]
-        if port is None:
+        if facts["login"] is None:
             continue
-        if port in ports:
-            first = ports[port]["index"] + 1
+        api_port, vnc_port = account_ports(facts["login"], facts["api_port"])
+        wanted = [("api_port", api_port)] + ([("vnc port", vnc_port)] if facts["vnc"] else [])
+        for kind, port in wanted:
+            other = seen.setdefault((kind, port), facts)
+            if other is facts or other["login"] == facts["login"]:  # a duplicate login is its own problem
+                continue
+            how = "set" if kind == "api_port" and facts["api_port"] is not None else "computed from the login"
             problems.append(
-                Problem(host, 1, facts["index"], f"{facts['label']}: api_port {port} is also used by mt5_accounts item {first} on this host; give each account its own port")
+                Problem(
+                    host, 1, facts["index"],
+                    f"{facts['label']}: {kind} {port} ({how}) is also the {kind} of account {other['login']} on this host; "
+                    f"set api_port on one of them to a free port (computed ports are {API_PORT_BASE} + login mod {PORT_SPAN})"
+                    if kind == "api_port" else
+                    f"{facts['label']}: vnc port {port} (computed from the login) is also the vnc port of account {other['login']} on this host; "
+                    f"turn vnc off for one of them, or move one to another host",
+                )
             )
-        else:
-            ports[port] = facts
 
     enabled = [f for f in account_facts if f["enabled"]]
     summary.update(accounts=len(account_facts), enabled=len(enabled))
@@ -704,11 +720,73 @@ def mt5_inventory_problems(
     return mt5_inventory_report(hosts, groups, measured)["problems"]
 
 
+# ---------------------------------------------------------------------------------------
+# Account units: what the roles deploy for each account (after validation passed)
+# ---------------------------------------------------------------------------------------
+
+
+def account_ports(login: int, api_port: int | None = None) -> tuple[int, int]:
+    """The (API, VNC) host ports of an account: its api_port if set, else computed from the login."""
+    computed = login % PORT_SPAN
+    return (api_port if api_port is not None else API_PORT_BASE + computed), VNC_PORT_BASE + computed
+
+
+def mt5_account_units(accounts: Any, platform: str = "linux", profiles: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One unit per account of a host's (validated) mt5_accounts: names, ports, limits, labels.
+
+    The one place that turns an inventory account into what runs: the container and volume
+    names, the published ports, the memory and CPU limits (the density profile's, or the
+    account's own overrides) and the labels. Linux and Windows roles both build on it, so an
+    account is called and reached the same way on either platform. Secrets are not copied.
+
+    Returns, per account in inventory order: login, server, backend, enabled, name,
+    container (mt5-<login>), volume (mt5-<login>-data), api_port, vnc, vnc_port (None when
+    vnc is off), memory_bytes, memory_reservation_bytes, nano_cpus, experts, labels.
+    """
+    if not isinstance(accounts, list):
+        raise AnsibleFilterError(f"mt5_account_units: accounts must be a host's mt5_accounts list, got {_type_name(accounts)}")
+    profile = density.profile_exact(platform, profiles, "mt5_account_units", "profiles")
+    limit_bytes = density._bytes(profile["memory_limit"])
+    units = []
+    for account in accounts:
+        login = account.get("login") if isinstance(account, Mapping) else None
+        if not _is_int(login) or login <= 0:
+            raise AnsibleFilterError(f"mt5_account_units: every account needs a positive integer login (run playbooks/validate.yml), got {login!r}")
+        backend = account.get("backend") or DEFAULT_BACKEND[platform]
+        memory = account.get("memory")
+        memory_bytes = density._bytes(density.parse_size_gib(memory, "mt5_account_units", "memory")) if memory is not None else limit_bytes
+        cpus = account.get("cpus")
+        cpu_limit = density.parse_cpus(cpus, "mt5_account_units", "cpus") if cpus is not None else profile["cpu_limit"]
+        vnc = platform == "linux" and account.get("vnc") is True
+        api_port, vnc_port = account_ports(login, account.get("api_port"))
+        units.append(
+            {
+                "login": login,
+                "server": account.get("server"),
+                "backend": backend,
+                "enabled": account.get("enabled", True) is not False,
+                "name": account.get("name") or f"mt5-{login}",
+                "container": f"mt5-{login}",
+                "volume": f"mt5-{login}-data",
+                "api_port": api_port,
+                "vnc": vnc,
+                "vnc_port": vnc_port if vnc else None,
+                "memory_bytes": memory_bytes,
+                "memory_reservation_bytes": min(density._bytes(profile["memory_reservation"]), memory_bytes),
+                "nano_cpus": int(cpu_limit * 10**9),
+                "experts": list(account.get("experts") or []),
+                "labels": {"mt5farm.login": str(login), "mt5farm.server": str(account.get("server")), "mt5farm.backend": backend},
+            }
+        )
+    return units
+
+
 class FilterModule:
-    """MT5 Farm inventory validation filters."""
+    """MT5 Farm inventory filters: validation, and the account units the roles deploy."""
 
     def filters(self) -> dict[str, Any]:
         return {
             "mt5_inventory_report": mt5_inventory_report,
             "mt5_inventory_problems": mt5_inventory_problems,
+            "mt5_account_units": mt5_account_units,
         }

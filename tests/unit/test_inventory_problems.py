@@ -155,7 +155,74 @@ def test_disabled_accounts_still_need_unique_logins() -> None:
 
 def test_duplicate_api_port_on_one_host() -> None:
     message = only({"lin2": linux(acct(1, api_port=18000), acct(2, api_port=18000))})
-    assert message == "host lin2, account 2: api_port 18000 is also used by mt5_accounts item 1 on this host; give each account its own port"
+    assert message.startswith("host lin2, account 2: api_port 18000 (set) is also the api_port of account 1 on this host; set api_port on one of them")
+
+
+def test_computed_api_ports_that_clash_name_both_accounts_and_the_rule() -> None:
+    # 20000 + login mod 10000: 10001 and 20001 both get 20001.
+    message = only({"lin2": linux(acct(10001), acct(20001, enabled=False))})
+    assert message.startswith("host lin2, account 20001: api_port 20001 (computed from the login) is also the api_port of account 10001")
+    assert "computed ports are 20000 + login mod 10000" in message
+
+
+def test_an_explicit_api_port_resolves_a_computed_clash() -> None:
+    assert problems({"lin2": linux(acct(10001), acct(20001, api_port=25555))}) == []
+
+
+def test_computed_ports_may_repeat_across_hosts() -> None:
+    assert problems({"lin1": linux(acct(10001)), "lin2": linux(acct(20001))}) == []
+
+
+def test_vnc_ports_clash_only_between_accounts_with_vnc() -> None:
+    vnc = {"vnc": True, "vnc_password": SECRET}
+    assert problems({"lin2": linux(acct(10001, **vnc), acct(20001, api_port=25555))}) == []
+    message = only({"lin2": linux(acct(10001, **vnc), acct(20001, api_port=25555, **vnc))})
+    assert "vnc port 30001 (computed from the login) is also the vnc port of account 10001" in message
+    assert SECRET not in message
+
+
+# ---------------------------------------------------------------------------------------
+# Account units
+# ---------------------------------------------------------------------------------------
+
+
+def test_units_name_port_and_limit_each_account_from_the_profile() -> None:
+    (unit,) = inv.mt5_account_units([{"login": 12345678, "server": "Broker-Live"}])
+    assert unit["container"] == "mt5-12345678"
+    assert unit["volume"] == "mt5-12345678-data"
+    assert unit["api_port"] == 20000 + 5678
+    assert unit["vnc"] is False and unit["vnc_port"] is None
+    assert unit["backend"] == "mt5linux"
+    assert unit["enabled"] is True
+    assert unit["memory_bytes"] == int(1.2 * 1024**3)
+    assert unit["memory_reservation_bytes"] == 768 * 1024**2
+    assert unit["nano_cpus"] == 500_000_000
+    assert unit["labels"] == {"mt5farm.login": "12345678", "mt5farm.server": "Broker-Live", "mt5farm.backend": "mt5linux"}
+
+
+def test_units_take_the_accounts_own_overrides() -> None:
+    (unit,) = inv.mt5_account_units(
+        [{"login": 7, "server": "S", "memory": "512M", "cpus": 1.5, "api_port": 18007, "vnc": True, "vnc_password": SECRET, "enabled": False}]
+    )
+    assert unit["api_port"] == 18007
+    assert unit["vnc_port"] == 30007
+    assert unit["memory_bytes"] == 512 * 1024**2
+    assert unit["memory_reservation_bytes"] == 512 * 1024**2  # never above the limit
+    assert unit["nano_cpus"] == 1_500_000_000
+    assert unit["enabled"] is False
+    assert SECRET not in repr(unit)
+
+
+def test_windows_units_use_the_windows_profile_and_backend() -> None:
+    (unit,) = inv.mt5_account_units([{"login": 7, "server": "S", "vnc": True}], "windows")
+    assert unit["memory_bytes"] == int(1.8 * 1024**3)
+    assert unit["backend"] == "mt5"
+    assert unit["vnc"] is False
+
+
+def test_units_refuse_an_unvalidated_account() -> None:
+    with pytest.raises(AnsibleFilterError, match="run playbooks/validate.yml"):
+        inv.mt5_account_units([{"login": "7"}])
 
 
 def test_host_in_both_platform_groups() -> None:
@@ -317,4 +384,4 @@ def test_wrong_call_shapes_raise(args: tuple, expected: str) -> None:
 
 
 def test_filter_module_exposes_the_filters() -> None:
-    assert set(inv.FilterModule().filters()) == {"mt5_inventory_report", "mt5_inventory_problems"}
+    assert set(inv.FilterModule().filters()) == {"mt5_inventory_report", "mt5_inventory_problems", "mt5_account_units"}
