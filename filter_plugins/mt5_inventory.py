@@ -781,6 +781,29 @@ def mt5_account_units(accounts: Any, platform: str = "linux", profiles: Mapping[
     return units
 
 
+def mt5_account_secrets(accounts: Any, common: Mapping[str, Any] | None = None) -> dict[str, dict[str, str]]:
+    """The secret files each enabled account's container gets: login (text) → file name → content.
+
+    From the account: ``password`` (absent for simulator accounts) and, with vnc on,
+    ``vnc_password``. ``common`` adds files every account gets (api_key, redis_password, ...);
+    empty values are left out. The result is secret: use it only as a no_log module argument.
+    """
+    if not isinstance(accounts, list):
+        raise AnsibleFilterError(f"mt5_account_secrets: accounts must be a host's mt5_accounts list, got {_type_name(accounts)}")
+    shared = {name: str(value) for name, value in (common or {}).items() if value not in (None, "")}
+    secrets: dict[str, dict[str, str]] = {}
+    for account in accounts:
+        if account.get("enabled", True) is False:
+            continue
+        files = dict(shared)
+        if account.get("password") not in (None, ""):
+            files["password"] = str(account["password"])
+        if account.get("vnc") is True and account.get("vnc_password") not in (None, ""):
+            files["vnc_password"] = str(account["vnc_password"])
+        secrets[str(account["login"])] = files
+    return secrets
+
+
 class FilterModule:
     """MT5 Farm inventory filters: validation, and the account units the roles deploy."""
 
@@ -789,4 +812,5 @@ class FilterModule:
             "mt5_inventory_report": mt5_inventory_report,
             "mt5_inventory_problems": mt5_inventory_problems,
             "mt5_account_units": mt5_account_units,
+            "mt5_account_secrets": mt5_account_secrets,
         }

@@ -384,4 +384,19 @@ def test_wrong_call_shapes_raise(args: tuple, expected: str) -> None:
 
 
 def test_filter_module_exposes_the_filters() -> None:
-    assert set(inv.FilterModule().filters()) == {"mt5_inventory_report", "mt5_inventory_problems", "mt5_account_units"}
+    assert set(inv.FilterModule().filters()) == {"mt5_inventory_report", "mt5_inventory_problems", "mt5_account_units", "mt5_account_secrets"}
+
+
+def test_secrets_hold_each_enabled_accounts_files_and_the_common_ones() -> None:
+    accounts = [
+        acct(1),
+        {"login": 2, "server": "S", "backend": "simulator"},
+        acct(3, vnc=True, vnc_password="v3"),
+        acct(4, enabled=False),
+    ]
+    secrets = inv.mt5_account_secrets(accounts, {"api_key": "k", "redis_password": ""})
+    assert secrets == {
+        "1": {"api_key": "k", "password": SECRET},
+        "2": {"api_key": "k"},
+        "3": {"api_key": "k", "password": SECRET, "vnc_password": "v3"},
+    }
