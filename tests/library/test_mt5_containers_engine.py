@@ -1,0 +1,264 @@
+"""mt5_containers against this machine's Docker engine, run in-process through AnsibleModule.
+
+Each test has its own scope and name prefix (the `farm` fixture) and removes what it made.
+"""
+
+from __future__ import annotations
+
+import time
+
+import mt5_containers as module
+
+SECRET_MARKER = "env-value-that-must-not-be-printed-5521"
+
+
+def ids(farm) -> dict[str, str]:
+    return {name: data["Id"] for name, data in farm.containers().items()}
+
+
+def test_creates_the_containers_with_labels_ports_limits_and_volumes(farm) -> None:
+    specs = [farm.with_port(farm.spec(i)) for i in range(1, 5)]
+    code, result = farm.run(specs, wait_healthy=True, health_timeout=30)
+    assert code == 0, result
+    assert result["changed"] is True
+    assert result["created"] == sorted(spec["name"] for spec in specs)
+    containers = farm.containers()
+    assert sorted(containers) == result["created"]
+    one = containers[farm.name(1)]
+    labels = one["Config"]["Labels"]
+    assert labels["mt5farm.scope"] == farm.scope and labels["mt5farm.login"] == "1"
+    assert labels["mt5farm.image-id"] == farm.images[1][1]
+    assert labels["mt5farm.config-hash"] == result["diff"]["after"][farm.name(1)]["config_hash"]
+    assert one["State"]["Health"]["Status"] == "healthy"
+    assert one["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert one["HostConfig"]["Memory"] == 64 * 1024 * 1024
+    assert one["HostConfig"]["PortBindings"] == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(farm.ports[1])}]}
+    assert "ACCOUNT=1" in one["Config"]["Env"]
+    assert not [e for e in one["Config"]["Env"] if e.startswith(("HTTP_PROXY", "http_proxy"))]
+    volume = farm.api.inspect_volume(farm.volume(1))
+    assert volume["Labels"] == {"mt5farm.scope": farm.scope}
+
+
+def test_a_rerun_changes_nothing_and_lists_once(farm, monkeypatch) -> None:
+    specs = [farm.spec(i) for i in range(1, 4)]
+    assert farm.run(specs)[0] == 0
+    before = ids(farm)
+    calls = []
+    original = module.Engine.listing
+
+    def counting(self, scope, **filters):
+        calls.append(filters)
+        return original(self, scope, **filters)
+
+    monkeypatch.setattr(module.Engine, "listing", counting)
+    code, result = farm.run(specs)
+    assert code == 0, result
+    assert result["changed"] is False
+    assert set(result["actions"].values()) == {"unchanged"}
+    assert result["unchanged"] == sorted(before)
+    assert ids(farm) == before
+    assert len(calls) == 1  # one listing, no inspect per container
+
+
+def test_a_changed_env_recreates_only_that_container(farm) -> None:
+    specs = [farm.spec(i) for i in range(1, 4)]
+    assert farm.run(specs)[0] == 0
+    before = ids(farm)
+    specs[1]["env"]["ACCOUNT"] = "changed"
+    code, result = farm.run(specs, wait_healthy=True, health_timeout=30)
+    assert code == 0, result
+    assert result["recreated"] == [farm.name(2)]
+    assert result["unchanged"] == [farm.name(1), farm.name(3)]
+    after = ids(farm)
+    assert sorted(after) == sorted(before)  # no -mt5farm-next leftover
+    assert after[farm.name(1)] == before[farm.name(1)] and after[farm.name(3)] == before[farm.name(3)]
+    assert after[farm.name(2)] != before[farm.name(2)]
+    assert "ACCOUNT=changed" in farm.containers()[farm.name(2)]["Config"]["Env"]
+
+
+def test_a_removed_account_is_removed_its_volume_kept_until_purged(farm) -> None:
+    specs = [farm.spec(i) for i in range(1, 4)]
+    assert farm.run(specs)[0] == 0
+    code, result = farm.run(specs[:2])
+    assert code == 0, result
+    assert result["removed"] == [farm.name(3)] and result["actions"][farm.name(3)] == "removed"
+    assert farm.name(3) not in farm.containers()
+    assert farm.volume(3) in farm.volumes()
+    code, result = farm.run(specs[:2], purge_volumes=[farm.volume(3)])
+    assert code == 0, result
+    assert result["changed"] is True and result["purged_volumes"] == [farm.volume(3)]
+    assert farm.volume(3) not in farm.volumes() and farm.volume(1) in farm.volumes()
+    code, result = farm.run(specs[:2], purge_volumes=[farm.volume(3)])
+    assert (code, result["changed"], result["purged_volumes"]) == (0, False, [])
+
+
+def test_purging_the_volume_of_a_wanted_container_fails_before_any_change(farm) -> None:
+    specs = [farm.spec(1)]
+    code, result = farm.run(specs, purge_volumes=[farm.volume(1)])
+    assert code == 1
+    assert f"{farm.volume(1)} (mounted by {farm.name(1)})" in result["msg"]
+    assert farm.containers() == {}
+
+
+def test_containers_of_another_scope_and_unlabelled_ones_are_untouched(farm) -> None:
+    image = farm.images[1][0]
+    other = farm.api.create_container(image, name=farm.name(90), labels={"mt5farm.scope": farm.scope + "-other"})
+    bare = farm.api.create_container(image, name=farm.name(91))
+    code, result = farm.run([farm.spec(1)])
+    assert code == 0, result
+    assert set(result["actions"]) == {farm.name(1)}
+    code, result = farm.run([])
+    assert code == 0 and result["removed"] == [farm.name(1)]
+    remaining = ids(farm)
+    assert remaining == {farm.name(90): other["Id"], farm.name(91): bare["Id"]}
+
+
+def test_a_name_taken_by_an_unmanaged_container_fails_clearly(farm) -> None:
+    farm.api.create_container(farm.images[1][0], name=farm.name(1))
+    code, result = farm.run([farm.spec(1)])
+    assert code == 1
+    assert f"a container named {farm.name(1)} exists but is not labelled mt5farm.scope={farm.scope}" in result["msg"]
+
+
+def test_check_mode_changes_nothing_and_reports_the_same_actions(farm) -> None:
+    specs = [farm.spec(i) for i in range(1, 5)]
+    assert farm.run(specs[:3])[0] == 0
+    farm.api.stop(farm.name(2), timeout=1)
+    before = {name: (data["Id"], data["State"]["Status"]) for name, data in farm.containers().items()}
+    wanted = [farm.spec(1, env={"ACCOUNT": "new"}), specs[1], specs[3]]  # 1 recreated, 2 started, 3 removed, 4 created
+    code, checked = farm.run(wanted, check=True, diff=True)
+    assert code == 0, checked
+    assert {name: (data["Id"], data["State"]["Status"]) for name, data in farm.containers().items()} == before
+    assert farm.volume(4) not in farm.volumes()
+    expected = {farm.name(1): "recreated", farm.name(2): "started", farm.name(3): "removed", farm.name(4): "created"}
+    assert checked["actions"] == expected and checked["changed"] is True
+    code, applied = farm.run(wanted, diff=True)
+    assert code == 0, applied
+    assert applied["actions"] == expected
+    assert applied["diff"] == checked["diff"]
+    assert farm.containers()[farm.name(2)]["State"]["Status"] == "running"
+
+
+def test_diff_shows_hash_and_image_before_and_after(farm) -> None:
+    assert farm.run([farm.spec(1), farm.spec(2)])[0] == 0
+    code, result = farm.run([farm.spec(1, version=2), farm.spec(3)], diff=True, check=True)
+    assert code == 0, result
+    before, after = result["diff"]["before"], result["diff"]["after"]
+    assert sorted(before) == [farm.name(1), farm.name(2)] and sorted(after) == [farm.name(1), farm.name(3)]
+    assert before[farm.name(1)]["image"] == farm.images[1][0] and before[farm.name(1)]["image_id"] == farm.images[1][1]
+    assert after[farm.name(1)]["image"] == farm.images[2][0] and after[farm.name(1)]["image_id"] == farm.images[2][1]
+    assert before[farm.name(1)]["config_hash"] != after[farm.name(1)]["config_hash"]
+    assert len(after[farm.name(3)]["config_hash"]) == 64
+
+
+def test_restart_restarts_only_the_named_containers(farm) -> None:
+    specs = [farm.spec(i) for i in range(1, 4)]
+    assert farm.run(specs)[0] == 0
+    started = {name: data["State"]["StartedAt"] for name, data in farm.containers().items()}
+    code, result = farm.run(specs, restart=[farm.name(2), "not-ours"])
+    assert code == 0, result
+    assert result["restarted"] == [farm.name(2)] and result["unchanged"] == [farm.name(1), farm.name(3)]
+    assert "restart: not-ours is not one of the desired containers" in str(result.get("warnings"))
+    now = {name: data["State"]["StartedAt"] for name, data in farm.containers().items()}
+    assert now[farm.name(2)] != started[farm.name(2)]
+    assert now[farm.name(1)] == started[farm.name(1)] and now[farm.name(3)] == started[farm.name(3)]
+
+
+def test_a_stopped_container_is_started_not_recreated(farm) -> None:
+    assert farm.run([farm.spec(1)])[0] == 0
+    before = ids(farm)
+    farm.api.stop(farm.name(1), timeout=1)
+    code, result = farm.run([farm.spec(1)])
+    assert code == 0 and result["started"] == [farm.name(1)]
+    assert ids(farm) == before and farm.containers()[farm.name(1)]["State"]["Running"] is True
+
+
+def test_a_rolling_image_update_goes_in_health_gated_batches(farm) -> None:
+    specs = [farm.spec(i) for i in range(1, 5)]
+    assert farm.run(specs)[0] == 0
+    code, result = farm.run([farm.spec(i, version=2) for i in range(1, 5)], batch_size=2, health_timeout=30)
+    assert code == 0, result
+    assert result["recreated"] == [farm.name(i) for i in range(1, 5)]
+    containers = farm.containers()
+    assert {data["Image"] for data in containers.values()} == {farm.images[2][1]}
+    created = {int(name.rsplit("-", 1)[1]): data["Created"] for name, data in containers.items()}
+    healthy_first = max(created[1], created[2])
+    # The second batch was created only after the first had passed a health check (interval 1 s).
+    assert min(created[3], created[4]) > healthy_first
+    first_gap = _seconds(min(created[3], created[4])) - _seconds(healthy_first)
+    assert first_gap >= 0.9, first_gap
+
+
+def _seconds(stamp: str) -> float:
+    # Docker's RFC 3339 with nanoseconds: 2026-11-21T14:51:53.123456789Z
+    day, clock = stamp.rstrip("Z").split("T")
+    hours, minutes, seconds = clock.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds[:15])
+
+
+def test_a_batch_that_does_not_come_healthy_stops_the_update(farm) -> None:
+    # Accounts 3 and 4 break on image version 2: the second batch never comes healthy.
+    def spec(i: int, version: int) -> dict:
+        env = {"ACCOUNT": str(i), "SECRETISH": SECRET_MARKER}
+        if i in (3, 4):
+            env["UNHEALTHY_FROM"] = "2"
+        return farm.spec(i, version=version, env=env)
+
+    assert farm.run([spec(i, 1) for i in range(1, 7)], wait_healthy=True, health_timeout=30)[0] == 0
+    old = ids(farm)
+    started = time.monotonic()
+    code, result = farm.run([spec(i, 2) for i in range(1, 7)], batch_size=2, health_timeout=4)
+    assert code == 1, result
+    assert time.monotonic() - started < 30
+    message = result["msg"]
+    assert f"image update stopped at batch 2 ({farm.name(3)}, {farm.name(4)})" in message
+    assert "did not come healthy within 4 s" in message and "last checks: exit 1" in message
+    assert f"left on the old image: {farm.name(5)}, {farm.name(6)}" in message
+    assert sorted(result["unhealthy"]) == [farm.name(3), farm.name(4)]
+    assert result["not_updated"] == [farm.name(5), farm.name(6)]
+    assert result["recreated"] == [farm.name(i) for i in range(1, 5)]
+    assert SECRET_MARKER not in str({k: v for k, v in result.items() if k != "invocation"}), [k for k in result if SECRET_MARKER in str(result[k])]
+    images = {name: data["Image"] for name, data in farm.containers().items()}
+    assert [images[farm.name(i)] for i in range(1, 5)] == [farm.images[2][1]] * 4
+    assert [images[farm.name(i)] for i in (5, 6)] == [farm.images[1][1]] * 2
+    assert ids(farm)[farm.name(5)] == old[farm.name(5)] and ids(farm)[farm.name(6)] == old[farm.name(6)]
+
+
+def test_wait_healthy_fails_with_the_health_log(farm) -> None:
+    code, result = farm.run([farm.spec(1, env={"UNHEALTHY_FROM": "1"}), farm.spec(2)], wait_healthy=True, health_timeout=3)
+    assert code == 1
+    assert list(result["unhealthy"]) == [farm.name(1)]
+    assert result["unhealthy"][farm.name(1)]["state"] == "running"
+    assert result["created"] == [farm.name(1), farm.name(2)]
+
+
+def test_a_config_docker_rejects_leaves_the_running_container_alone(farm) -> None:
+    assert farm.run([farm.spec(1)])[0] == 0
+    before = ids(farm)
+    broken = farm.spec(1, mounts=[{"type": "bind", "source": f"/nonexistent/{farm.prefix}", "target": "/x"}])
+    code, result = farm.run([broken])
+    assert code == 1
+    assert result["errors"][farm.name(1)] and "bind source path does not exist" in result["msg"]
+    after = farm.containers()
+    assert ids(farm) == before and after[farm.name(1)]["State"]["Running"] is True
+
+
+def test_a_missing_image_fails_naming_it_and_changes_nothing(farm) -> None:
+    assert farm.run([farm.spec(1)])[0] == 0
+    before = ids(farm)
+    code, result = farm.run([farm.spec(1), farm.spec(2, image=f"{farm.prefix}/missing:1")])
+    assert code == 1
+    assert f"image '{farm.prefix}/missing:1' (wanted by {farm.name(2)})" in result["msg"]
+    assert "never pulled" in result["msg"]
+    assert ids(farm) == before
+
+
+def test_a_missing_network_fails_and_an_existing_one_is_joined(farm) -> None:
+    network = farm.prefix + "-net"
+    code, result = farm.run([farm.spec(1, network=network)])
+    assert code == 1 and f"network(s) {network} do not exist" in result["msg"]
+    farm.api.create_network(network)
+    code, result = farm.run([farm.spec(1, network=network, hostname="acct-1")])
+    assert code == 0, result
+    data = farm.containers()[farm.name(1)]
+    assert list(data["NetworkSettings"]["Networks"]) == [network] and data["Config"]["Hostname"] == "acct-1"

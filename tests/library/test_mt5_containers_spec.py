@@ -1,0 +1,155 @@
+"""mt5_containers without Docker: documentation against argument_spec, the hash rule, the plan."""
+
+from __future__ import annotations
+
+import copy
+
+import mt5_containers as module
+import pytest
+import yaml
+
+DOC_TYPES = {"str", "int", "bool", "list", "dict"}
+
+
+def doc_to_spec(options: dict) -> dict:
+    """DOCUMENTATION options in argument_spec shape (what ansible-test validate-modules compares)."""
+    spec = {}
+    for name, doc in options.items():
+        assert doc.get("description"), f"{name}: no description"
+        assert doc.get("type") in DOC_TYPES, f"{name}: type {doc.get('type')!r}"
+        entry = {"type": doc["type"]}
+        for key in ("elements", "choices", "default"):
+            if key in doc:
+                entry[key] = doc[key]
+        if doc.get("required"):
+            entry["required"] = True
+        if "suboptions" in doc:
+            entry["options"] = doc_to_spec(doc["suboptions"])
+        spec[name] = entry
+    return spec
+
+
+def spec_shape(spec: dict) -> dict:
+    shaped = {}
+    for name, entry in spec.items():
+        entry = {key: value for key, value in entry.items() if value is not None and not (key == "required" and value is False)}
+        if "options" in entry:
+            entry["options"] = spec_shape(entry["options"])
+        shaped[name] = entry
+    return shaped
+
+
+def test_documentation_options_equal_the_argument_spec() -> None:
+    documented = yaml.safe_load(module.DOCUMENTATION)
+    assert documented["module"] == "mt5_containers"
+    assert doc_to_spec(documented["options"]) == spec_shape(module.ARGUMENT_SPEC)
+
+
+def test_examples_and_return_parse_and_return_documents_every_key() -> None:
+    examples = yaml.safe_load(module.EXAMPLES)
+    assert all("mt5_containers" in task for task in examples)
+    returned = yaml.safe_load(module.RETURN)
+    for key in ("changed", "actions", "purged_volumes", "diff", *module.ACTIONS):
+        assert key in returned, f"RETURN lacks {key}"
+
+
+def base_spec(**overrides) -> dict:
+    spec = {
+        "name": "mt5-1001", "image": "sim:1", "env": {"A": "1"}, "labels": {}, "ports": [], "mounts": [],
+        "memory": None, "memory_reservation": None, "nano_cpus": None, "healthcheck": None,
+        "restart_policy": "unless-stopped", "network": None, "hostname": None, "user": None, "init": False,
+        "stop_timeout": None, "cap_drop": [], "security_opt": [], "read_only": False, "tmpfs": {},
+        "command": None, "pids_limit": None,
+    }
+    spec.update(overrides)
+    return spec
+
+
+def digest(spec: dict, image_id: str = "sha256:aaa") -> str:
+    return module.config_hash(module.normalize(spec), image_id)
+
+
+PORT_A = {"container_port": 8000, "host_port": 18001, "host_ip": "127.0.0.1", "protocol": "tcp"}
+PORT_B = {"container_port": 9000, "host_port": 19001, "host_ip": "127.0.0.1", "protocol": "tcp"}
+
+
+def test_hash_ignores_order_defaults_and_the_image_reference() -> None:
+    reference = digest(base_spec(ports=[PORT_A, PORT_B], cap_drop=["ALL", "NET_RAW"]))
+    assert digest(base_spec(ports=[PORT_B, PORT_A], cap_drop=["NET_RAW", "ALL"])) == reference
+    # Options left out hash like their defaults, so a new optional field recreates nothing.
+    minimal = {"name": "mt5-1001", "image": "sim:1", "env": {"A": 1}, "ports": [PORT_B, PORT_A], "cap_drop": ["ALL", "NET_RAW"],
+               "restart_policy": "unless-stopped"}
+    assert digest(minimal) == reference
+    # Another tag of the same image id is the same container.
+    assert digest(base_spec(image="sim:latest", ports=[PORT_A, PORT_B], cap_drop=["ALL", "NET_RAW"])) == reference
+
+
+@pytest.mark.parametrize("change", [
+    {"env": {"A": "2"}},
+    {"memory": 1024},
+    {"ports": [dict(PORT_A, host_port=18002)]},
+    {"init": True},
+    {"stop_timeout": 0},
+    {"command": ["/entry.sh", "--fast"]},
+    {"healthcheck": {"test": ["CMD", "true"], "interval": 5, "timeout": None, "retries": None, "start_period": None}},
+])
+def test_hash_changes_with_the_config(change: dict) -> None:
+    assert digest(base_spec(**change)) != digest(base_spec())
+
+
+def test_hash_changes_with_the_image_id() -> None:
+    assert digest(base_spec(), "sha256:bbb") != digest(base_spec(), "sha256:aaa")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"labels": {"mt5farm.scope": "x"}}, "set by mt5_containers"),
+    ({"env": {"FLAG": True}}, "quote it"),
+    ({"name": "bad name"}, "not a valid Docker name"),
+])
+def test_invalid_specs_are_refused_with_what_to_fix(change: dict, message: str) -> None:
+    with pytest.raises(module.SpecError, match=message):
+        module.normalize(base_spec(**change))
+
+
+def test_duplicate_names_and_published_ports_are_refused() -> None:
+    one, two = module.normalize(base_spec(ports=[PORT_A])), module.normalize(base_spec(name="mt5-1002", ports=[PORT_A]))
+    with pytest.raises(module.SpecError, match="both publish 127.0.0.1:18001/tcp"):
+        module.check_unique([one, two])
+    with pytest.raises(module.SpecError, match="listed twice"):
+        module.check_unique([one, copy.deepcopy(one)])
+
+
+def planned(name: str, image_id: str = "sha256:new", **overrides) -> dict:
+    spec = module.normalize(base_spec(name=name, **overrides))
+    spec["_image_id"] = image_id
+    spec["_hash"] = module.config_hash(spec, image_id)
+    return spec
+
+
+def listed(spec: dict, state: str = "running", image_id: str | None = None, config_hash: str | None = None) -> dict:
+    return {
+        "Id": spec["name"] + "-id", "Names": ["/" + spec["name"]], "State": state, "ImageID": image_id or spec["_image_id"],
+        "Labels": {module.LABEL_HASH: config_hash or spec["_hash"]},
+    }
+
+
+def test_the_plan_sorts_every_container_into_one_action() -> None:
+    same, env, image, stopped, kick = (planned(f"c{i}") for i in range(5))
+    current = {
+        "c0": listed(same),
+        "c1": listed(env, config_hash="old"),
+        "c2": listed(image, image_id="sha256:old", config_hash="old"),
+        "c3": listed(stopped, state="exited"),
+        "c4": listed(kick),
+        "gone": {"Id": "gone-id", "Names": ["/gone"], "State": "running", "Labels": {}},
+    }
+    plan = module.make_plan([same, env, image, stopped, kick, planned("new")], current, ["c4", "nobody"])
+    assert plan.actions == {"c0": "unchanged", "c1": "recreated", "c2": "recreated", "c3": "started", "c4": "restarted",
+                            "new": "created", "gone": "removed"}
+    assert [spec["name"] for spec, _ in plan.recreate] == ["c1"]
+    assert [spec["name"] for spec, _ in plan.roll] == ["c2"]
+    assert plan.unknown_restarts == ["nobody"]
+
+
+def test_batches_keep_order() -> None:
+    assert module.batches([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
