@@ -1,0 +1,96 @@
+"""The farm host after site.yml: one healthy, limited, isolated container per account."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+GiB = 1024**3
+ACCOUNTS = [5001001, 5001002, 5001003, 5001004, 5001005]
+
+
+@pytest.fixture(scope="module")
+def inventory(host):
+    return host.ansible.get_variables()
+
+
+@pytest.fixture(scope="module")
+def inspect(host):
+    names = " ".join(f"mt5-{login}" for login in ACCOUNTS)
+    return {item["Name"].lstrip("/"): item for item in json.loads(host.check_output(f"docker inspect {names}"))}
+
+
+@pytest.fixture(autouse=True)
+def logs_on_failure(request, host):
+    """Print the account containers' logs when a test fails, to see why."""
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for login in ACCOUNTS:
+            print(f"--- mt5-{login}\n" + host.run(f"docker logs --tail 30 mt5-{login}").stdout)
+
+
+def api(host, port: int, path: str, key: str | None) -> tuple[int, dict]:
+    """GET a path of an account service through its published port, from the host itself."""
+    header = f"-H 'X-API-Key: {key}'" if key else ""
+    out = host.check_output(f"curl -s -o /tmp/body -w '%{{http_code}}' {header} http://127.0.0.1:{port}{path}; echo; cat /tmp/body")
+    status, _, body = out.partition("\n")
+    return int(status), json.loads(body or "null")
+
+
+@pytest.mark.parametrize("login", ACCOUNTS)
+def test_each_account_runs_healthy_under_its_name(inspect, login):
+    state = inspect[f"mt5-{login}"]["State"]
+    assert state["Running"] is True
+    assert state["Health"]["Status"] == "healthy"
+
+
+@pytest.mark.parametrize("login", ACCOUNTS)
+def test_limits_restart_policy_and_labels(inspect, login):
+    container = inspect[f"mt5-{login}"]
+    memory = 1 * GiB if login == 5001005 else int(1.2 * GiB)
+    assert container["HostConfig"]["Memory"] == memory
+    assert container["HostConfig"]["NanoCpus"] == 500_000_000
+    assert container["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert container["Config"]["Labels"]["mt5farm.login"] == str(login)
+    assert container["Config"]["Labels"]["mt5farm.scope"] == "accounts"
+    assert container["Config"]["User"] == "10001:10001"
+
+
+@pytest.mark.parametrize("login", ACCOUNTS)
+def test_api_port_is_published_on_the_bind_address_only(inspect, login):
+    bindings = inspect[f"mt5-{login}"]["HostConfig"]["PortBindings"]["8000/tcp"]
+    assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(20000 + login % 10000)}]
+
+
+def test_no_secret_in_docker_inspect_or_environment(host, inspect, inventory):
+    key = inventory["mt5_api_key"]
+    assert key not in json.dumps(inspect)
+    for login in ACCOUNTS:
+        assert key not in host.check_output(f"docker exec mt5-{login} cat /proc/1/environ")
+
+
+@pytest.mark.parametrize("login", ACCOUNTS)
+def test_secrets_are_files_mounted_read_only(host, inspect, login):
+    secrets = host.file(f"/etc/mt5farm/secrets/{login}")
+    assert secrets.is_directory and secrets.mode == 0o500 and secrets.uid == 10001
+    assert host.file(f"/etc/mt5farm/secrets/{login}/api_key").mode == 0o400
+    mounts = {m["Destination"]: m for m in inspect[f"mt5-{login}"]["Mounts"]}
+    assert mounts["/run/secrets/mt5"]["RW"] is False
+    assert mounts["/data"]["Type"] == "volume" and mounts["/data"]["Name"] == f"mt5-{login}-data"
+
+
+@pytest.mark.parametrize("login", ACCOUNTS)
+def test_each_account_answers_with_its_own_login(host, inventory, login):
+    port = 20000 + login % 10000
+    status, health = api(host, port, "/health", None)
+    assert status == 200, health
+    status, account = api(host, port, "/api/account", inventory["mt5_api_key"])
+    assert status == 200, account
+    assert account["login"] == login
+
+
+def test_the_api_refuses_a_request_without_the_key(host):
+    status, _ = api(host, 20000 + ACCOUNTS[0] % 10000, "/api/account", None)
+    assert status == 401

@@ -1,0 +1,76 @@
+"""The Docker container spec of each Linux account unit (input of the mt5_containers module)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+SERVICE_PORT = 8000  # the account service, in every image variant
+NOVNC_PORT = 6080  # noVNC on the terminal's screen (wine variant, when vnc is on)
+SECRETS_TARGET = "/run/secrets/mt5"
+DATA_TARGET = "/data"
+
+
+def mt5_linux_container_specs(units: list[Mapping[str, Any]], settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Container specs for the enabled units (mt5_account_units) of one Linux host.
+
+    settings: image, bind_address, network, secrets_root, uid, poll_interval, healthcheck
+    ({interval, timeout, retries, start_period}), env (extra environment, no secrets),
+    pids_limit, stop_timeout. Nothing secret goes in: the secrets are files in
+    <secrets_root>/<login>, mounted read-only.
+    """
+    specs = []
+    for unit in units:
+        if not unit["enabled"]:
+            continue
+        login = str(unit["login"])
+        endpoint = f"http://{settings['bind_address']}:{unit['api_port']}"
+        env = {
+            "MT5_LOGIN": login,
+            "MT5_SERVER": str(unit["server"]),
+            "MT5_BACKEND": unit["backend"],
+            "POLL_INTERVAL": str(settings["poll_interval"]),
+            "SERVICE_PORT": str(SERVICE_PORT),
+            "MT5_SECRETS_DIR": SECRETS_TARGET,
+            "STATE_DIR": f"{DATA_TARGET}/service",
+            "MT5_VNC": "1" if unit["vnc"] else "0",
+            "ADVERTISE_URL": endpoint,
+            **{key: str(value) for key, value in (settings.get("env") or {}).items()},
+        }
+        ports = [{"container_port": SERVICE_PORT, "host_port": unit["api_port"], "host_ip": settings["bind_address"], "protocol": "tcp"}]
+        if unit["vnc"]:
+            ports.append({"container_port": NOVNC_PORT, "host_port": unit["vnc_port"], "host_ip": settings["bind_address"], "protocol": "tcp"})
+        health = settings["healthcheck"]
+        specs.append(
+            {
+                "name": unit["container"],
+                "image": settings["image"],
+                "hostname": unit["container"],
+                "env": env,
+                "labels": {**unit["labels"], "mt5farm.endpoint": endpoint},
+                "ports": ports,
+                "mounts": [
+                    {"type": "bind", "source": f"{settings['secrets_root']}/{login}", "target": SECRETS_TARGET, "read_only": True},
+                    {"type": "volume", "source": unit["volume"], "target": DATA_TARGET, "read_only": False},
+                ],
+                "memory": unit["memory_bytes"],
+                "memory_reservation": unit["memory_reservation_bytes"],
+                "nano_cpus": unit["nano_cpus"],
+                "healthcheck": {"test": ["CMD", "mt5-account-service", "healthcheck"], **health},
+                "restart_policy": "unless-stopped",
+                "network": settings["network"],
+                "user": f"{settings['uid']}:{settings['uid']}",
+                "stop_timeout": settings["stop_timeout"],
+                "pids_limit": settings["pids_limit"],
+                "cap_drop": ["ALL"],
+                "security_opt": ["no-new-privileges:true"],
+            }
+        )
+    return specs
+
+
+class FilterModule:
+    """mt5_linux's own filter."""
+
+    def filters(self) -> dict[str, Any]:
+        return {"mt5_linux_container_specs": mt5_linux_container_specs}
