@@ -1,0 +1,130 @@
+"""``mt5-entrypoint``: prepare the account's container, then run supervisord in the foreground.
+
+1. check the environment and the secret files (names only; no secret is ever printed);
+2. prepare ``/data`` (the account's volume, possibly new and empty): the service's state
+   directory and, in the Wine image, the terminal's per-account data directories (seeded
+   from the image on first use; the terminal directory in the image links to them);
+3. clear stale X locks (Wine image), write the supervisord programs for this account;
+4. exec supervisord.
+
+With arguments (``docker run IMAGE wine cmd /c ver``) it runs them instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from . import PROGRAMS_DIR, RUNTIME_DIR, SUPERVISOR_CONF
+from .common import clear_x_locks, exec_command, load_image, log
+from .programs import ConfigurationError, plan, secrets_dir
+
+PROG = "mt5-entrypoint"
+
+
+class EntrypointError(RuntimeError):
+    """The container cannot start as configured; the message says what to change."""
+
+
+def check_environment(image: Mapping, env: Mapping[str, str]) -> None:
+    raw = (env.get("MT5_LOGIN") or "").strip()
+    if not raw.isdigit() or int(raw) <= 0:
+        raise EntrypointError(f"MT5_LOGIN={raw!r}: set it to the account number (a positive whole number)")
+    secrets = Path(secrets_dir(env))
+    if not secrets.is_dir():
+        raise EntrypointError(f"the secrets directory {secrets} is missing: mount the account's secret files there")
+    api_key = secrets / "api_key"
+    if not os.access(api_key, os.R_OK):
+        raise EntrypointError(f"{api_key} is missing or not readable by uid {os.getuid()} (owner {image.get('uid')}, mode 0400)")
+    backend = (env.get("MT5_BACKEND") or "").strip()
+    if backend in ("mt5linux", "mt5") and image["variant"] == "wine":
+        if not os.access(secrets / "password", os.R_OK):
+            raise EntrypointError(f"MT5_BACKEND={backend} needs the broker password in {secrets / 'password'}")
+        if not (env.get("MT5_SERVER") or "").strip():
+            raise EntrypointError(f"MT5_BACKEND={backend} needs MT5_SERVER (the broker's trade server)")
+
+
+def prepare_data(image: Mapping, env: Mapping[str, str], data_root: Path = Path("/data")) -> list[str]:
+    """Create the account's data directories on a possibly new volume; returns what it created."""
+    created: list[str] = []
+    state = Path((env.get("STATE_DIR") or str(data_root / "service")))
+    if not data_root.is_dir() or not os.access(data_root, os.W_OK):
+        raise EntrypointError(
+            f"{data_root} is missing or not writable by uid {os.getuid()}: mount the account's volume there "
+            f"(a new named volume takes its owner {image.get('uid')} from the image)")
+    for directory in [state]:
+        if not directory.is_dir():
+            directory.mkdir(mode=0o750, parents=True)
+            created.append(str(directory))
+    if image["variant"] == "wine" and image.get("terminal", {}).get("included"):
+        terminal_root = data_root / "terminal"
+        seed = Path(image["seed_dir"])
+        for sub in image.get("terminal_data_dirs", []):
+            target = terminal_root / sub
+            if target.is_dir():
+                continue
+            if (seed / sub).is_dir():
+                target.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+                shutil.copytree(seed / sub, target, symlinks=True)
+            else:
+                target.mkdir(mode=0o750, parents=True)
+            created.append(str(target))
+    return created
+
+
+def write_programs(rendered: Sequence[tuple[str, str]], directory: Path = Path(PROGRAMS_DIR)) -> None:
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(mode=0o700, parents=True)
+    for name, text in rendered:
+        (directory / f"{name}.conf").write_text(text, encoding="utf-8")
+
+
+def runtime_dirs() -> None:
+    """/tmp/mt5farm (supervisord's socket and programs) and the XDG runtime dir Wine wants."""
+    for directory in (Path(RUNTIME_DIR), Path(os.environ.get("XDG_RUNTIME_DIR") or RUNTIME_DIR + "/xdg")):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args:
+        runtime_dirs()
+        exec_command(args)
+    env = os.environ
+    try:
+        image = load_image()
+        if os.getuid() != image["uid"]:
+            raise EntrypointError(
+                f"running as uid {os.getuid()}, but this image runs as {image['uid']} (its Wine prefix and data "
+                "belong to that user): do not override the container's user")
+        check_environment(image, env)
+        vnc_password = os.access(Path(secrets_dir(env)) / "vnc_password", os.R_OK)
+        decided = plan(image, env, vnc_password)
+        created = prepare_data(image, env)
+    except (EntrypointError, ConfigurationError) as exc:
+        log(PROG, f"cannot start: {exc}")
+        return 2
+    runtime_dirs()
+    runtime = Path(RUNTIME_DIR)
+    for stale in ("supervisor.sock", "supervisord.pid"):
+        (runtime / stale).unlink(missing_ok=True)
+    if image["variant"] == "wine":
+        for path in clear_x_locks(image.get("display", ":99")):
+            log(PROG, f"removed stale X lock {path}")
+    write_programs([(p.name, p.render()) for p in decided.programs])
+    for path in created:
+        log(PROG, f"created {path}")
+    for note in decided.notes:
+        log(PROG, note)
+    log(PROG, f"{image['variant']} image, backend {decided.backend}, login {env.get('MT5_LOGIN')}: "
+        f"programs {', '.join(p.name for p in decided.programs)}")
+    exec_command(["supervisord", "--nodaemon", "--configuration", SUPERVISOR_CONF])
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())
