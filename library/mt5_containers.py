@@ -840,9 +840,18 @@ def run_all(engine: Engine, parallelism: int, jobs: list[tuple[str, object, tupl
     return sorted(done), errors
 
 
+def summarize(errors: dict[str, str], shown: int = 5) -> str:
+    """The first few errors for the message; all of them are in the `errors` return value."""
+    items = sorted(errors.items())
+    text = "; ".join(f"{name}: {message}" for name, message in items[:shown])
+    if len(items) > shown:
+        text += f"; and {len(items) - shown} more (see errors)"
+    return text
+
+
 def unhealthy_message(unhealthy: dict[str, dict], timeout: int) -> str:
     parts = []
-    for name, details in unhealthy.items():
+    for name, details in list(unhealthy.items())[:5]:
         text = f"{name} (state {details['state']}, health {details['health'] or 'none'}"
         if "exit_code" in details:
             text += f", exit code {details['exit_code']}"
@@ -850,7 +859,8 @@ def unhealthy_message(unhealthy: dict[str, dict], timeout: int) -> str:
         if details["last_checks"]:
             text += ": last checks: " + " | ".join(details["last_checks"])
         parts.append(text)
-    return f"did not come healthy within {timeout} s: " + "; ".join(parts)
+    more = f"; and {len(unhealthy) - 5} more (see unhealthy)" if len(unhealthy) > 5 else ""
+    return f"{len(unhealthy)} container(s) did not come healthy within {timeout} s: " + "; ".join(parts) + more
 
 
 # ---------------------------------------------------------------------------
@@ -968,7 +978,7 @@ def reconcile(module: AnsibleModule, engine: Engine) -> None:
     record(touched, failures)
     rolled = [spec["name"] for spec, _ in plan.roll]
     if errors:
-        fail("mt5_containers could not apply every change: " + "; ".join(f"{name}: {message}" for name, message in sorted(errors.items())),
+        fail("mt5_containers could not apply every change: " + summarize(errors),
              not_updated=rolled)
 
     # 4. Image updates in health-gated batches.
@@ -979,7 +989,7 @@ def reconcile(module: AnsibleModule, engine: Engine) -> None:
         remaining = rolled[rolled.index(names[-1]) + 1:]
         if failures:
             fail(f"image update stopped at batch {index + 1} ({', '.join(names)}): "
-                 + "; ".join(f"{name}: {message}" for name, message in sorted(failures.items()))
+                 + summarize(failures)
                  + (f"; not updated: {', '.join(remaining)}" if remaining else ""), not_updated=remaining)
         unhealthy = engine.wait_healthy(scope, updated, params["health_timeout"])
         if unhealthy:

@@ -212,7 +212,7 @@ def test_a_batch_that_does_not_come_healthy_stops_the_update(farm) -> None:
     assert time.monotonic() - started < 30
     message = result["msg"]
     assert f"image update stopped at batch 2 ({farm.name(3)}, {farm.name(4)})" in message
-    assert "did not come healthy within 4 s" in message and "last checks: exit 1" in message
+    assert "2 container(s) did not come healthy within 4 s" in message and "last checks: exit 1" in message
     assert f"left on the old image: {farm.name(5)}, {farm.name(6)}" in message
     assert sorted(result["unhealthy"]) == [farm.name(3), farm.name(4)]
     assert result["not_updated"] == [farm.name(5), farm.name(6)]
@@ -225,11 +225,42 @@ def test_a_batch_that_does_not_come_healthy_stops_the_update(farm) -> None:
 
 
 def test_wait_healthy_fails_with_the_health_log(farm) -> None:
-    code, result = farm.run([farm.spec(1, env={"UNHEALTHY_FROM": "1"}), farm.spec(2)], wait_healthy=True, health_timeout=3)
+    # Container 2 has no healthcheck at all: running is enough for it.
+    specs = [farm.spec(1, env={"UNHEALTHY_FROM": "1"}), farm.spec(2, healthcheck=None)]
+    code, result = farm.run(specs, wait_healthy=True, health_timeout=3)
     assert code == 1
     assert list(result["unhealthy"]) == [farm.name(1)]
     assert result["unhealthy"][farm.name(1)]["state"] == "running"
+    assert result["unhealthy"][farm.name(1)]["last_checks"][-1].startswith("exit 1")
     assert result["created"] == [farm.name(1), farm.name(2)]
+
+
+def test_every_option_reaches_docker(farm, tmp_path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    spec = farm.spec(
+        1,
+        mounts=[{"type": "volume", "source": farm.volume(1), "target": "/data"},
+                {"type": "bind", "source": str(secrets), "target": "/run/secrets/mt5", "read_only": True}],
+        memory=96 * 1024 * 1024, memory_reservation=32 * 1024 * 1024, nano_cpus=250_000_000,
+        hostname="acct-1", user="65534:65534", init=True, stop_timeout=7, cap_drop=["ALL"],
+        security_opt=["no-new-privileges"], read_only=True, tmpfs={"/tmp": "size=1m"}, command=["/entry.sh"],
+        pids_limit=64, restart_policy="on-failure",
+        healthcheck=dict(farm.spec(1)["healthcheck"], start_period=2),
+    )
+    code, result = farm.run([spec], wait_healthy=True, health_timeout=30)
+    assert code == 0, result
+    data = farm.containers()[farm.name(1)]
+    host, config = data["HostConfig"], data["Config"]
+    assert (host["Memory"], host["MemoryReservation"], host["NanoCpus"]) == (96 << 20, 32 << 20, 250_000_000)
+    assert host["Init"] is True and host["ReadonlyRootfs"] is True and host["PidsLimit"] == 64
+    assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["Tmpfs"] == {"/tmp": "size=1m"} and host["RestartPolicy"]["Name"] == "on-failure"
+    assert (config["Hostname"], config["User"], config["StopTimeout"], config["Cmd"]) == ("acct-1", "65534:65534", 7, ["/entry.sh"])
+    assert config["Healthcheck"]["StartPeriod"] == 2_000_000_000 and config["Healthcheck"]["Interval"] == 1_000_000_000
+    mounts = {mount["Destination"]: mount for mount in data["Mounts"]}
+    assert mounts["/run/secrets/mt5"]["RW"] is False and mounts["/data"]["Name"] == farm.volume(1)
+    assert farm.run([spec])[1]["changed"] is False
 
 
 def test_a_config_docker_rejects_leaves_the_running_container_alone(farm) -> None:

@@ -153,3 +153,10 @@ def test_the_plan_sorts_every_container_into_one_action() -> None:
 
 def test_batches_keep_order() -> None:
     assert module.batches([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
+
+
+def test_failure_messages_show_the_first_five_and_count_the_rest() -> None:
+    errors = {f"c{i}": "boom" for i in range(8)}
+    text = module.summarize(errors)
+    assert text.startswith("c0: boom; c1: boom") and text.endswith("; and 3 more (see errors)")
+    assert "c5" not in text
