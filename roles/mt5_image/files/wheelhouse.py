@@ -110,9 +110,7 @@ def build(args: argparse.Namespace, out: Path) -> None:
                 target += ["--constraint", constraint]
             if args.no_deps:
                 target.append("--no-deps")
-            # The service declares the Python it is tested on; the image's is the target above,
-            # and every wheel is chosen for it (binary wheels carry their own Python tag).
-            pip(args, "download", "--quiet", "--ignore-requires-python", "--dest", str(out), *target, *requirements)
+            pip(args, "download", "--quiet", "--dest", str(out), *target, *requirements)
     non_wheels = [p.name for p in out.iterdir() if p.suffix != ".whl"]
     if non_wheels:
         raise SystemExit(f"wheelhouse: not wheels: {non_wheels}")
