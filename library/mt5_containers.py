@@ -524,11 +524,12 @@ def container_name(listing: dict) -> str:
 
 
 def check_unique(specs: list[dict]) -> None:
-    seen: dict[str, str] = {}
+    """Names and published host ports must be unique on the host."""
+    seen: set[str] = set()
     for spec in specs:
         if spec["name"] in seen:
             raise SpecError(f"container {spec['name']} is listed twice")
-        seen[spec["name"]] = spec["name"]
+        seen.add(spec["name"])
     bindings: dict[tuple, str] = {}
     for spec in specs:
         for port in spec["ports"]:

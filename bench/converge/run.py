@@ -121,8 +121,10 @@ def specs(count: int, args, image: str, run_id: str, secrets: Path) -> list[dict
     for index in range(1, count + 1):
         name = f"{PREFIX}-{run_id}-{index:03d}"
         login = 7100000 + index
-        (secrets / name).mkdir(mode=0o700, exist_ok=True)
+        # A placeholder, not a secret: readable by the image's non-root user.
+        (secrets / name).mkdir(mode=0o755, exist_ok=True)
         (secrets / name / "api_key").write_text("bench-not-a-secret\n")
+        (secrets / name / "api_key").chmod(0o644)
         env = {"MT5_LOGIN": str(login), "MT5_SERVER": "Bench-Demo", "PORT": str(args.container_port)}
         env.update(args.env)
         result.append({
