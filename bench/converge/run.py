@@ -241,7 +241,9 @@ class Bench:
             for mount in spec["mounts"]:
                 command += ["--mount", f"type={mount['type']},source={mount['source']},target={mount['target']}"
                             + (",readonly" if mount["read_only"] else "")]
-            subprocess.run([*command, spec["image"]], check=True, capture_output=True, timeout=120)
+            done = subprocess.run([*command, spec["image"]], check=False, capture_output=True, text=True, timeout=120)
+            if done.returncode != 0:
+                raise RuntimeError(f"docker run of {spec['name']} failed: {done.stderr.strip()}")
         return time.monotonic() - started
 
 
@@ -332,7 +334,10 @@ def main() -> None:
         if not args.no_docker_run:
             bench.clean()
             log(f"docker run x{largest} (load {load()})")
-            docker_run = bench.docker_run(largest)
+            try:
+                docker_run = bench.docker_run(largest)
+            except (RuntimeError, subprocess.TimeoutExpired) as error:
+                notes.append(f"the docker run reference failed: {error}")
     finally:
         bench.clean()
         if bench.made_image and not args.keep_image:
