@@ -454,3 +454,139 @@ def test_wine_image_supervises_xvfb_and_the_service(wine, secrets):
         assert set(rows) == {str(UID)}
     finally:
         container.remove()
+
+
+# --- the wine image with operator-supplied parts (stand-ins) ----------------------------
+# No MT5 terminal can be fetched here. A captured-directory archive whose terminal64.exe is
+# Wine's own notepad.exe (a real 64-bit Windows GUI program) exercises everything around the
+# terminal for real: the sha256 check, extraction, .ex5 programs, the data links and their
+# seed, and the terminal wrapper under Wine in the virtual desktop.
+
+
+def _stand_in_inputs(work: Path, wine_ref: str) -> dict:
+    tree = work / "src" / "MetaTrader 5"
+    for sub in ("config", "profiles/default", "MQL5/Experts/Examples", "logs"):
+        (tree / sub).mkdir(parents=True)
+    (tree / "terminal64.exe").write_bytes(subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "cat", wine_ref,
+         "/usr/lib/x86_64-linux-gnu/wine/x86_64-windows/notepad.exe"], capture_output=True, check=True).stdout)
+    (tree / "config" / "common.ini").write_text("[Common]\r\n")
+    (tree / "profiles" / "default" / "chart01.chr").write_text("chart\n")
+    (tree / "MQL5" / "Experts" / "Examples" / "Sample.ex5").write_bytes(b"ex5")
+    subprocess.run(["tar", "-C", str(work / "src"), "--sort=name", "--mtime=@315532800", "--owner=0", "--group=0",
+                    "-cf", str(work / "terminal.tar"), "MetaTrader 5"], check=True)
+    (work / "Grid.ex5").write_bytes(b"a compiled expert stand-in")
+
+    def sha(path: Path) -> str:
+        return subprocess.run(["sha256sum", str(path)], capture_output=True, text=True, check=True).stdout.split()[0]
+
+    return {
+        "mt5_image_variant": "wine",
+        "mt5_image_terminal_archive": {"path": str(work / "terminal.tar"), "sha256": sha(work / "terminal.tar")},
+        "mt5_image_experts": [
+            {"path": str(work / "Grid.ex5"), "sha256": sha(work / "Grid.ex5")},
+            {"path": str(work / "Grid.ex5"), "sha256": sha(work / "Grid.ex5"), "kind": "Indicators", "name": "GridLevels.ex5"},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def wine_supplied(tmp_path_factory, wine):
+    work = tmp_path_factory.mktemp("wine-supplied")
+    supplied = _stand_in_inputs(work, wine["ref"])
+    (work / "vars.json").write_text(json.dumps(supplied))
+    hosts = inventory(work / "hosts.yml", work, {"localhost": {}})
+    started = time.monotonic()
+    done = run_playbook(hosts, "-e", f"@{work / 'vars.json'}")
+    seconds = time.monotonic() - started
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    ref, image_id = reported_image(done.stdout, "wine")
+    print(f"\nwine image with stand-in operator inputs {ref}: {seconds:.0f} s")
+    return {"ref": ref, "id": image_id, "output": done.stdout, "work": work, "hosts": hosts, "vars": supplied}
+
+
+def test_a_wrong_sha256_stops_the_run_before_anything_is_built(wine_supplied):
+    work = wine_supplied["work"]
+    wrong = dict(wine_supplied["vars"])
+    wrong["mt5_image_terminal_archive"] = {**wrong["mt5_image_terminal_archive"], "sha256": "0" * 64}
+    (work / "wrong.json").write_text(json.dumps(wrong))
+    done = run_playbook(wine_supplied["hosts"], "-e", f"@{work / 'wrong.json'}", timeout=300)
+    assert done.returncode != 0
+    output = re.sub(r"\s+", " ", done.stdout)
+    assert "MT5 terminal (captured directory)" in output and "a different file, or an outdated checksum" in output
+    assert "Build the image" not in done.stdout
+
+
+def test_supplied_parts_are_included_and_the_rest_skipped_by_name(wine_supplied):
+    output = re.sub(r"\s+", " ", wine_supplied["output"])
+    report = docker("run", "--rm", "--entrypoint", "cat", wine_supplied["ref"], "/usr/share/mt5farm/report/build.txt").stdout
+    for line in ("included: MT5 terminal (captured directory)", "included: MQL5/Experts/Grid.ex5",
+                 "included: MQL5/Indicators/GridLevels.ex5", "skipped: Windows Python (no installer supplied)"):
+        assert line in output, f"{line!r} is not in the playbook's output"
+        assert line in report, f"{line!r} is not in the image's build report"
+    assert "skipped: MT5 terminal" not in output
+
+
+def test_terminal_binaries_in_the_image_account_data_on_the_volume(wine_supplied):
+    listing = docker("run", "--rm", "--entrypoint", "sh", wine_supplied["ref"], "-c",
+                     "cd /home/mt5/.wine/drive_c/MT5 && ls -l terminal64.exe MQL5/Experts/Grid.ex5 "
+                     "MQL5/Indicators/GridLevels.ex5 MQL5/Experts/Examples/Sample.ex5 && readlink config MQL5/Files").stdout
+    assert "/data/terminal/config\n/data/terminal/MQL5/Files" in listing, listing
+    assert listing.count(" mt5 mt5 ") == 4, listing
+
+
+@pytest.fixture(scope="module")
+def supplied_account(wine_supplied, secrets):
+    # The stand-in terminal has no MetaTrader5 module behind it: the service runs its simulator
+    # backend, Xvfb runs, and the terminal wrapper is exercised by hand below.
+    container = Account(wine_supplied["ref"], secrets, "wine-supplied", "simulator", MT5_SERVER="Broker-Live")
+    yield container
+    container.remove()
+
+
+def test_a_new_volume_is_seeded_with_the_captured_terminal_data(supplied_account):
+    supplied_account.wait_healthy(90)
+    assert supplied_account.exec("cat", "/home/mt5/.wine/drive_c/MT5/config/common.ini").stdout.strip() == "[Common]"
+    found = supplied_account.exec("find", "/data/terminal", "-printf", "%U %P\n").stdout.split("\n")
+    assert f"{UID} profiles/default/chart01.chr" in found and f"{UID} MQL5/Files" in found, found
+
+
+def _terminal_pids(container: Account) -> list[str]:
+    return container.exec("pgrep", "-f", r"^C:\\MT5\\terminal64\.exe", check=False).stdout.split()
+
+
+def test_the_terminal_wrapper_runs_the_terminal_under_wine_and_exits_when_it_dies(supplied_account):
+    supplied_account.wait_running(("xvfb", "service"))
+    supplied_account.exec("sh", "-c", "rm -f /tmp/term.log; (mt5-terminal >/tmp/term.log 2>&1; echo exit=$? >>/tmp/term.log) &")
+    deadline = time.monotonic() + 90
+    while not _terminal_pids(supplied_account):
+        assert time.monotonic() < deadline, supplied_account.exec("cat", "/tmp/term.log").stdout
+        time.sleep(1)
+    command_lines = supplied_account.exec("ps", "-eo", "args=").stdout
+    assert r"explorer.exe /desktop=MT5,1280x800 C:\MT5\terminal64.exe /portable /config:Z:\dev\shm\mt5farm\terminal.ini" \
+        in command_lines, command_lines
+    assert PASSWORD not in command_lines
+    assert supplied_account.exec("stat", "-c", "%a %u", "/dev/shm/mt5farm/terminal.ini").stdout.strip() == f"600 {UID}"
+    supplied_account.exec("kill", *_terminal_pids(supplied_account))
+    deadline = time.monotonic() + 30
+    while "exit=" not in (log := supplied_account.exec("cat", "/tmp/term.log").stdout):
+        assert time.monotonic() < deadline, log
+        time.sleep(1)
+    assert "terminal64.exe exited" in log and "exit=1" in log, "a non-zero exit: supervisord starts it again"
+    assert PASSWORD not in log
+
+
+def test_the_terminal_wrapper_stops_the_terminal_on_sigterm(supplied_account):
+    supplied_account.exec("sh", "-c", "rm -f /tmp/term.log; (mt5-terminal >/tmp/term.log 2>&1; echo exit=$? >>/tmp/term.log) &")
+    deadline = time.monotonic() + 90
+    while not _terminal_pids(supplied_account):
+        assert time.monotonic() < deadline, supplied_account.exec("cat", "/tmp/term.log").stdout
+        time.sleep(1)
+    supplied_account.exec("pkill", "-TERM", "-f", "python3 -I /usr/local/bin/mt5-terminal")
+    deadline = time.monotonic() + 30
+    while "exit=" not in (log := supplied_account.exec("cat", "/tmp/term.log").stdout):
+        assert time.monotonic() < deadline, log
+        time.sleep(1)
+    assert "exit=0" in log
+    assert not _terminal_pids(supplied_account)
+    assert "explorer.exe /desktop" not in supplied_account.exec("ps", "-eo", "args=").stdout
