@@ -8,8 +8,8 @@ import tarfile
 import pytest
 from ansible.errors import AnsibleFilterError
 
-import context
-import wheelhouse
+import mt5_image_context as context
+import mt5_image_wheelhouse as wheelhouse
 from mt5_image import mt5_image_input_hash, mt5_image_sha256
 
 BASE = {
