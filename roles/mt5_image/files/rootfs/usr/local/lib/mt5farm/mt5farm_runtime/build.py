@@ -80,7 +80,7 @@ def install_archive(image: dict, path: Path) -> None:
     say(f"MT5 terminal: extracted the captured terminal directory into {image['terminal']['windows_dir']}")
 
 
-def _run_under_xvfb(argv: list[str], timeout: float) -> subprocess.Popen:
+def _run_under_xvfb(argv: list[str]) -> subprocess.Popen:
     return subprocess.Popen(["xvfb-run", "-a", *argv], env=wine_env(), start_new_session=True)
 
 
@@ -94,7 +94,7 @@ def install_terminal(image: dict, installer: Path, timeout: float = 900.0) -> No
     exe = target / TERMINAL_EXE
     say(f"MT5 terminal: running the installer /auto into {image['terminal']['windows_dir']} "
         "(it downloads the terminal from MetaQuotes)")
-    popen = _run_under_xvfb(["wine", str(installer), "/auto", f"/path:{image['terminal']['windows_dir']}"], timeout)
+    popen = _run_under_xvfb(["wine", str(installer), "/auto", f"/path:{image['terminal']['windows_dir']}"])
     deadline = time.monotonic() + timeout
     last_size, stable_since = -1, time.monotonic()
     try:
@@ -178,9 +178,15 @@ def report(image: dict, out: Path) -> None:
     for name in image.get("skipped", []):
         lines.append(f"skipped: {name}")
     if image["variant"] == "wine":
+        # Running a program rewrites the prefix's registry files (timestamps): keep them as
+        # they were, so an unchanged prefix stays byte-identical and its layer is reused.
+        prefix = Path(os.environ.get("WINEPREFIX", str(Path.home() / ".wine")))
+        registry = {path: path.read_bytes() for path in prefix.glob("*.reg")}
         done = subprocess.run(["wine", "cmd", "/c", "ver"], env=wine_env(), capture_output=True,
                               text=True, timeout=300, check=False)
         subprocess.run(["wineserver", "-w"], env=wine_env(), timeout=120, check=False)
+        for path, data in registry.items():
+            path.write_bytes(data)
         ver = " ".join(line.strip() for line in done.stdout.splitlines() if line.strip())
         if done.returncode != 0 or "Windows" not in ver:
             raise BuildError(f"wine cmd /c ver failed (exit {done.returncode}): {ver or done.stderr[-500:]}")

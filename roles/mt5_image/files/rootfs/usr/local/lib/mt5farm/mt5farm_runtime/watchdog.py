@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 OK, DEGRADED, DOWN = "ok", "degraded", "down"
-SERVICE_STOP_WAIT = 10
 
 
 @dataclass(frozen=True)
