@@ -1,0 +1,255 @@
+"""The platform filters: the whole inventory as Nginx routes, scrape targets, wiring and API keys."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+import mt5_platform as platform
+
+GROUPS = {"mt5_linux": ["farm-01", "farm-02"], "mt5_windows": ["win-01"], "platform": ["farm-01"]}
+
+
+def hosts(**overrides):
+    view = {
+        "farm-01": {
+            "mt5_bind_address": "10.0.0.11",
+            "mt5_accounts": [
+                {"login": 5001002, "server": "Demo", "backend": "simulator"},
+                {"login": 5001001, "server": "Demo", "vnc": True, "vnc_password": "x"},
+                {"login": 5001009, "server": "Demo", "enabled": False},
+            ],
+        },
+        "farm-02": {"mt5_bind_address": "10.0.0.12", "mt5_accounts": [{"login": 7000123, "server": "Live", "api_port": 25000}]},
+        "win-01": {"mt5_bind_address": "10.0.0.21", "mt5_accounts": [{"login": 8000001, "server": "Live"}]},
+        "monitor-only": {"mt5_accounts": [{"login": 1, "server": "x"}]},
+    }
+    view.update(overrides)
+    return view
+
+
+# --- mt5_platform_accounts --------------------------------------------------------------
+
+
+def test_accounts_cover_every_farm_host_sorted_by_login_with_the_units_ports():
+    accounts = platform.mt5_platform_accounts(hosts(), GROUPS)
+    assert [(a["login"], a["host"], a["address"], a["api_port"], a["vnc_port"]) for a in accounts] == [
+        (5001001, "farm-01", "10.0.0.11", 21001, 31001),
+        (5001002, "farm-01", "10.0.0.11", 21002, None),
+        (7000123, "farm-02", "10.0.0.12", 25000, None),
+        (8000001, "win-01", "10.0.0.21", 20001, None),
+    ]
+    assert accounts[0]["upstream"] == "mt5_5001001"
+    assert accounts[1]["backend"] == "simulator"
+
+
+def test_disabled_accounts_and_hosts_outside_the_farm_groups_are_left_out():
+    logins = [a["login"] for a in platform.mt5_platform_accounts(hosts(), GROUPS)]
+    assert 5001009 not in logins and 1 not in logins
+
+
+def test_bind_address_defaults_to_loopback():
+    view = hosts()
+    del view["farm-02"]["mt5_bind_address"]
+    accounts = platform.mt5_platform_accounts(view, GROUPS)
+    assert next(a for a in accounts if a["login"] == 7000123)["address"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("view", "groups", "message"),
+    [
+        ("farm-01", GROUPS, "hosts must map host names"),
+        (hosts(**{"farm-02": {"mt5_accounts": [{"login": 5001001, "server": "Demo"}]}}), GROUPS, "login 5001001 is on both"),
+        (hosts(), ["mt5_linux"], "groups must be the inventory"),
+        (hosts(**{"farm-02": {"mt5_accounts": [{"login": "7", "server": "x"}]}}), GROUPS, "positive integer login"),
+    ],
+)
+def test_accounts_errors_name_the_filter_and_the_problem(view, groups, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        platform.mt5_platform_accounts(view, groups)
+
+
+# --- scrape targets ---------------------------------------------------------------------
+
+
+def test_account_targets_carry_login_server_and_host():
+    targets = platform.mt5_platform_account_targets(platform.mt5_platform_accounts(hosts(), GROUPS))
+    assert targets[0] == {"targets": ["10.0.0.11:21001"], "labels": {"login": "5001001", "server": "Demo", "host": "farm-01"}}
+    assert len(targets) == 4
+
+
+def test_account_targets_want_a_list():
+    with pytest.raises(AnsibleFilterError, match="mt5_platform_account_targets"):
+        platform.mt5_platform_account_targets({"login": 1})
+
+
+def test_node_targets_cover_linux_farm_hosts_and_the_platform_host_once():
+    groups = {"mt5_linux": ["farm-01", "farm-02"], "platform": ["farm-01", "db-01"]}
+    view = hosts(**{"db-01": {"mt5_bind_address": "10.0.0.5"}})
+    assert platform.mt5_platform_node_targets(view, groups, 9100) == [
+        {"targets": ["10.0.0.5:9100"], "labels": {"host": "db-01"}},
+        {"targets": ["10.0.0.11:9100"], "labels": {"host": "farm-01"}},
+        {"targets": ["10.0.0.12:9100"], "labels": {"host": "farm-02"}},
+    ]
+
+
+@pytest.mark.parametrize(("groups", "port", "message"), [(GROUPS, 0, "port must be a TCP port"), ({"mt5_linux": ["ghost"]}, 9100, "no variables given for host 'ghost'")])
+def test_node_targets_errors(groups, port, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        platform.mt5_platform_node_targets(hosts(), groups, port)
+
+
+# --- wiring of the account containers ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "farm_host", "expected"),
+    [
+        ("redis", "farm-01", "redis://mt5-redis:6379/0"),
+        ("postgres", "farm-01", "postgresql://mt5_writer@mt5-postgres:5432/mt5farm"),
+        ("redis", "farm-02", "redis://10.0.0.11:6379/0"),
+        ("postgres", "farm-02", "postgresql://mt5_writer@10.0.0.11:5432/mt5farm"),
+    ],
+)
+def test_url_is_the_container_name_on_the_platform_host_and_its_address_elsewhere(kind, farm_host, expected):
+    assert platform.mt5_platform_url(GROUPS, kind, farm_host, hosts()) == expected
+
+
+def test_url_reads_the_platform_address_ports_and_database():
+    view = hosts()
+    view["farm-01"].update(mt5_platform_address="10.9.9.9", mt5_platform_redis_port=16379, mt5_platform_postgres_port=15432,
+                           mt5_platform_postgres_database="fund")
+    assert platform.mt5_platform_url(GROUPS, "redis", "farm-02", view) == "redis://10.9.9.9:16379/0"
+    assert platform.mt5_platform_url(GROUPS, "postgres", "farm-02", view) == "postgresql://mt5_writer@10.9.9.9:15432/fund"
+
+
+def test_url_is_empty_without_a_platform_host():
+    assert platform.mt5_platform_url({"mt5_linux": ["farm-01"], "platform": []}, "redis", "farm-01", hosts()) == ""
+
+
+@pytest.mark.parametrize(
+    ("kind", "view", "message"),
+    [
+        ("mongo", hosts(), "kind must be one of"),
+        ("redis", hosts(**{"farm-01": {"mt5_accounts": []}}), "cannot reach redis on the platform host farm-01 at 127.0.0.1"),
+    ],
+)
+def test_url_errors(kind, view, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        platform.mt5_platform_url(GROUPS, kind, "farm-02", view)
+
+
+# --- API keys ---------------------------------------------------------------------------
+
+ACCOUNTS = [{"login": 5001001}, {"login": 5001002}]
+
+
+def test_a_string_of_keys_is_fleet_wide_one_per_line():
+    keys = platform.mt5_platform_api_keys("first-key-0123456789\n\n second-key-0123456789 \n", ACCOUNTS)
+    assert [(k["name"], k["key"], k["scope"], k["zone"]) for k in keys] == [
+        ("fleet-1", "first-key-0123456789", "*", "mt5_key_100r_per_s_b200"),
+        ("fleet-2", "second-key-0123456789", "*", "mt5_key_100r_per_s_b200"),
+    ]
+
+
+def test_keys_per_account_rate_and_burst():
+    keys = platform.mt5_platform_api_keys(
+        [
+            {"name": "fund-a", "key": "fund-a-key-0123456789", "accounts": [5001002, 5001001], "rate": "20r/s", "burst": 5},
+            {"name": "bench", "key": "bench-key-0123456789", "rate": "off"},
+        ],
+        ACCOUNTS,
+        "50r/s",
+        10,
+    )
+    assert keys[0]["scope"] == ",5001001,5001002," and keys[0]["zone"] == "mt5_key_20r_per_s_b5"
+    assert keys[1]["scope"] == "*" and keys[1]["zone"] == "" and keys[1]["rate"] == "off"
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (42, "keys must be a list"),
+        (["x"], "entry 1 must be a mapping"),
+        ([{"name": "bad name", "key": "k" * 20}], "name 'bad name' must be unique"),
+        ([{"name": "a", "key": "short"}], "key 'a' must be 16-256 characters"),
+        ([{"name": "a", "key": "~regex-looking-key-123"}], "not starting with ~"),
+        ([{"name": "a", "key": "has space in the key 0123"}], "key 'a' must be"),
+        ([{"name": "a", "key": "k" * 20}, {"name": "b", "key": "k" * 20}], "repeats another key"),
+        ([{"name": "a", "key": "k" * 20}, {"name": "a", "key": "j" * 20}], "must be unique"),
+        ([{"name": "a", "key": "k" * 20, "accounts": [9]}], r"names accounts no host carries: \[9\]"),
+        ([{"name": "a", "key": "k" * 20, "accounts": "5001001"}], "accounts must be"),
+        ([{"name": "a", "key": "k" * 20, "rate": "fast"}], "rate must be like"),
+        ([{"name": "a", "key": "k" * 20, "burst": -1}], "burst must be"),
+        ("", "no API key given"),
+    ],
+)
+def test_key_errors_never_show_the_key(keys, message):
+    with pytest.raises(AnsibleFilterError, match=message) as caught:
+        platform.mt5_platform_api_keys(keys, ACCOUNTS)
+    assert "k" * 20 not in str(caught.value) and "regex-looking" not in str(caught.value)
+
+
+# --- Grafana dashboards -----------------------------------------------------------------
+
+SPEC = {
+    "uid": "mt5-test",
+    "title": "Test",
+    "variables": [{"name": "login", "query": "label_values(mt5_account_info, login)"}],
+    "panels": [
+        {"title": "Up", "type": "stat", "width": 12, "targets": [{"expr": "up"}]},
+        {"title": "Rate", "width": 16, "targets": [{"expr": "rate(x[1m])", "legend": "{{login}}"}]},
+        {"title": "Orders", "type": "table", "datasource": "postgres", "width": 24, "targets": [{"sql": "SELECT 1"}]},
+    ],
+}
+SOURCES = {"prometheus": "prom-uid", "postgres": "pg-uid"}
+
+
+def test_dashboard_lays_panels_out_in_rows_and_points_at_the_datasources():
+    dashboard = platform.mt5_grafana_dashboard(SPEC, SOURCES)
+    assert [p["gridPos"] for p in dashboard["panels"]] == [
+        {"x": 0, "y": 0, "w": 12, "h": 8},
+        {"x": 0, "y": 8, "w": 16, "h": 8},
+        {"x": 0, "y": 16, "w": 24, "h": 8},
+    ]
+    stat, rate, table = dashboard["panels"]
+    assert stat["targets"][0] == {"refId": "A", "datasource": {"type": "prometheus", "uid": "prom-uid"}, "expr": "up",
+                                  "legendFormat": "__auto", "instant": True, "range": False}
+    assert rate["targets"][0]["legendFormat"] == "{{login}}" and rate["targets"][0]["range"] is True
+    assert table["targets"][0]["rawSql"] == "SELECT 1" and table["datasource"]["type"] == "grafana-postgresql-datasource"
+    assert dashboard["templating"]["list"][0]["query"]["query"] == "label_values(mt5_account_info, login)"
+    assert dashboard["uid"] == "mt5-test" and dashboard["editable"] is False
+
+
+@pytest.mark.parametrize(
+    ("spec", "sources", "message"),
+    [
+        ({"title": "x", "panels": []}, SOURCES, "mapping with uid and title"),
+        ({"uid": "u", "title": "x", "panels": []}, SOURCES, "panels must be a non-empty list"),
+        ({"uid": "u", "title": "x", "panels": [{"type": "pie", "targets": [{"expr": "up"}]}]}, SOURCES, "type must be timeseries"),
+        ({"uid": "u", "title": "x", "panels": [{"targets": [{"legend": "a"}]}]}, SOURCES, "every target needs an expr"),
+        ({"uid": "u", "title": "x", "panels": [{"datasource": "postgres", "targets": [{"expr": "up"}]}]}, SOURCES, "needs a sql"),
+        ({"uid": "u", "title": "x", "panels": [{"datasource": "loki", "targets": [{"expr": "up"}]}]}, SOURCES, "datasource 'loki'"),
+        ({"uid": "u", "title": "x", "panels": [{"width": 30, "targets": [{"expr": "up"}]}]}, SOURCES, "width must be 1-24"),
+        (SPEC, {"postgres": "pg"}, "datasources must map prometheus"),
+    ],
+)
+def test_dashboard_errors(spec, sources, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        platform.mt5_grafana_dashboard(spec, sources)
+
+
+def test_the_role_dashboards_and_alert_rules_are_well_formed():
+    """The monitoring role's own data goes through the filter, and every rule names its parts."""
+    from pathlib import Path
+
+    import yaml
+
+    files = Path(__file__).resolve().parents[2] / "roles" / "monitoring" / "files"
+    for spec in yaml.safe_load((files / "dashboards.yml").read_text()):
+        assert platform.mt5_grafana_dashboard(spec, {"prometheus": "p", "postgres": "q"})["panels"]
+    thresholds = yaml.safe_load((files.parent / "defaults" / "main.yml").read_text())["monitoring_alert_thresholds"]
+    for rule in yaml.safe_load((files / "alert_rules.yml").read_text()):
+        assert {"alert", "query", "op", "threshold", "for", "severity", "summary"} <= set(rule)
+        assert rule["op"] in ("==", "!=", "<", ">", "<=", ">=")
+        assert not isinstance(rule["threshold"], str) or rule["threshold"] in thresholds
