@@ -33,7 +33,7 @@ not the application's start-up. Pass the real simulator image with
 exists: it must already be loaded on this host (never pulled).
 
 Usage:  .venv/bin/python bench/converge/run.py [--sizes 10,50,100] [--image IMG]
-        [--parallelism 8] [--port-base 39100] [--no-loop] [--no-docker-run]
+        [--parallelism 8] [--port-base 28100] [--scenarios fresh,add] [--no-loop] [--no-docker-run]
 Needs:  a Docker engine (`docker info`), a static busybox (busybox-static) for the
         stand-in image, the repository's virtualenv (ansible-core, community.docker).
 Bounded: every converge has a timeout (--timeout, 900 s); a full run takes about 10-15
@@ -215,7 +215,8 @@ class Bench:
             return float("inf"), {"error": f"timed out after {self.args.timeout} s"}
         elapsed = time.monotonic() - started
         if done.returncode != 0:
-            raise SystemExit(f"bench: {method} converge of {count} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+            raise SystemExit(f"bench: {method} converge of {count} failed:\n{failures(done.stdout) or done.stdout[-3000:]}\n"
+                             f"{done.stderr[-3000:]}")
         result = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
         running = self.running()
         if running != count:
@@ -247,6 +248,24 @@ class Bench:
         return time.monotonic() - started
 
 
+def failures(stdout: str) -> str:
+    """The failure messages of an ansible.posix.json report (loop items included)."""
+    try:
+        report = json.loads(stdout)
+    except ValueError:
+        return ""
+    messages = []
+    for play in report.get("plays", []):
+        for task in play.get("tasks", []):
+            for result in task.get("hosts", {}).values():
+                if result.get("failed") and not result.get("results"):
+                    messages.append(str(result.get("msg")))
+                for item in result.get("results") or []:
+                    if item.get("failed"):
+                        messages.append(f"{(item.get('item') or {}).get('name')}: {item.get('msg')}")
+    return "\n".join(messages[:10])
+
+
 def ports_free(base: int, count: int) -> list[int]:
     busy = []
     for port in range(base + 1, base + count + 2):
@@ -273,9 +292,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="10,50,100", help="fresh converge sizes; the largest is also rerun (no-op)")
     parser.add_argument("--add-base", type=int, default=50, help="accounts present before one is added (default 50)")
     parser.add_argument("--parallelism", type=int, default=8, help="mt5_containers worker threads (default 8)")
-    parser.add_argument("--port-base", type=int, default=39100, help="host ports base+1.. on 127.0.0.1 (default 39100)")
+    parser.add_argument("--port-base", type=int, default=28100, help="host ports base+1.. on 127.0.0.1, below the ephemeral range (default 28100)")
     parser.add_argument("--python", default=sys.executable, help="interpreter the module runs under (default: this one)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per converge (default 900)")
+    parser.add_argument("--scenarios", default="fresh,add", help="which of fresh (with the no-op rerun), add (default both)")
     parser.add_argument("--no-loop", action="store_true", help="skip the docker_container loop")
     parser.add_argument("--no-docker-run", action="store_true", help="skip the bare docker run reference")
     parser.add_argument("--keep-image", action="store_true", help="keep the stand-in image afterwards")
@@ -327,9 +347,12 @@ def main() -> None:
             if then_noop:
                 rows.append((f"no-op {count}", noop, load().split()[0]))
 
-        for size in sizes:
-            measure(f"fresh {size}", size, then_noop=(size == largest))
-        measure(f"add 1 to {args.add_base}", args.add_base + 1, before=args.add_base)
+        scenarios = set(args.scenarios.split(","))
+        if "fresh" in scenarios:
+            for size in sizes:
+                measure(f"fresh {size}", size, then_noop=(size == largest))
+        if "add" in scenarios:
+            measure(f"add 1 to {args.add_base}", args.add_base + 1, before=args.add_base)
         docker_run = None
         if not args.no_docker_run:
             bench.clean()
