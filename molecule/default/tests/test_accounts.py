@@ -31,12 +31,23 @@ def logs_on_failure(request, host):
             print(f"--- mt5-{login}\n" + host.run(f"docker logs --tail 30 mt5-{login}").stdout)
 
 
+# A real HTTP client run on the test host itself (its loopback is where the ports are).
+HTTP_GET = """
+import json, sys, urllib.error, urllib.request
+request = urllib.request.Request(sys.argv[1], headers={"X-API-Key": sys.argv[2]} if sys.argv[2] else {})
+try:
+    with urllib.request.urlopen(request, timeout=10) as response:
+        print(json.dumps([response.status, json.load(response)]))
+except urllib.error.HTTPError as error:
+    print(json.dumps([error.code, json.load(error)]))
+"""
+
+
 def api(host, port: int, path: str, key: str | None) -> tuple[int, dict]:
     """GET a path of an account service through its published port, from the host itself."""
-    header = f"-H 'X-API-Key: {key}'" if key else ""
-    out = host.check_output(f"curl -s -o /tmp/body -w '%{{http_code}}' {header} http://127.0.0.1:{port}{path}; echo; cat /tmp/body")
-    status, _, body = out.partition("\n")
-    return int(status), json.loads(body or "null")
+    out = host.check_output("python3 -c %s %s %s", HTTP_GET, f"http://127.0.0.1:{port}{path}", key or "")
+    status, body = json.loads(out)
+    return status, body
 
 
 @pytest.mark.parametrize("login", ACCOUNTS)
