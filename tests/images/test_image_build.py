@@ -193,7 +193,7 @@ def secrets(tmp_path_factory):
 class Account:
     """One account container run exactly as the mt5_linux role runs it."""
 
-    def __init__(self, image: str, secrets: Path, name: str, backend: str, **env: str):
+    def __init__(self, image: str, secrets: Path, name: str, backend: str, ports: tuple[int, ...] = (), **env: str):
         self.name = f"mt5img-test-{name}-{os.getpid()}"
         self.volume = self.name + "-data"
         docker("rm", "-f", self.name, check=False)
@@ -205,6 +205,8 @@ class Account:
                        "WATCHDOG_INTERVAL": str(INTERVAL), **env}
         args = ["run", "-d", "--name", self.name, "--restart", "unless-stopped",
                 "-v", f"{secrets}:/run/secrets/mt5:ro", "-v", f"{self.volume}:/data", "-p", "127.0.0.1::8000"]
+        for port in ports:
+            args += ["-p", f"127.0.0.1::{port}"]
         for key, value in environment.items():
             args += ["-e", f"{key}={value}"]
         docker(*args, image)
@@ -444,14 +446,25 @@ def test_wine_image_without_a_terminal_refuses_the_mt5linux_backend_by_name(wine
     assert "no installer or archive supplied" in done.stdout + done.stderr
 
 
-def test_wine_image_supervises_xvfb_and_the_service(wine, secrets):
-    container = Account(wine["ref"], secrets, "wine", "simulator")
+def test_wine_image_supervises_xvfb_the_service_and_vnc(wine, secrets, tmp_path):
+    with_vnc = tmp_path / "mt5"
+    shutil.copytree(secrets, with_vnc)
+    (with_vnc / "vnc_password").write_text("vnc-pw-1\n")
+    for path in [with_vnc, *with_vnc.iterdir()]:
+        os.chown(path, UID, UID)
+    (with_vnc / "vnc_password").chmod(0o400)
+    container = Account(wine["ref"], with_vnc, "wine", "simulator", ports=(6080,), MT5_VNC="1")
     try:
         container.wait_healthy(90)
-        container.wait_running(("xvfb", "service", "watchdog"))
+        container.wait_running(("xvfb", "service", "x11vnc", "novnc", "watchdog"))
         assert container.exec("test", "-S", "/tmp/.X11-unix/X99", check=False).returncode == 0, "Xvfb is not up"
         rows = container.exec("ps", "-eo", "uid=").stdout.split()
         assert set(rows) == {str(UID)}
+        assert "vnc-pw-1" not in container.exec("ps", "-eo", "args=").stdout + container.logs()
+        novnc = int(docker("port", container.name, "6080").stdout.strip().splitlines()[0].rsplit(":", 1)[1])
+        with urllib.request.urlopen(f"http://127.0.0.1:{novnc}/vnc.html", timeout=10) as response:
+            assert response.status == 200 and b"noVNC" in response.read()
+        assert "x11vnc was unable to open the X DISPLAY" not in container.logs(), "x11vnc waits for Xvfb"
     finally:
         container.remove()
 

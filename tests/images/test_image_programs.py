@@ -83,6 +83,7 @@ def test_vnc_runs_only_when_asked_and_a_password_file_exists():
     decided = plan(WINE_FULL, {"MT5_VNC": "1"}, True)
     assert names(decided)[-3:] == ["x11vnc", "novnc", "watchdog"]
     x11vnc = decided.programs[names(decided).index("x11vnc")]
+    assert x11vnc.command[:3] == ["/usr/local/bin/mt5-xvfb", "wait", "--"], "x11vnc waits for the display"
     assert "-localhost" in x11vnc.command, "x11vnc only for noVNC inside the container"
     assert x11vnc.command[x11vnc.command.index("-passwdfile") + 1] == "/run/secrets/mt5/vnc_password", \
         "the password is read from its file, never passed on the command line"

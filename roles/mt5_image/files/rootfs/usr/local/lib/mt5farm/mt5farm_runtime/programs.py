@@ -153,7 +153,7 @@ def plan(image: Mapping, env: Mapping[str, str], vnc_password_present: bool) -> 
         if _flag(env, "MT5_VNC", False):
             if vnc_password_present:
                 programs.append(Program("x11vnc", [
-                    "x11vnc", "-display", display, "-forever", "-shared", "-localhost", "-rfbport", "5900",
+                    "/usr/local/bin/mt5-xvfb", "wait", "--", "x11vnc", "-display", display, "-forever", "-shared", "-localhost", "-rfbport", "5900",
                     "-passwdfile", secrets_dir(env) + "/vnc_password", "-noxdamage", "-quiet"], 50))
                 programs.append(Program("novnc", [
                     "websockify", "--web", "/usr/share/novnc", str(image.get("vnc_port", 6080)), "127.0.0.1:5900"], 51))
