@@ -94,7 +94,12 @@ class Gateway:
         kwargs: dict[str, Any] = {"login": s.login, "server": s.server or None, "timeout": 60_000}
         if s.password is not None:
             kwargs["password"] = s.password
-        args = (s.terminal_path,) if s.terminal_path else ()
+        args: tuple[str, ...] = ()
+        if s.terminal_path:
+            # The image's terminal is a portable install: without portable=True the
+            # MetaTrader5 module would start a second, non-portable terminal.
+            args = (s.terminal_path,)
+            kwargs["portable"] = True
         if not self.backend.initialize(*args, **kwargs):
             code, message = self.backend.last_error()
             raise BackendUnavailable(f"initialize() failed: {message} ({code})", code)
