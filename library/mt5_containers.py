@@ -192,6 +192,13 @@ options:
       pids_limit:
         description: Maximum number of processes.
         type: int
+      isolation:
+        description:
+          - Windows container isolation (C(HostConfig.Isolation)), for a Windows Docker engine.
+          - Null (the default) leaves it to the engine and is left out of the config hash, so
+            specs without it hash as before.
+        type: str
+        choices: [process, hyperv]
   scope:
     description:
       - Value of the label C(mt5farm.scope) put on every container this module creates.
@@ -233,6 +240,34 @@ options:
     description: Worker threads for creates, recreates, starts, restarts and removals.
     type: int
     default: 8
+  docker_host:
+    description:
+      - The Docker engine to reconcile, for example C(tcp://win-01.example:2376) (a remote
+        engine, with I(tls)) or C(unix:///var/run/docker.sock).
+      - Null (the default) finds the engine as the Docker SDK's C(from_env) does
+        (C(DOCKER_HOST), else the local socket), as before this option existed.
+      - A C(tcp://) engine is refused without I(tls), because the Docker API unauthenticated
+        over the network is root on that host.
+    type: str
+  tls:
+    description:
+      - Mutual TLS to I(docker_host) (Docker's C(--tlsverify) mode). The engine's certificate
+        is always verified against I(tls.ca_cert), and the module presents its client
+        certificate. Requires I(docker_host).
+    type: dict
+    suboptions:
+      ca_cert:
+        description: CA certificate (PEM) that signed the engine's certificate.
+        type: str
+        required: true
+      client_cert:
+        description: Client certificate (PEM) the engine trusts.
+        type: str
+        required: true
+      client_key:
+        description: The client certificate's private key (PEM); keep it mode 0600.
+        type: str
+        required: true
 attributes:
   check_mode:
     support: full
@@ -242,7 +277,10 @@ attributes:
     description: Per container, its config hash and image before and after.
 notes:
   - Docker's engine must be reachable as the Docker SDK's C(from_env) finds it
-    (C(DOCKER_HOST) or the local socket).
+    (C(DOCKER_HOST) or the local socket), or at I(docker_host).
+  - The mt5_windows role runs this module on the controller (C(delegate_to) localhost)
+    against each Windows host's engine over mutual TLS; Windows paths in mounts
+    (C(C:\mt5farm\secrets\1001)) are passed to the engine unchanged.
   - The spec is canonicalised before hashing (unset, false and empty values dropped; ports,
     mounts, capabilities and security options sorted), so a new optional field, or a list
     written in another order, does not recreate anything.
@@ -285,6 +323,25 @@ EXAMPLES = r"""
     scope: mt5farm
     containers: []
     purge_volumes: [mt5-1002-data]
+
+- name: Reconcile a Windows host's engine from the controller, over mutual TLS
+  mt5_containers:
+    scope: accounts
+    docker_host: tcp://win-01.example:2376
+    tls:
+      ca_cert: /home/ops/.local/share/mt5farm/docker-tls/ca.pem
+      client_cert: /home/ops/.local/share/mt5farm/docker-tls/client.pem
+      client_key: /home/ops/.local/share/mt5farm/docker-tls/client-key.pem
+    containers:
+      - name: mt5-32345678
+        image: mt5farm/account-windows:0123456789abcdef
+        isolation: process
+        ports:
+          - {container_port: 8000, host_port: 25678, host_ip: 0.0.0.0}
+        mounts:
+          - {type: bind, source: 'C:\mt5farm\secrets\32345678', target: 'C:\secrets', read_only: true}
+          - {type: volume, source: mt5-32345678-data, target: 'C:\data'}
+  delegate_to: localhost
 """
 
 RETURN = r"""
@@ -359,6 +416,7 @@ not_updated:
 import concurrent.futures
 import hashlib
 import json
+import os
 import re
 import threading
 import time
@@ -433,6 +491,12 @@ CONTAINER_OPTIONS = dict(
     tmpfs=dict(type="dict", default={}),
     command=dict(type="list", elements="str"),
     pids_limit=dict(type="int"),
+    isolation=dict(type="str", choices=["process", "hyperv"]),
+)
+TLS_OPTIONS = dict(
+    ca_cert=dict(type="str", required=True),
+    client_cert=dict(type="str", required=True),
+    client_key=dict(type="str", required=True),
 )
 ARGUMENT_SPEC = dict(
     containers=dict(type="list", elements="dict", required=True, options=CONTAINER_OPTIONS),
@@ -443,6 +507,8 @@ ARGUMENT_SPEC = dict(
     wait_healthy=dict(type="bool", default=False),
     health_timeout=dict(type="int", default=120),
     parallelism=dict(type="int", default=8),
+    docker_host=dict(type="str"),
+    tls=dict(type="dict", options=TLS_OPTIONS),
 )
 
 ACTIONS = ("created", "recreated", "restarted", "started", "removed", "unchanged")
@@ -609,11 +675,40 @@ def describe(error: BaseException) -> str:
     return " ".join(text.split())
 
 
+def client_kwargs(docker_host: str | None = None, tls: dict | None = None) -> dict:
+    """APIClient arguments: from the environment (as before), or docker_host with mutual TLS.
+
+    With tls, the engine's certificate is verified against tls.ca_cert and the client
+    presents tls.client_cert/client_key; a tcp:// engine without tls is refused.
+    """
+    if docker_host is None and tls is None:
+        return docker.utils.kwargs_from_env()
+    if docker_host is None:
+        raise SpecError("tls needs docker_host (the engine to present the client certificate to)")
+    if tls is None:
+        if docker_host.startswith(("tcp://", "http://", "https://")):
+            raise SpecError(
+                f"docker_host {docker_host} is a network engine: give tls (ca_cert, client_cert, client_key); "
+                "the Docker API without mutual TLS is root on that host for anyone who reaches the port"
+            )
+        return {"base_url": docker_host}
+    paths = {key: os.path.expanduser(tls[key]) for key in ("ca_cert", "client_cert", "client_key")}
+    missing = [f"{key} {path}" for key, path in paths.items() if not os.path.isfile(path)]
+    if missing:
+        raise SpecError("tls: no such file: " + ", ".join(missing))
+    config = docker.tls.TLSConfig(
+        client_cert=(paths["client_cert"], paths["client_key"]),
+        ca_cert=paths["ca_cert"],
+        verify=True,
+    )
+    return {"base_url": docker_host, "tls": config}
+
+
 class Engine:
     """The Docker engine, with one low-level client per worker thread."""
 
-    def __init__(self) -> None:
-        self._kwargs = docker.utils.kwargs_from_env()
+    def __init__(self, docker_host: str | None = None, tls: dict | None = None) -> None:
+        self._kwargs = client_kwargs(docker_host, tls)
         self.api = docker.APIClient(version="auto", timeout=HTTP_TIMEOUT, **self._kwargs)
         self._version = self.api.api_version
         self._local = threading.local()
@@ -709,6 +804,7 @@ class Engine:
             read_only=True if spec.get("read_only") else None,
             tmpfs=spec["tmpfs"] or None,
             pids_limit=spec.get("pids_limit"),
+            isolation=spec.get("isolation"),
         )
         host_config = api.create_host_config(**{key: value for key, value in host_options.items() if value is not None})
         healthcheck = None
@@ -1016,9 +1112,12 @@ def main() -> None:
             exception=DOCKER_IMPORT_ERROR,
         )
     try:
-        engine = Engine()
+        engine = Engine(module.params["docker_host"], module.params["tls"])
+    except SpecError as error:
+        module.fail_json(msg=str(error))
     except DockerException as error:
-        module.fail_json(msg=f"cannot reach the Docker engine: {describe(error)}")
+        where = f" at {module.params['docker_host']}" if module.params["docker_host"] else ""
+        module.fail_json(msg=f"cannot reach the Docker engine{where}: {describe(error)}")
     try:
         reconcile(module, engine)
     except DockerException as error:
