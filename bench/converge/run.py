@@ -36,8 +36,8 @@ Usage:  .venv/bin/python bench/converge/run.py [--sizes 10,50,100] [--image IMG]
         [--parallelism 8] [--port-base 28100] [--scenarios fresh,add] [--no-loop] [--no-docker-run]
 Needs:  a Docker engine (`docker info`), a static busybox (busybox-static) for the
         stand-in image, the repository's virtualenv (ansible-core, community.docker).
-Bounded: every converge has a timeout (--timeout, 900 s); a full run takes about 10-15
-minutes on 2 cores, nearly all of it in the docker_container loop.
+Bounded: every converge has a timeout (--timeout, 900 s); a full run took 8 to 10
+minutes on 2 cores, most of it in the docker_container loop.
 """
 
 from __future__ import annotations

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
-
+REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 SYSTEM_PYTHON = "/usr/bin/python3"
 
