@@ -160,3 +160,27 @@ def test_failure_messages_show_the_first_five_and_count_the_rest() -> None:
     text = module.summarize(errors)
     assert text.startswith("c0: boom; c1: boom") and text.endswith("; and 3 more (see errors)")
     assert "c5" not in text
+
+
+def test_isolation_left_unset_hashes_as_before_and_set_changes_the_hash() -> None:
+    assert digest(base_spec(isolation=None)) == digest(base_spec())
+    assert digest(base_spec(isolation="process")) != digest(base_spec())
+
+
+@pytest.mark.parametrize(("docker_host", "tls", "message"), [
+    ("tcp://192.0.2.1:2376", None, "give tls"),
+    (None, {"ca_cert": "a", "client_cert": "b", "client_key": "c"}, "tls needs docker_host"),
+    ("tcp://192.0.2.1:2376", {"ca_cert": "/nonexistent/ca.pem", "client_cert": "/nonexistent/c.pem",
+                              "client_key": "/nonexistent/k.pem"}, "no such file"),
+])
+def test_a_network_engine_needs_mutual_tls(docker_host, tls, message) -> None:
+    pytest.importorskip("docker")
+    with pytest.raises(module.SpecError, match=message):
+        module.client_kwargs(docker_host, tls)
+
+
+def test_engine_arguments_come_from_the_environment_or_a_local_socket(monkeypatch) -> None:
+    pytest.importorskip("docker")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/elsewhere.sock")
+    assert module.client_kwargs()["base_url"] == "unix:///run/elsewhere.sock"
+    assert module.client_kwargs("unix:///var/run/docker.sock") == {"base_url": "unix:///var/run/docker.sock"}
