@@ -10,7 +10,8 @@ export NO_COLOR := 1
 # Extra ansible-playbook arguments, e.g. make deploy ARGS="-i inventories/prod --limit host1"
 ARGS ?=
 PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
-SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+# The Molecule scenarios `make test` runs, in order (a scenario joins this list once it is green in CI).
+SCENARIOS ?= docker_host default
 
 .PHONY: help deploy test venv test-deps lint unit molecule testbed clean
 

@@ -3,14 +3,14 @@
 # - a running Docker engine (Molecule's test hosts run on it): when none
 #   answers, this machine is converged with our own docker_host role, exactly
 #   as an operator's farm host would be;
-# - debootstrap (test-host images), redis-server, postgresql and wrk (the
-#   account service's tests and benchmarks start private instances).
+# - debootstrap (test-host images), busybox-static (tiny test images), redis-server,
+#   postgresql and wrk (the account service's tests and benchmarks start private instances).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-packages=(debootstrap redis-server postgresql wrk)
+packages=(debootstrap redis-server postgresql wrk busybox-static)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
