@@ -709,7 +709,10 @@ class Engine:
 
     def __init__(self, docker_host: str | None = None, tls: dict | None = None) -> None:
         self._kwargs = client_kwargs(docker_host, tls)
-        self.api = docker.APIClient(version="auto", timeout=HTTP_TIMEOUT, **self._kwargs)
+        # With mutual TLS the client trusts only tls.ca_cert: requests would otherwise take
+        # REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE (and proxies) from the environment over it.
+        self._trust_env = tls is None
+        self.api = self._new_client("auto")
         self._version = self.api.api_version
         self._local = threading.local()
         self._clients = [self.api]
@@ -718,10 +721,22 @@ class Engine:
     def client(self):
         api = getattr(self._local, "api", None)
         if api is None:
-            api = docker.APIClient(version=self._version, timeout=HTTP_TIMEOUT, **self._kwargs)
+            api = self._new_client(self._version)
             self._local.api = api
             with self._lock:
                 self._clients.append(api)
+        return api
+
+    def _new_client(self, version: str):
+        if self._trust_env:
+            return docker.APIClient(version=version, timeout=HTTP_TIMEOUT, **self._kwargs)
+        # Created with a fixed version (no request yet), so the first request already
+        # ignores the environment; then the server's version is negotiated as with "auto".
+        api = docker.APIClient(version=docker.constants.MINIMUM_DOCKER_API_VERSION, timeout=HTTP_TIMEOUT, **self._kwargs)
+        api.trust_env = False
+        if version == "auto":
+            version = api._retrieve_server_version()
+        api._version = version
         return api
 
     def close(self) -> None:
