@@ -185,8 +185,13 @@ class Farm:
 
 
 def run_module(args: dict, check: bool = False, diff: bool = False) -> tuple[int, dict]:
+    from ansible.module_utils.common import warnings
     from ansible.module_utils.testing import patch_module_args
 
+    # A real module run is a fresh process: start each in-process run with no warnings
+    # or deprecations left over from earlier runs (they are process-global).
+    warnings._global_warnings.clear()
+    warnings._global_deprecations.clear()
     args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
     output = io.StringIO()
     with patch_module_args(args), redirect_stdout(output):
