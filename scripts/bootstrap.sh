@@ -29,4 +29,4 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     fi
     echo "$want" >"$STAMP"
 fi
-echo "bootstrap: toolchain ready in $VENV ($("$VENV/bin/ansible" --version | head -n1))"
+echo "bootstrap: toolchain ready in $VENV ($("$VENV/bin/ansible" --version | sed -n 1p))"
