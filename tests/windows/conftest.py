@@ -15,17 +15,11 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import mtls_engine  # noqa: E402
-
-BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
-BASE_IMAGE = "mcr.microsoft.com/windows/servercore:ltsc2022"
-# Values the inventory holds that must never appear in anything recorded or rendered.
-SECRETS = ("mock-broker-password-5a1f", "mock-broker-password-77c2", "mock-broker-password-disabled-90d",
-           "windows-mock-api-key-0123456789")
+from mt5_windows_testlib import BASE_IMAGE, BIN, REPO  # noqa: E402
 
 
 def sha256(path: Path) -> str:

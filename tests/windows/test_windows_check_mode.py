@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import SECRETS
+from mt5_windows_testlib import SECRETS
 
 PROBES = {"win_powershell", "win_find"}  # read-only probes: check_mode false on purpose
 
