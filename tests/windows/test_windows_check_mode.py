@@ -79,7 +79,7 @@ def test_accounts_play_writes_secrets_with_acl_and_plans_the_containers(play, en
         [f"{x}\\api_key" for x in logins] + ["32345678\\password", "32345679\\password"]) or all(
         "secrets" in c["dest"] for c in args_of(run, "win_copy"))
     removed = [a["path"] for a in args_of(run, "win_file") if a.get("state") == "absent"]
-    assert removed == ["C:\\mt5farm\\secrets\\99999999", "C:\\mt5farm\\secrets\\99999999\\password"]
+    assert sorted(removed) == ["C:\\mt5farm\\secrets\\99999999", "C:\\mt5farm\\secrets\\99999999\\password"]
 
     [reconcile] = run.task_results("mt5_windows : Reconcile the account containers in one pass (from the controller, over mutual TLS)")
     assert reconcile["changed"] is True
