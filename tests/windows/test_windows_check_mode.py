@@ -9,6 +9,7 @@ check mode they look, plan and report; nothing is built or created).
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from mt5_windows_testlib import SECRETS
@@ -116,3 +117,19 @@ def test_images_play_computes_the_tag_and_plans_the_build_through_the_engine(pla
     again = play("playbooks/windows_images.yml")
     [tag2] = again.task_results("mt5_windows : Compute the image tag from every input")
     assert tag2["ansible_facts"]["mt5_windows_image_ref"] == ref, "the same inputs must give the same tag"
+
+
+def test_an_expert_is_checked_against_its_sha256_and_changes_the_tag(play, engine, tmp_path) -> None:
+    expert = tmp_path / "Grid.ex5"
+    expert.write_bytes(b"stand-in for a compiled expert")
+    good = {"path": str(expert), "sha256": hashlib.sha256(expert.read_bytes()).hexdigest()}
+    run = play("playbooks/windows_images.yml", extra_vars={"mt5_windows_experts": [good]})
+    assert_clean(run)
+    [tag] = run.task_results("mt5_windows : Compute the image tag from every input")
+    without = play("playbooks/windows_images.yml")
+    [tag_without] = without.task_results("mt5_windows : Compute the image tag from every input")
+    assert tag["ansible_facts"]["mt5_windows_image_ref"] != tag_without["ansible_facts"]["mt5_windows_image_ref"]
+
+    wrong = play("playbooks/windows_images.yml", extra_vars={"mt5_windows_experts": [{**good, "sha256": "0" * 64}]})
+    assert wrong.done.returncode != 0
+    assert f"MQL5/Experts/Grid.ex5: {expert} has sha256 {good['sha256']}, the inventory says {'0' * 64}" in wrong.text

@@ -6,13 +6,11 @@ the role's runtime files (the same list the build context is made from), into a 
 The ini is then written by the image's own write_start_ini.py with mt5farm_ini.py (the Linux
 image's writer, copied as the build copies it) under this machine's Python: the same code
 path the entrypoint runs, on another OS. The PowerShell entrypoint cannot run here; it is
-read for its structure, and parsed for syntax when the tree-sitter PowerShell grammar can be
-installed into the test cache.
+read for its structure and parsed for syntax by tree-sitter's PowerShell grammar.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -31,6 +29,9 @@ RENDER_PLAYBOOK = """---
   vars:
     mt5_windows_python_installer: {{path: /nonexistent/python-3.11.9-amd64.exe, sha256: "{sha}"}}
     mt5_windows_terminal_archive: {{path: /nonexistent/mt5-terminal.zip, sha256: "{sha}"}}
+    mt5_windows_experts:
+      - {{path: /nonexistent/Grid.ex5, sha256: "{sha}"}}
+      - {{url: "https://example.invalid/t.ex5", sha256: "{sha}", kind: Indicators, name: Trend.ex5}}
     mt5_accounts:
       - {{login: 32345678, server: Broker-Win02, password: mock-broker-password-5a1f}}
     mt5_api_key: windows-mock-api-key-0123456789
@@ -85,7 +86,12 @@ def test_dockerfile_structure(rendered: Path) -> None:
     assert json.loads(entry.group(1)) == ["powershell.exe", "-NoLogo", "-NoProfile", "-ExecutionPolicy", "Bypass", "-File",
                                           "C:\\mt5farm\\runtime\\entrypoint.ps1"]
     copies = re.findall(r"^COPY (\S+) (\S+)$", text, re.M)
-    assert [source for source, _ in copies] == ["inputs/python-installer.exe", "wheels/", "inputs/terminal.zip", "runtime/"]
+    assert copies == [("inputs/python-installer.exe", "C:/mt5farm/inputs/"), ("wheels/", "C:/mt5farm/wheels/"),
+                      ("inputs/terminal.zip", "C:/mt5farm/inputs/"),
+                      # the experts go into the terminal's MQL5 folder, after the terminal
+                      ("inputs/mql5-Experts-Grid.ex5", "C:/MT5/MQL5/Experts/Grid.ex5"),
+                      ("inputs/mql5-Indicators-Trend.ex5", "C:/MT5/MQL5/Indicators/Trend.ex5"),
+                      ("runtime/", "C:/mt5farm/runtime/")]
     assert "TargetDir=C:\\Python" in text and "terminal64.exe" in text and "Expand-Archive -Path C:\\mt5farm\\inputs\\terminal.zip" in text
     assert "pip install --no-index --no-deps" in text
     env_block = text[text.index("\nENV "):text.index("\nEXPOSE")]
@@ -113,6 +119,7 @@ def test_image_json_matches_the_paths(rendered: Path) -> None:
     assert image["ini_path"] == "C:\\mt5farm\\run\\terminal.ini"
     assert image["terminal"] == {"included": True, "source": "archive", "path": "C:\\MT5\\terminal64.exe"}
     assert "MQL5\\Files" in image["terminal_data_dirs"] and image["service_port"] == 8000
+    assert image["experts"] == ["MQL5/Experts/Grid.ex5", "MQL5/Indicators/Trend.ex5"]
 
 
 def test_entrypoint_structure(rendered: Path) -> None:
@@ -166,21 +173,10 @@ def test_the_ini_writer_is_the_linux_images(rendered: Path) -> None:
 
 
 def _powershell_parser():
-    """tree-sitter's PowerShell grammar, installed into the test cache if it is missing."""
-    target = Path.home() / ".cache" / "mt5farm" / "pytools" / "tree-sitter-powershell-0.26.4"
-    if str(target) not in sys.path:
-        sys.path.insert(0, str(target))
-    try:
-        import tree_sitter
-        import tree_sitter_powershell
-    except ImportError:
-        done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(target),
-                               "tree-sitter==0.26.1", "tree-sitter-powershell==0.26.4"], capture_output=True, text=True, check=False, timeout=300)
-        if done.returncode != 0:
-            pytest.skip(f"the PowerShell grammar could not be installed: {done.stderr[-300:]}")
-        importlib.invalidate_caches()
-        import tree_sitter
-        import tree_sitter_powershell
+    """tree-sitter's PowerShell grammar (pinned in requirements.txt)."""
+    import tree_sitter
+    import tree_sitter_powershell
+
     return tree_sitter.Parser(tree_sitter.Language(tree_sitter_powershell.language()))
 
 
