@@ -11,7 +11,7 @@ export NO_COLOR := 1
 ARGS ?=
 PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 # The Molecule scenarios `make test` runs, in order (a scenario joins this list once it is green in CI).
-SCENARIOS ?= docker_host default
+SCENARIOS ?= docker_host default platform
 
 .PHONY: help deploy test venv test-deps lint unit molecule testbed clean
 
