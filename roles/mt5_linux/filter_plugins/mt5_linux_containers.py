@@ -11,6 +11,25 @@ SECRETS_TARGET = "/run/secrets/mt5"
 DATA_TARGET = "/data"
 
 
+def account_service_env(unit: Mapping[str, Any], settings: Mapping[str, Any], secrets_dir: str, state_dir: str, endpoint: str) -> dict[str, str]:
+    """The account service's environment in an account container, never a secret.
+
+    The same on Linux and Windows (roles/mt5_windows loads this file for it): the service
+    finds its secrets as files in ``secrets_dir`` and keeps its state in ``state_dir``.
+    """
+    return {
+        "MT5_LOGIN": str(unit["login"]),
+        "MT5_SERVER": str(unit["server"]),
+        "MT5_BACKEND": unit["backend"],
+        "POLL_INTERVAL": str(settings["poll_interval"]),
+        "SERVICE_PORT": str(SERVICE_PORT),
+        "MT5_SECRETS_DIR": secrets_dir,
+        "STATE_DIR": state_dir,
+        "ADVERTISE_URL": endpoint,
+        **{key: str(value) for key, value in (settings.get("env") or {}).items()},
+    }
+
+
 def mt5_linux_container_specs(units: list[Mapping[str, Any]], settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Container specs for the enabled units (mt5_account_units) of one Linux host.
 
@@ -26,16 +45,8 @@ def mt5_linux_container_specs(units: list[Mapping[str, Any]], settings: Mapping[
         login = str(unit["login"])
         endpoint = f"http://{settings['bind_address']}:{unit['api_port']}"
         env = {
-            "MT5_LOGIN": login,
-            "MT5_SERVER": str(unit["server"]),
-            "MT5_BACKEND": unit["backend"],
-            "POLL_INTERVAL": str(settings["poll_interval"]),
-            "SERVICE_PORT": str(SERVICE_PORT),
-            "MT5_SECRETS_DIR": SECRETS_TARGET,
-            "STATE_DIR": f"{DATA_TARGET}/service",
+            **account_service_env(unit, settings, SECRETS_TARGET, f"{DATA_TARGET}/service", endpoint),
             "MT5_VNC": "1" if unit["vnc"] else "0",
-            "ADVERTISE_URL": endpoint,
-            **{key: str(value) for key, value in (settings.get("env") or {}).items()},
         }
         ports = [{"container_port": SERVICE_PORT, "host_port": unit["api_port"], "host_ip": settings["bind_address"], "protocol": "tcp"}]
         if unit["vnc"]:

@@ -66,17 +66,8 @@ def mt5_windows_container_specs(units: list[Mapping[str, Any]], accounts: list[M
             continue
         login = str(unit["login"])
         endpoint = f"http://{settings['bind_address']}:{unit['api_port']}"
-        env = {
-            "MT5_LOGIN": login,
-            "MT5_SERVER": str(unit["server"]),
-            "MT5_BACKEND": unit["backend"],
-            "POLL_INTERVAL": str(settings["poll_interval"]),
-            "SERVICE_PORT": str(SERVICE_PORT),
-            "MT5_SECRETS_DIR": SECRETS_TARGET,
-            "STATE_DIR": f"{DATA_TARGET}\\service",
-            "ADVERTISE_URL": endpoint,
-            **{key: str(value) for key, value in (settings.get("env") or {}).items()},
-        }
+        env = _role_filters("mt5_linux", "mt5_linux_containers.py").account_service_env(
+            unit, settings, SECRETS_TARGET, f"{DATA_TARGET}\\service", endpoint)
         health = settings["healthcheck"]
         specs.append(
             {
@@ -205,11 +196,13 @@ def mt5_windows_path(name: Any, parent: str) -> str:
     return f"{str(parent).rstrip(chr(92))}\\{name}"
 
 
-def _load_image_filters() -> Any:
-    """roles/mt5_image/filter_plugins/mt5_image.py, loaded by path under a private name."""
-    name = "_mt5_farm_role_mt5_image_filters"
+def _role_filters(role: str, filename: str) -> Any:
+    """Another role's filter file (roles/<role>/filter_plugins/<filename>), loaded by path
+    under a private name: one copy of the Linux image's input hash and of the account
+    service's environment."""
+    name = f"_mt5_farm_role_{role}_{Path(filename).stem}"
     if name not in sys.modules:
-        path = Path(__file__).resolve().parents[2] / "mt5_image" / "filter_plugins" / "mt5_image.py"
+        path = Path(__file__).resolve().parents[2] / role / "filter_plugins" / filename
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
@@ -224,7 +217,7 @@ def _load_image_filters() -> Any:
 
 def mt5_windows_input_hash(inputs: Mapping[str, Any]) -> str:
     """The Linux image's input hash (mt5_image_input_hash), over the Windows image's inputs."""
-    return _load_image_filters().mt5_image_input_hash(inputs)
+    return _role_filters("mt5_image", "mt5_image.py").mt5_image_input_hash(inputs)
 
 
 class FilterModule:
