@@ -1,13 +1,16 @@
-"""The watchdog: restart a hung service, or a disconnected terminal, within a bounded time."""
+"""The watchdog: kill and restart a hung service within the PRD's 30 s, restart a disconnected terminal gently."""
 
 import http.server
 import json
+import signal
 import socket
+import subprocess
 import threading
 
 import pytest
 
-from mt5farm_runtime.watchdog import DEGRADED, DOWN, OK, Policy, Watchdog, probe, run
+from mt5farm_runtime.watchdog import (DEGRADED, DOWN, OK, RESPAWN, Policy, Watchdog, describe, probe, run,
+                                      supervisor_kill)
 
 WINE = Policy(grace=60, interval=5, on_down=("service",),
               on_degraded=(("terminal", "bridge"), ("terminal", "bridge", "service")))
@@ -33,10 +36,54 @@ def test_a_service_that_never_answers_is_restarted_after_the_grace():
     assert feed(dog, [(t, DOWN) for t in range(0, 66, 5)]) == [(60, ("service",))]
 
 
-def test_grace_counts_from_the_last_good_answer():
+def test_a_service_that_never_answers_is_killed_not_stopped():
+    decision = Watchdog(WINE, started=0).observe(60, DOWN)
+    assert decision.kill and decision.restart == ("service",)
+    assert "not answered since its start" in decision.reason, "before its first answer a service is starting"
+
+
+def test_a_hung_service_is_killed_after_the_down_grace_from_its_last_answer():
     dog = Watchdog(WINE, started=0)
-    observations = [(t, OK) for t in range(0, 100, 5)] + [(t, DOWN) for t in range(100, 200, 5)]
-    assert feed(dog, observations)[0] == (155, ("service",)), "last ok at 95: restarted at the first probe at or after 95 + 60"
+    observations = [(t, OK) for t in range(0, 100, 5)] + [(t, DOWN) for t in range(97, 200, 2)]
+    restarts = feed(dog, observations)
+    assert restarts[0] == (105, ("service",)), "last answer at 95: killed at the first probe at or after 95 + 10"
+    assert dog.history[0].kill and "(grace 10 s)" in dog.history[0].reason
+
+
+def test_a_degraded_service_counts_from_the_last_200_and_is_restarted_gently():
+    dog = Watchdog(WINE, started=0)
+    observations = [(t, OK) for t in range(0, 100, 5)] + [(t, DEGRADED) for t in range(97, 200, 2)]
+    assert feed(dog, observations)[0] == (155, ("terminal", "bridge")), "last 200 at 95: restarted at 95 + 60"
+    assert not dog.history[0].kill
+
+
+def test_the_down_clock_counts_from_any_answer_the_degraded_clock_from_the_last_200():
+    """A disconnected terminal (503 for 50 s), then the service hangs: 10 s after its last 503."""
+    dog = Watchdog(WINE, started=0)
+    observations = [(0, OK)] + [(t, DEGRADED) for t in range(1, 51, 2)] + [(t, DOWN) for t in range(51, 80, 2)]
+    assert feed(dog, observations) == [(59, ("service",))]
+    assert dog.history[0].kill
+
+
+def test_a_restarted_service_gets_its_start_before_it_is_judged_again():
+    """After the SIGKILL the service is starting: no second kill until it has answered, or the long grace."""
+    dog = Watchdog(WINE, started=0)
+    observations = [(0, OK), *[(t, DOWN) for t in range(2, 11, 2)],      # hung after 0: killed at 10
+                    *[(t, DOWN) for t in range(12, 40, 2)],              # a slow start: 30 s without an answer
+                    (40, OK), *[(t, DOWN) for t in range(42, 53, 2)]]    # answers, then hangs again
+    assert feed(dog, observations) == [(10, ("service",)), (50, ("service",))]
+
+
+def test_a_service_that_never_comes_back_is_killed_once_per_long_grace():
+    dog = Watchdog(WINE, started=0)
+    restarts = feed(dog, [(0, OK)] + [(t, DOWN) for t in range(2, 200, 2)])
+    assert [t for t, _ in restarts] == [10, 70, 130, 190]
+
+
+def test_the_down_grace_is_never_longer_than_the_grace():
+    dog = Watchdog(Policy(grace=5, interval=1), started=0)
+    assert feed(dog, [(0, OK)] + [(t, DOWN) for t in range(1, 10)]) == [(5, ("service",))]
+    assert "(grace 5 s)" in dog.history[0].reason
 
 
 def test_after_a_restart_the_next_judgement_waits_a_whole_grace():
@@ -54,6 +101,7 @@ def test_a_disconnected_terminal_climbs_the_ladder_then_stays_on_its_last_step()
         (180, ("terminal", "bridge", "service")),
         (240, ("terminal", "bridge", "service")),
     ]
+    assert not any(decision.kill for decision in dog.history), "a service that answers is stopped gently"
 
 
 def test_a_good_answer_resets_the_ladder():
@@ -62,9 +110,16 @@ def test_a_good_answer_resets_the_ladder():
     assert feed(dog, observations) == [(60, ("terminal", "bridge")), (125, ("terminal", "bridge"))]
 
 
+def test_missed_probes_shorter_than_the_down_grace_restart_nothing():
+    """A GC pause or a burst: up to four consecutive misses (8 s) between answers."""
+    dog = Watchdog(WINE, started=0)
+    observations = [(t, DOWN if (t // 2) % 5 else OK) for t in range(0, 600, 2)]
+    assert feed(dog, observations) == []
+
+
 def test_flapping_health_that_recovers_within_the_grace_restarts_nothing():
     dog = Watchdog(WINE, started=0)
-    observations = [(t, DOWN if (t // 5) % 4 else OK) for t in range(0, 600, 5)]
+    observations = [(t, DEGRADED if (t // 5) % 4 else OK) for t in range(0, 600, 5)]
     assert feed(dog, observations) == []
 
 
@@ -78,40 +133,129 @@ def test_unknown_status_is_an_error():
         Watchdog(WINE, started=0).observe(1, "sleepy")
 
 
-def test_the_documented_bound():
+def test_the_documented_bounds():
     policy = Policy(grace=60, interval=5)
-    assert policy.timeout == 3
-    assert policy.bound == 68
-    assert Policy(grace=6, interval=1).bound == 8
+    assert (policy.timeout, policy.recheck, policy.no_answer_grace) == (2, 2, 10)
+    assert policy.down_bound == 12, "down grace 10 + one re-check 2"
+    assert policy.recovery_bound == 21 and policy.recovery_bound <= 30 - 5, "the PRD's 30 s with a margin"
+    assert policy.bound == 62
+    assert Policy(grace=6, interval=1).down_bound == 7
+    assert Policy(grace=60, interval=30).down_bound == 32, "a slow interval: the first miss comes late"
+    line = describe(policy, 8000)
+    assert "hang -> SIGKILL <= 12 s" in line and "answering again <= 21 s" in line
 
 
-@pytest.mark.parametrize("grace, interval, hang_at", [(60, 5, 97.0), (6, 1, 13.3), (10, 2, 0.5)])
-def test_run_restarts_a_hung_service_within_the_bound(grace, interval, hang_at):
-    """The loop with a simulated clock: the restart starts no later than hang + bound."""
-    policy = Policy(grace=grace, interval=interval)
-    clock = [0.0]
-    restarted = []
+class FakeService:
+    """A service on a simulated clock: answers 200 until it hangs; after a SIGKILL it answers
+    again once respawned and started; a hung probe costs the probe's timeout."""
 
-    def probe_fn(port, timeout):
-        if clock[0] >= hang_at:
-            clock[0] += timeout  # a hung service: the probe times out
+    def __init__(self, hang_at, start=2.0):
+        self.clock = 0.0
+        self.hang_at = hang_at
+        self.start = start
+        self.back_at = None
+        self.kills = []
+        self.stops = []
+
+    def probe(self, port, timeout):
+        hung = self.clock >= self.hang_at and (self.back_at is None or self.clock < self.back_at)
+        if hung:
+            self.clock += timeout
             return DOWN, "timed out"
-        clock[0] += 0.01
+        self.clock += 0.01
         return OK, ""
 
-    def restart_fn(programs):
-        restarted.append((clock[0], tuple(programs)))
+    def kill(self, programs):
+        self.kills.append((self.clock, tuple(programs)))
+        self.back_at = self.clock + RESPAWN + self.start
         return 0
 
-    def sleep(seconds):
-        clock[0] += seconds
+    def restart(self, programs):
+        self.stops.append((self.clock, tuple(programs)))
+        return 0
 
-    run(policy, 8000, probe_fn=probe_fn, restart_fn=restart_fn, clock=lambda: clock[0], sleep=sleep,
-        rounds=int((hang_at + 3 * policy.bound) / interval) + 5)
-    assert restarted, "the hung service was never restarted"
-    when, programs = restarted[0]
+    def sleep(self, seconds):
+        self.clock += seconds
+
+    def run(self, policy, seconds):
+        rounds = int(seconds / policy.recheck) + 5
+        run(policy, 8000, probe_fn=self.probe, restart_fn=self.restart, kill_fn=self.kill,
+            clock=lambda: self.clock, sleep=self.sleep, rounds=rounds)
+
+
+@pytest.mark.parametrize("grace, interval, hang_at", [(60, 5, 97.0), (60, 5, 99.99), (6, 1, 13.3), (10, 2, 0.5)])
+def test_run_kills_a_hung_service_within_the_down_bound(grace, interval, hang_at):
+    """The loop with a simulated clock: the SIGKILL comes no later than hang + down bound."""
+    policy = Policy(grace=grace, interval=interval)
+    service = FakeService(hang_at, start=10 ** 6)  # never comes back: only the first kill matters
+    service.run(policy, hang_at + 3 * policy.bound)
+    assert service.kills, "the hung service was never killed"
+    when, programs = service.kills[0]
     assert programs == ("service",)
-    assert hang_at + grace - interval <= when <= hang_at + policy.bound
+    assert hang_at + policy.no_answer_grace - interval <= when <= hang_at + policy.down_bound
+    assert service.stops == [], "a hung service is never asked to stop (SIGTERM)"
+
+
+@pytest.mark.parametrize("hang_at", [100.0, 101.3, 102.6, 104.99])
+@pytest.mark.parametrize("start", [1.6, 8.0])
+def test_a_hung_service_answers_again_within_30_s_with_the_image_defaults(hang_at, start):
+    """WATCHDOG_GRACE=60, WATCHDOG_INTERVAL=5 (the image's), down grace 10: hang -> 200 again."""
+    policy = Policy(grace=60, interval=5)
+    service = FakeService(hang_at, start=start)
+    service.run(policy, hang_at + 60)
+    assert len(service.kills) == 1, f"killed more than once: {service.kills}"
+    recovered = service.back_at - hang_at
+    assert recovered <= policy.recovery_bound <= 30, recovered
+    print(f"hang at {hang_at}: SIGKILL after {service.kills[0][0] - hang_at:.1f} s, answering after {recovered:.1f} s")
+
+
+class FakeSupervisor:
+    """supervisorctl as the watchdog sees it: a scripted sequence of status answers."""
+
+    def __init__(self, statuses, start_rc=0):
+        self.statuses = list(statuses)
+        self.calls = []
+        self.signals = []
+        self.start_rc = start_rc
+
+    def ctl(self, *args, timeout=120):
+        self.calls.append(args)
+        if args[0] == "status":
+            line = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+            return subprocess.CompletedProcess(args, 0 if " RUNNING " in line else 3, line + "\n", "")
+        if args[0] == "start":
+            return subprocess.CompletedProcess(args, self.start_rc, f"{args[1]}: started\n", "")
+        raise AssertionError(f"unexpected supervisorctl {args}")
+
+    def kill(self, pid, sig):
+        self.signals.append((pid, sig))
+
+
+def test_supervisor_kill_sends_sigkill_to_the_group_and_lets_supervisord_restart():
+    fake = FakeSupervisor(["service  RUNNING   pid 41, uptime 0:10:00",
+                           "service  RUNNING   pid 41, uptime 0:10:00",
+                           "service  STARTING",
+                           "service  RUNNING   pid 57, uptime 0:00:01"])
+    assert supervisor_kill(["service"], ctl=fake.ctl, kill=fake.kill, sleep=lambda s: None) == 0
+    assert fake.signals == [(41, signal.SIGKILL)]
+    assert all(call[0] == "status" for call in fake.calls), "no stop, no restart, no start: supervisord restarts it"
+
+
+def test_supervisor_kill_starts_a_program_supervisord_gave_up_on():
+    fake = FakeSupervisor(["service  FATAL     Exited too quickly (process log may have details)"])
+    assert supervisor_kill(["service"], ctl=fake.ctl, kill=fake.kill, sleep=lambda s: None) == 0
+    assert fake.signals == [] and ("start", "service") in fake.calls
+
+
+def test_supervisor_kill_starts_it_when_supervisord_does_not():
+    fake = FakeSupervisor(["service  RUNNING   pid 41, uptime 0:10:00", "service  EXITED    Nov 30 03:42 PM"])
+    assert supervisor_kill(["service"], ctl=fake.ctl, kill=fake.kill, sleep=lambda s: None) == 0
+    assert fake.signals == [(41, signal.SIGKILL)] and ("start", "service") in fake.calls
+
+
+def test_supervisor_kill_reports_a_failed_start():
+    fake = FakeSupervisor(["service  FATAL     Exited too quickly"], start_rc=7)
+    assert supervisor_kill(["service"], ctl=fake.ctl, kill=fake.kill, sleep=lambda s: None) == 1
 
 
 class _Health(http.server.BaseHTTPRequestHandler):

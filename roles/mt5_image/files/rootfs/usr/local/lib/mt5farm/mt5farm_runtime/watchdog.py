@@ -2,25 +2,45 @@
 
 Docker restarts a container whose main process exits, never one that is merely unhealthy,
 and supervisord restarts a program that exits, never one that hangs or stays disconnected.
-The watchdog closes that gap. Every ``WATCHDOG_INTERVAL`` seconds it asks the service's
-``GET /health`` (timeout ``min(interval, 3)`` seconds) and sorts the answer:
+The watchdog closes that gap. It asks the service's ``GET /health`` every ``WATCHDOG_INTERVAL``
+seconds (5) while the answers are 200, and every ``RECHECK`` seconds (2; at most the interval)
+once one is not, with a timeout of ``min(interval, 2)`` seconds, and sorts the answer:
 
 - ``ok``: 200;
-- ``degraded``: any other HTTP answer (503: the terminal is disconnected or polls are stale);
-- ``down``: no answer (refused, reset or timed out: the service died or hangs).
+- ``degraded``: any other HTTP answer (503: the terminal is disconnected, still starting, or
+  polls are stale). The service runs and can be asked to stop;
+- ``down``: no answer (refused, reset or timed out): the service process is dead or hung.
 
-When the service has not been ``ok`` for ``WATCHDOG_GRACE`` seconds (counted from the last
-``ok`` answer, the watchdog's start or its last restart, whichever is latest), it restarts
-through ``supervisorctl``:
+The two are different faults and get different treatment:
 
-- ``down`` -> the service;
-- ``degraded`` -> the first step of the disconnected ladder (the terminal and its bridge in
-  the Wine image), the next step if a later grace passes still degraded (adds the service),
-  staying on the last step. An ``ok`` answer resets the ladder.
+- ``down`` for ``WATCHDOG_DOWN_GRACE`` seconds (10; never more than ``WATCHDOG_GRACE``),
+  counted from the service's last answer, the watchdog's start or its last restart, whichever
+  is latest -> the service's process group gets SIGKILL and supervisord (``autorestart``) starts
+  it again at once; one not running at all (supervisord gave up) is started. A hung process
+  cannot act on SIGTERM, so none is sent and nothing waits for ``stopwaitsecs``. Until the
+  service has answered once since the watchdog's start or its last restart it is *starting*, not
+  hung: then the long grace applies (a cold host starting many containers, a service that waits
+  for the terminal under Wine), so a slow start is never killed in a loop.
+- ``degraded`` for ``WATCHDOG_GRACE`` seconds (60, the terminal's cold-start allowance), counted
+  from the last 200, the watchdog's start or its last restart -> the gentle ladder through
+  ``supervisorctl restart`` (SIGTERM, then ``stopwaitsecs``): the terminal and its bridge in the
+  Wine image, then also the service if a later grace passes still degraded, staying on the last
+  step. A 200 resets the ladder.
 
-Bound: a service that stops answering at time T is restarted no later than
-T + GRACE + INTERVAL + probe timeout, plus the program's stop time (``stopwaitsecs``, 10 s
-for the service: a process that ignores SIGTERM, e.g. a stopped one, is then killed).
+Why these numbers. A healthy service answers /health on loopback in milliseconds; a GC pause,
+a burst of requests or a busy host can delay an answer by a second or two, so one probe may
+time out (2 s). Five consecutive misses over 10 s, re-asked every 2 s, are not that: the
+process is gone or stopped. 2 s between re-checks keeps the decision within 2 s of the grace
+and costs nothing (one loopback request). 5 s between healthy probes is unchanged.
+
+Bound (a service that hangs at T, defaults): its last answer was at or before T; the first
+miss is seen by T + interval + timeout (7 s), then one every 2 s, so the SIGKILL is sent by
+T + max(down grace + recheck, interval + timeout) = T + 12 s. supervisord reaps and respawns
+within 1 s (its loop wakes every second at the latest) and the service answers again after its
+start (about 1.6 s measured in the simulator image from SIGKILL to 200, allowed 8 s on a loaded host):
+T + 12 + 1 + 8 = T + 21 s, 9 s inside the PRD's 30 s. A restarted service gets a whole down
+grace (10 s) and until its first answer the long one before it is judged again, so its own
+start (8 s allowed) is never cut short.
 """
 
 from __future__ import annotations
@@ -28,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -37,6 +58,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 OK, DEGRADED, DOWN = "ok", "degraded", "down"
+# Seconds between probes once one was not 200 (at most the interval), and a probe's timeout.
+RECHECK = 2.0
+PROBE_TIMEOUT = 2.0
+# From the SIGKILL to supervisord's respawn (its main loop wakes at least once a second).
+RESPAWN = 1.0
+# What the service may take from its start to its first answer on a loaded host (about
+# 1.6 s measured in the simulator image; the Wine image's Linux service is the same program).
+SERVICE_START = 8.0
 
 
 @dataclass(frozen=True)
@@ -45,58 +74,94 @@ class Policy:
     interval: float
     on_down: tuple[str, ...] = ("service",)
     on_degraded: tuple[tuple[str, ...], ...] = (("service",),)
+    down_grace: float = 10.0
 
     @property
     def timeout(self) -> float:
-        return min(self.interval, 3.0)
+        return min(self.interval, PROBE_TIMEOUT)
+
+    @property
+    def recheck(self) -> float:
+        """Seconds between probes once one was not 200."""
+        return min(self.interval, RECHECK)
+
+    @property
+    def no_answer_grace(self) -> float:
+        """The down grace, never longer than the degraded one."""
+        return min(self.down_grace, self.grace)
+
+    @property
+    def down_bound(self) -> float:
+        """Worst case from a hang (the service's last answer) to the SIGKILL."""
+        return max(self.no_answer_grace + max(self.recheck, self.timeout), self.interval + self.timeout)
+
+    @property
+    def recovery_bound(self) -> float:
+        """Worst case from a hang to the service answering again (its start allowed SERVICE_START)."""
+        return self.down_bound + RESPAWN + SERVICE_START
 
     @property
     def bound(self) -> float:
-        """Worst case from the last good answer to the start of the restart."""
-        return self.grace + self.interval + self.timeout
+        """Worst case from the last 200 to the start of a restart for a service that stays degraded."""
+        return max(self.grace + max(self.recheck, self.timeout), self.interval + self.timeout)
 
 
 @dataclass
 class Decision:
     restart: tuple[str, ...]
     reason: str
+    kill: bool = False
 
 
 @dataclass
 class Watchdog:
-    """Pure state machine: feed it observations, it says what to restart."""
+    """Pure state machine: feed it observations, it says what to restart and how."""
 
     policy: Policy
     started: float
     last_ok: float | None = None
+    last_answer: float | None = None
     last_restart: float | None = None
     level: int = 0
     history: list[Decision] = field(default_factory=list)
 
-    def _since(self) -> float:
-        return max(t for t in (self.started, self.last_ok, self.last_restart) if t is not None)
+    def _latest(self, *times: float | None) -> float:
+        return max(t for t in (self.started, self.last_restart, *times) if t is not None)
+
+    @property
+    def starting(self) -> bool:
+        """No answer yet since the watchdog's start or its last restart."""
+        return self.last_answer is None or self.last_answer < self._latest()
 
     def observe(self, now: float, status: str, detail: str = "") -> Decision | None:
+        if status not in (OK, DEGRADED, DOWN):
+            raise ValueError(f"unknown status {status!r}")
         if status == OK:
-            self.last_ok = now
+            self.last_ok = self.last_answer = now
             self.level = 0
             return None
-        if status not in (DEGRADED, DOWN):
-            raise ValueError(f"unknown status {status!r}")
-        waited = now - self._since()
-        if waited < self.policy.grace:
-            return None
         if status == DOWN:
+            starting = self.starting
+            grace = self.policy.grace if starting else self.policy.no_answer_grace
+            waited = now - self._latest(self.last_answer)
+            if waited < grace:
+                return None
             targets = self.policy.on_down
-            reason = f"/health has not answered for {waited:.0f} s (grace {self.policy.grace:g} s)"
+            reason = (f"/health has not answered for {waited:.0f} s (grace {grace:g} s"
+                      f"{', not answered since its start' if starting else ''})")
+            decision = Decision(tuple(targets), reason, kill=True)
         else:
+            self.last_answer = now
+            waited = now - self._latest(self.last_ok)
+            if waited < self.policy.grace:
+                return None
             ladder = self.policy.on_degraded
             targets = ladder[min(self.level, len(ladder) - 1)]
             self.level += 1
             reason = (f"/health has reported not healthy for {waited:.0f} s "
                       f"(grace {self.policy.grace:g} s){': ' + detail if detail else ''}")
+            decision = Decision(tuple(targets), reason)
         self.last_restart = now
-        decision = Decision(tuple(targets), reason)
         self.history.append(decision)
         return decision
 
@@ -117,21 +182,97 @@ def probe(port: int, timeout: float) -> tuple[str, str]:
         return DOWN, str(getattr(exc, "reason", exc))
 
 
+def supervisorctl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    command = ["supervisorctl", *args]
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(command, 1, "", f"supervisorctl {' '.join(args)} timed out after {timeout:g} s")
+
+
 def supervisorctl_restart(programs: Sequence[str]) -> int:
     """Restart programs through supervisord (stop, then start, in the given order)."""
-    command = ["supervisorctl", "restart", *programs]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    except subprocess.TimeoutExpired:
-        log("supervisorctl restart timed out after 120 s")
-        return 1
+    done = supervisorctl("restart", *programs)
     for line in (done.stdout + done.stderr).splitlines():
         log(f"supervisorctl: {line}")
     return done.returncode
 
 
+# supervisord states after which it starts nothing by itself.
+_IDLE_STATES = ("STOPPED", "EXITED", "FATAL")
+
+
+def _state(program: str, ctl: Callable[..., subprocess.CompletedProcess]) -> tuple[str, int]:
+    """(state, pid) of a program as supervisord reports it; ("UNKNOWN", 0) if it cannot say."""
+    fields = ctl("status", program, timeout=10).stdout.split()
+    state = fields[1] if len(fields) > 1 and fields[0] == program else "UNKNOWN"
+    pid = 0
+    if "pid" in fields:
+        try:
+            pid = int(fields[fields.index("pid") + 1].rstrip(","))
+        except (IndexError, ValueError):
+            pid = 0
+    return state, pid
+
+
+def supervisor_kill(programs: Sequence[str],
+                    ctl: Callable[..., subprocess.CompletedProcess] = supervisorctl,
+                    kill: Callable[[int, int], None] = os.killpg,
+                    sleep: Callable[[float], None] = time.sleep,
+                    settle: float = 3.0) -> int:
+    """SIGKILL each program's process group (supervisord made each program a group leader);
+    supervisord's autorestart starts it again at once. A program that is not running, or that
+    supervisord does not start again within ``settle`` seconds, is started. Never a SIGTERM: a
+    hung process cannot act on it, and waiting ``stopwaitsecs`` for it only delays recovery."""
+    failures = 0
+    for program in programs:
+        state, pid = _state(program, ctl)
+        if pid > 0:
+            try:
+                kill(pid, signal.SIGKILL)
+                log(f"sent SIGKILL to {program} (pid {pid} and its process group, was {state})")
+            except ProcessLookupError:
+                log(f"{program} (pid {pid}) was already gone")
+            except PermissionError as exc:
+                log(f"cannot signal {program} (pid {pid}): {exc}")
+                failures += 1
+                continue
+            waited = 0.0
+            while waited < settle:
+                sleep(0.25)
+                waited += 0.25
+                state, now_pid = _state(program, ctl)
+                if now_pid not in (0, pid) or state in _IDLE_STATES:
+                    break
+        if state in _IDLE_STATES or state == "UNKNOWN" or pid <= 0:
+            state, _ = _state(program, ctl)
+            if state in ("RUNNING", "STARTING", "BACKOFF"):
+                log(f"supervisord is starting {program} again ({state})")
+                continue
+            done = ctl("start", program)
+            for line in (done.stdout + done.stderr).splitlines():
+                log(f"supervisorctl: {line}")
+            failures += done.returncode != 0
+        else:
+            log(f"supervisord is starting {program} again ({state})")
+    return failures
+
+
 def log(message: str) -> None:
     print(f"mt5-watchdog: {message}", flush=True)
+
+
+def describe(policy: Policy, port: int) -> str:
+    """The start line: what is watched, how, and the bounds that follow."""
+    return (
+        f"watching http://127.0.0.1:{port}/health every {policy.interval:g} s (every {policy.recheck:g} s once "
+        f"not 200, timeout {policy.timeout:g} s); no answer for {policy.no_answer_grace:g} s -> SIGKILL "
+        f"{','.join(policy.on_down)} and let supervisord start it (hang -> SIGKILL <= {policy.down_bound:g} s, "
+        f"answering again <= {policy.recovery_bound:g} s with {RESPAWN:g} s respawn + {SERVICE_START:g} s start); "
+        f"not healthy for {policy.grace:g} s -> restart "
+        + " then ".join(",".join(step) for step in policy.on_degraded)
+        + f" (bound {policy.bound:g} s + stop time); a service not answering since its start gets {policy.grace:g} s"
+    )
 
 
 def run(policy: Policy, port: int,
@@ -139,12 +280,10 @@ def run(policy: Policy, port: int,
         restart_fn: Callable[[Sequence[str]], int] = supervisorctl_restart,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        rounds: int | None = None) -> None:
+        rounds: int | None = None,
+        kill_fn: Callable[[Sequence[str]], int] = supervisor_kill) -> None:
     dog = Watchdog(policy, started=clock())
-    log(f"watching http://127.0.0.1:{port}/health every {policy.interval:g} s, grace {policy.grace:g} s; "
-        f"not answering -> restart {','.join(policy.on_down)}; not healthy -> restart "
-        + " then ".join(",".join(step) for step in policy.on_degraded)
-        + f"; bound {policy.bound:g} s + stop time")
+    log(describe(policy, port))
     previous = None
     count = 0
     while rounds is None or count < rounds:
@@ -156,10 +295,15 @@ def run(policy: Policy, port: int,
             previous = status
         decision = dog.observe(clock(), status, detail)
         if decision:
-            log(f"{decision.reason}: restarting {', '.join(decision.restart)}")
-            restart_fn(decision.restart)
+            if decision.kill:
+                log(f"{decision.reason}: restarting {', '.join(decision.restart)} (SIGKILL, no stop wait)")
+                kill_fn(decision.restart)
+            else:
+                log(f"{decision.reason}: restarting {', '.join(decision.restart)}")
+                restart_fn(decision.restart)
             previous = None
-        sleep(max(0.0, policy.interval - (clock() - began)))
+        pause = policy.interval if status == OK else policy.recheck
+        sleep(max(0.0, pause - (clock() - began)))
 
 
 def _seconds(name: str, default: float, low: float) -> float:
@@ -179,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mt5-watchdog", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--on-down", default="service",
-                        help="programs restarted when /health does not answer (comma-separated)")
+                        help="programs killed (SIGKILL) and started again when /health does not answer (comma-separated)")
     parser.add_argument("--on-degraded", action="append", default=None,
                         help="programs restarted when /health is not 200; repeat for the next steps")
     args = parser.parse_args(argv)
@@ -188,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         interval=_seconds("WATCHDOG_INTERVAL", 5.0, 0.2),
         on_down=tuple(p for p in args.on_down.split(",") if p),
         on_degraded=tuple(tuple(p for p in step.split(",") if p) for step in (args.on_degraded or ["service"])),
+        down_grace=_seconds("WATCHDOG_DOWN_GRACE", 10.0, 1.0),
     )
     port = int(os.environ.get("SERVICE_PORT", "8000"))
     try:
