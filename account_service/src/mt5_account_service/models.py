@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
+                      WithJsonSchema, model_validator)
 
 from .backends import base as c
 
@@ -39,6 +41,96 @@ _MT5_TYPES = {
 
 SYMBOL_PATTERN = r"^[A-Za-z0-9._#+\-]{1,32}$"
 
+# --- bounds of trading numbers -------------------------------------------------------------
+#: Upper bound of any price, SL or TP. The dearest quotes on MT5 servers are around 2e9
+#: (bitcoin in Indonesian rupiah); 1e10 leaves room above that while keeping
+#: price * 10**digits (5 digits) below 2**53, so rounding a price to the symbol's digits
+#: stays exact. Anything above is a typo or an attack, never a price.
+MAX_PRICE = 1e10
+#: Upper bound of a volume in lots. Brokers' volume_max is at most 100,000 lots; 1e6 keeps
+#: volume / volume_step (step >= VOLUME_STEP) below 2**53 so the step check stays exact.
+MAX_VOLUME = 1e6
+#: The finest volume step the service accepts. The terminal then checks the symbol's own
+#: volume_min/volume_step (typically 0.01): this is the schema's honest common floor.
+VOLUME_STEP = 0.0001
+#: Slippage accepted for market orders, in points.
+MAX_DEVIATION = 100_000
+MAX_TICKET = 2**63 - 1  # MT5 tickets and magic numbers are unsigned 64-bit; Postgres bigint
+
+# Bodies: JSON numbers only. strict=True refuses booleans (true is not 1 lot) and strings
+# ("0.01"); a strict float still accepts a JSON integer, so "volume": 1 is one lot.
+
+
+def on_volume_grid(volume: float) -> float:
+    """Volumes are whole multiples of VOLUME_STEP (with float tolerance: 0.3 is fine)."""
+    if not VOLUME_STEP <= volume <= MAX_VOLUME:  # out of bounds (or nan): the bounds say so
+        return volume
+    steps = volume / VOLUME_STEP
+    if abs(steps - round(steps)) > 1e-6:
+        raise ValueError(f"{volume:g} lots is finer than the smallest step, {VOLUME_STEP:g}")
+    return volume
+
+
+# The schema says multipleOf; the check itself is on_volume_grid, which runs after the
+# bounds (so 1e308 is "less than or equal to 1000000", not "not a multiple").
+_VOLUME_FIELD = Field(ge=VOLUME_STEP, le=MAX_VOLUME, allow_inf_nan=False,
+                      json_schema_extra={"multipleOf": VOLUME_STEP},
+                      description=f"lots: {VOLUME_STEP:g} to {MAX_VOLUME:g} in steps of "
+                                  f"{VOLUME_STEP:g}; the symbol's own volume_min, "
+                                  f"volume_max and volume_step are checked too (422)")
+Volume = Annotated[Annotated[float, Field(strict=True), _VOLUME_FIELD],
+                   AfterValidator(on_volume_grid)]
+Price = Annotated[float, Field(strict=True, gt=0, le=MAX_PRICE, allow_inf_nan=False)]
+#: SL/TP in a modification: 0 (or null) removes the level.
+Level = Annotated[float, Field(strict=True, ge=0, le=MAX_PRICE, allow_inf_nan=False)]
+Deviation = Annotated[int, Field(strict=True, ge=0, le=MAX_DEVIATION,
+                                 description="points of slippage accepted")]
+Magic = Annotated[int, Field(strict=True, ge=0, le=MAX_TICKET)]
+
+# Query and path parameters arrive as text, so they cannot be strict; but only the JSON
+# number grammar is parsed: no "true", "nan", "inf", "1_0", " 1" or "0x10".
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_JSON_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def number_text(value: Any) -> Any:
+    """Refuse text that is not a plain decimal number (pydantic would read "inf", "1_0")."""
+    if isinstance(value, str) and not _JSON_NUMBER.fullmatch(value):
+        raise ValueError(f"{value[:40]!r} is not a number (write it like 0.1 or 2)")
+    return value
+
+
+def integer_text(value: Any) -> Any:
+    """Refuse text that is not whole decimal digits (pydantic would read "1.0", "+1", "1_0")."""
+    if isinstance(value, str) and not _JSON_INTEGER.fullmatch(value):
+        raise ValueError(f"{value[:40]!r} is not a whole number (write it like 12345)")
+    return value
+
+
+# Query and path numbers. Their bounds go in Query()/Path(), where FastAPI puts them after
+# the text check, so pydantic applies them in Python (right for ge/le; its Python
+# multiple_of is exact, 0.2 would fail: hence on_volume_grid) and would write them into the
+# schema under non-standard names ("ge", "le"): WithJsonSchema states the schema instead.
+def query_int(low: int, high: int, exclusive_low: bool = False) -> Any:
+    """An integer query/path parameter in [low, high] (or (low, high]): decimal digits only."""
+    bound = {"exclusiveMinimum": low} if exclusive_low else {"minimum": low}
+    return Annotated[int, BeforeValidator(integer_text),
+                     WithJsonSchema({"type": "integer", **bound, "maximum": high})]
+
+
+def volume_in_bounds(volume: float) -> float:
+    """The bounds of a query volume (a body's are native constraints of Volume)."""
+    if not VOLUME_STEP <= volume <= MAX_VOLUME:
+        raise ValueError(f"{volume:g} lots is out of range: use {VOLUME_STEP:g} to "
+                         f"{MAX_VOLUME:g}")
+    return volume
+
+
+QueryVolume = Annotated[float, BeforeValidator(number_text), AfterValidator(volume_in_bounds),
+                        AfterValidator(on_volume_grid),
+                        WithJsonSchema({"type": "number", "minimum": VOLUME_STEP,
+                                        "maximum": MAX_VOLUME, "multipleOf": VOLUME_STEP})]
+
 
 class OrderIn(BaseModel):
     """A market order (``buy``/``sell``) or a pending order (limits and stops, with price)."""
@@ -47,15 +139,15 @@ class OrderIn(BaseModel):
 
     symbol: str = Field(pattern=SYMBOL_PATTERN, examples=["EURUSD"])
     type: OrderType
-    volume: float = Field(gt=0, allow_inf_nan=False, description="lots")
-    price: float | None = Field(None, gt=0, allow_inf_nan=False,
-                                description="required for pending orders; for market orders "
-                                            "the expected price (checked against deviation)")
-    sl: float | None = Field(None, gt=0, allow_inf_nan=False)
-    tp: float | None = Field(None, gt=0, allow_inf_nan=False)
-    deviation: int = Field(20, ge=0, le=100_000, description="points of slippage accepted")
+    volume: Volume
+    price: Price | None = Field(None, description="required for pending orders; for market "
+                                                  "orders the expected price (checked against "
+                                                  "deviation)")
+    sl: Price | None = None
+    tp: Price | None = None
+    deviation: Deviation = 20
     comment: str = Field("", max_length=31, pattern=r"^[\x20-\x7e]*$")
-    magic: int = Field(0, ge=0, le=2**63 - 1)
+    magic: Magic = 0
 
     @model_validator(mode="after")
     def _price_for_pending(self) -> "OrderIn":
@@ -67,10 +159,11 @@ class OrderIn(BaseModel):
 class PositionModifyIn(BaseModel):
     """New SL/TP of an open position; null or 0 removes that level, omitted keeps it."""
 
-    model_config = ConfigDict(extra="forbid")
+    # minProperties: an empty body changes nothing and is refused (see _something).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
-    sl: float | None = Field(None, ge=0, allow_inf_nan=False)
-    tp: float | None = Field(None, ge=0, allow_inf_nan=False)
+    sl: Level | None = None
+    tp: Level | None = None
 
     @model_validator(mode="after")
     def _something(self) -> "PositionModifyIn":
@@ -82,11 +175,11 @@ class PositionModifyIn(BaseModel):
 class OrderModifyIn(BaseModel):
     """New price and/or SL/TP of a pending order; omitted fields are kept."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
-    price: float | None = Field(None, gt=0, allow_inf_nan=False)
-    sl: float | None = Field(None, ge=0, allow_inf_nan=False)
-    tp: float | None = Field(None, ge=0, allow_inf_nan=False)
+    price: Price | None = None
+    sl: Level | None = None
+    tp: Level | None = None
 
     @model_validator(mode="after")
     def _something(self) -> "OrderModifyIn":
