@@ -1,0 +1,91 @@
+"""roles/mt5_linux, tag mt5_linux_guard, on this machine: check mode, converge, idempotence,
+and what it says when nothing can run the guard (no systemd here, no cron daemon).
+
+Every path the role writes is moved under a temporary directory with extra vars.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role installs root-owned files (run as root)")
+
+
+@pytest.fixture
+def paths(tmp_path):
+    return {
+        "_mt5_linux_guard_bin": str(tmp_path / "sbin" / "mt5farm-guard"),
+        "_mt5_linux_guard_account_bin": str(tmp_path / "sbin" / "mt5farm-account"),
+        "_mt5_linux_guard_held_dir": str(tmp_path / "lib" / "held"),
+        "_mt5_linux_guard_unit_dir": str(tmp_path / "systemd"),
+        "_mt5_linux_guard_cron_dir": str(tmp_path / "cron.d"),
+        "_mt5_linux_guard_log": str(tmp_path / "guard.log"),
+    }
+
+
+def converge(tmp_path: Path, paths: dict, *extra: str, **variables) -> tuple[dict, str]:
+    (tmp_path / "sbin").mkdir(exist_ok=True)
+    playbook = tmp_path / "guard.yml"
+    playbook.write_text("- hosts: localhost\n  gather_facts: false\n  roles: [mt5_linux]\n")
+    values = {"mt5_linux_image": "mt5farm/account:test", "mt5_linux_api_key": "k", "mt5_accounts": [],
+              **paths, **variables}
+    (tmp_path / "vars.json").write_text(json.dumps(values))
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="false", NO_COLOR="1", ANSIBLE_CALLBACK_RESULT_FORMAT="yaml")
+    done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", "-e",
+                           f"ansible_python_interpreter={sys.executable}", "-e", f"@{tmp_path / 'vars.json'}",
+                           "--tags", "mt5_linux_guard", str(playbook), *extra],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
+    counts = re.search(r"^localhost\s+:\s+(ok=.*)$", done.stdout, re.M).group(1)
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)}, done.stdout
+
+
+@pytest.mark.skipif(Path("/run/systemd/system").exists(), reason="this host runs systemd: the Molecule scenario covers it")
+def test_check_mode_converge_idempotence_and_disable(tmp_path, paths):
+    check, _ = converge(tmp_path, paths, "--check")
+    assert check["changed"] > 0
+    assert not Path(paths["_mt5_linux_guard_bin"]).exists(), "check mode changed nothing"
+
+    first, output = converge(tmp_path, paths)
+    assert first["changed"] > 0
+    guard = Path(paths["_mt5_linux_guard_bin"])
+    assert guard.stat().st_mode & 0o777 == 0o755
+    assert os.readlink(paths["_mt5_linux_guard_account_bin"]) == str(guard)
+    cron = (Path(paths["_mt5_linux_guard_cron_dir"]) / "mt5farm-guard").read_text()
+    assert re.search(rf"^\* \* \* \* \* root flock -n \S+ {re.escape(str(guard))} --interval 5 --for 60 ", cron, re.M), cron
+    if subprocess.run(["pgrep", "-x", "cron"], capture_output=True).returncode != 0:
+        assert "neither systemd (PID 1) nor a cron daemon runs on localhost: nothing runs it" in " ".join(output.split())
+    usage = subprocess.run([sys.executable, paths["_mt5_linux_guard_account_bin"], "--help"], capture_output=True, text=True)
+    assert "usage: mt5farm-account" in usage.stdout
+
+    second, _ = converge(tmp_path, paths)
+    assert second["changed"] == 0, "a second converge changes nothing"
+    again, _ = converge(tmp_path, paths, "--check")
+    assert again["changed"] == 0
+
+    off, output = converge(tmp_path, paths, mt5_linux_guard_enabled=False)
+    assert off["changed"] == 1 and not (Path(paths["_mt5_linux_guard_cron_dir"]) / "mt5farm-guard").exists()
+    assert "mt5_linux_guard_enabled is false" in output
+    assert converge(tmp_path, paths, mt5_linux_guard_enabled=False)[0]["changed"] == 0
+
+
+def test_an_interval_below_one_second_is_refused(tmp_path, paths):
+    (tmp_path / "sbin").mkdir()
+    playbook = tmp_path / "guard.yml"
+    playbook.write_text("- hosts: localhost\n  gather_facts: false\n  roles: [mt5_linux]\n")
+    (tmp_path / "vars.json").write_text(json.dumps({"mt5_linux_image": "i", "mt5_linux_api_key": "k", "mt5_accounts": [],
+                                                    "mt5_linux_guard_interval": 0, **paths}))
+    done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", "-e", f"@{tmp_path / 'vars.json'}",
+                           "-e", f"ansible_python_interpreter={sys.executable}", "--tags", "mt5_linux_guard", str(playbook)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "mt5_linux_guard_interval is 0" in done.stdout
