@@ -30,6 +30,7 @@ import uvicorn
 from mt5_account_service.api import create_app
 from mt5_account_service.backends.simulator import ManualClock, SimulatedTerminal
 from mt5_account_service.config import Settings
+from mt5_account_service.server import protocol
 
 API_KEY = "test-key-0123456789abcdef"
 OTHER_KEY = "second-key-abcdef0123456789"
@@ -70,7 +71,7 @@ def missing_binary(package: str, binary: str) -> None:
 class LiveService:
     """The app served by uvicorn on a free loopback port, in a thread with its own loop."""
 
-    def __init__(self, settings: Settings, backend: Any) -> None:
+    def __init__(self, settings: Settings, backend: Any, http_protocol: Any = None) -> None:
         self.settings = settings
         self.backend = backend
         self.app = create_app(settings, backend=backend)
@@ -78,7 +79,7 @@ class LiveService:
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, loop="asyncio",
-                                http="httptools", ws="websockets-sansio", lifespan="on",
+                                http=http_protocol or protocol(), ws="websockets-sansio", lifespan="on",
                                 access_log=False, log_level="warning", ws_per_message_deflate=False,
                                 timeout_graceful_shutdown=3)
         self.server = uvicorn.Server(config)

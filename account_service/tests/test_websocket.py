@@ -34,7 +34,9 @@ def next_of_type(ws: Any, kind: str, timeout: float = 5.0) -> dict[str, Any]:
 def test_connect_without_key_is_refused(service: LiveService) -> None:
     with pytest.raises(InvalidStatus) as refused:
         ws_connect(service, key=None)
-    assert refused.value.response.status_code == 403
+    # refused by the gate before the handshake, with the same JSON error as REST
+    assert refused.value.response.status_code == 401
+    assert b'"error": "unauthorized"' in refused.value.response.body
 
 
 def test_snapshot_on_connect_then_only_changes(service: LiveService, http: httpx.Client,

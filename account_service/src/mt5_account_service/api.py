@@ -8,28 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hmac
-import json
 import logging
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, AsyncIterator, Awaitable, Callable
 
-from fastapi import Depends, FastAPI, Path, Query, Request, WebSocket
+from fastapi import FastAPI, Path, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from . import __version__
 from .backends import make_backend
 from .config import Settings
+from .gate import SECTIONS, Gate
 from .gateway import BackendError, BackendUnavailable, Gateway, Snapshot
 from .idempotency import MAX_KEY_LENGTH, IdempotencyStore, fingerprint
 from .metrics import Metrics, RequestMetricsMiddleware
 from .models import (ErrorOut, HealthOut, OrderIn, OrderModifyIn, PositionModifyIn,
-                     SYMBOL_PATTERN)
+                     MAX_DEVIATION, MAX_TICKET, QueryVolume, SYMBOL_PATTERN,
+                     TradeOut, query_int)
 from .poller import Poller
 from .trading import (TradeFailure, TradeOutcome, cancel_order, close_position, modify_order,
                       modify_position, place_order)
@@ -38,8 +39,42 @@ from .ws import Hub, encode
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (401, 404, 409, 422, 429, 502, 503)}
+#: Seconds a client should wait after a 429 (the trade server's "too many requests").
+RETRY_AFTER_SECONDS = 1
+#: How often the stores are pruned (idempotency keys past their TTL, old snapshots).
+MAINTENANCE_INTERVAL = 3600.0
+
+_ERROR_TEXT = {400: "bad request (e.g. an API key in the URL)",
+               401: "missing or wrong API key", 404: "not found",
+               409: "conflict (market closed, price changed, Idempotency-Key in use, ...)",
+               413: "request body larger than MAX_BODY_BYTES",
+               422: "invalid input, or refused before or by the trade server",
+               429: "too many requests: retry after Retry-After seconds",
+               502: "the terminal or trade server answered with an error",
+               503: "the terminal is not connected, or its data is not fresh",
+               504: "the trade server did not answer in time"}
+_RETRY_AFTER_HEADER = {"Retry-After": {"description": "seconds to wait before retrying",
+                                       "schema": {"type": "integer"}}}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer (all ErrorOut)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        out[code] = {"model": ErrorOut, "description": _ERROR_TEXT[code]}
+        if code == 429:
+            out[code]["headers"] = _RETRY_AFTER_HEADER
+    return out
+
+
+#: A ticket in a path: MT5 tickets are unsigned 64-bit, Postgres stores them as bigint.
+Ticket = Annotated[query_int(0, MAX_TICKET, exclusive_low=True), Path(gt=0, le=MAX_TICKET)]
+#: Every route answers 400 (key in URL) and 413 (body cap) from the gate.
+SNAPSHOT_ERRORS = responses(400, 401, 413, 503)
+READ_ERRORS = responses(400, 401, 413, 422, 503)
+TRADE_ERRORS = responses(400, 401, 404, 409, 413, 422, 429, 502, 503, 504)
+HTTP_ERROR_IDS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+                  413: "body_too_large"}
 
 
 class ApiError(Exception):
@@ -65,31 +100,22 @@ class Service:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
-def keys_match(given: str | None, keys: tuple[str, ...]) -> bool:
-    """Constant-time comparison against every configured key."""
-    if not given:
-        return False
-    candidate = given.encode()
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(candidate, key.encode())
-    return matched
-
-
-def presented_key(headers: Any) -> str | None:
-    key = headers.get("x-api-key")
-    if key:
-        return key.strip()
-    auth = headers.get("authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    return None
-
-
 def _error(status: int, error: str, message: str, retcode: int | None = None,
            headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": error, "message": message, "retcode": retcode},
-                        status_code=status, headers=headers)
+                        status_code=status, headers=with_retry_after(status, headers))
+
+
+def with_retry_after(status: int, headers: dict[str, str] | None = None) -> dict[str, str] | None:
+    """Every 429 tells the client when to come back (RFC 6585, RFC 9110 Retry-After)."""
+    if status != 429:
+        return headers
+    return {**(headers or {}), "Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
+#: Strict number fields refuse booleans and strings: say so, "valid number" alone puzzles.
+_STRICT_TYPES = {"float_type": " (a JSON number: not a string, not true/false)",
+                 "int_type": " (a whole JSON number: not a string, not true/false)"}
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -97,59 +123,10 @@ def _validation_message(exc: RequestValidationError) -> str:
     for err in exc.errors():
         loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path")]
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if err.get("type") in _STRICT_TYPES:
+            msg += _STRICT_TYPES[str(err["type"])]
         parts.append(f"{'.'.join(loc)}: {msg}" if loc else msg)
     return "; ".join(parts) or "invalid request"
-
-
-class SnapshotReads:
-    """Pure-ASGI fast path for ``GET /api/account|positions|orders``.
-
-    These three are answered from the last poll's JSON (encoded once per poll), so the
-    FastAPI routing/dependency machinery would be most of their cost. This layer answers
-    them directly, with the same auth and the same responses as the routes it shadows
-    (which stay declared for the OpenAPI schema). It sets ``scope["route"]`` so the
-    request metrics label them like any other route.
-    """
-
-    SECTIONS = {"/api/account": "account", "/api/positions": "positions",
-                "/api/orders": "orders"}
-
-    def __init__(self, app: Any, svc: "Service", routes: dict[str, Any]) -> None:
-        self.app, self.svc, self.routes = app, svc, routes
-        self._keys = svc.settings.api_keys
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        section = (self.SECTIONS.get(scope["path"])
-                   if scope["type"] == "http" and scope["method"] == "GET" else None)
-        if section is None:
-            await self.app(scope, receive, send)
-            return
-        scope["route"] = self.routes.get(scope["path"])
-        key = None
-        for name, value in scope["headers"]:
-            if name == b"x-api-key":
-                key = value.decode("latin-1").strip()
-                break
-            if name == b"authorization" and value[:7].lower() == b"bearer ":
-                key = value[7:].decode("latin-1").strip()
-        poller = self.svc.poller
-        if not keys_match(key, self._keys):
-            status, body = 401, _error_bytes(
-                "unauthorized", "missing or wrong API key: send it in the X-API-Key header "
-                "(or Authorization: Bearer <key>)")
-        elif poller.fresh_snapshot() is None:
-            status, body = 503, _error_bytes(
-                "backend_unavailable", f"no fresh account data: {poller.health()[1]}")
-        else:
-            status, body = 200, poller.cached_json(section)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-
-def _error_bytes(error: str, message: str) -> bytes:
-    return json.dumps({"error": error, "message": message, "retcode": None}).encode()
 
 
 def _build_service(settings: Settings, backend: Any | None) -> Service:
@@ -182,6 +159,32 @@ def _build_service(settings: Settings, backend: Any | None) -> Service:
             registration(settings.endpoint, settings.server, settings.backend, started_now()),
             settings.redis_ttl)
     return svc
+
+
+def allowed_methods(routes: list[Any], scope: dict[str, Any]) -> str:
+    """Every method some route serves at this path (GET /api/orders and POST /api/orders
+    are two routes)."""
+    methods: set[str] = set()
+    for route in routes:
+        if getattr(route, "methods", None) and route.matches(scope)[0] != Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+async def _maintenance_loop(svc: Service) -> None:
+    """Every MAINTENANCE_INTERVAL: drop idempotency keys past their TTL and this account's
+    snapshots past SNAPSHOT_RETENTION_DAYS, so neither grows without bound. The first run
+    is one interval after start (the idempotency store prunes itself when it opens)."""
+    while True:
+        await asyncio.sleep(MAINTENANCE_INTERVAL)
+        try:
+            removed = await asyncio.to_thread(svc.idempotency.prune)
+            if removed:
+                log.info("pruned %d expired idempotency keys", removed)
+        except Exception as exc:  # noqa: BLE001 - try again next time
+            log.warning("pruning idempotency keys failed: %s", exc)
+        if svc.store is not None:
+            await svc.store.prune_snapshots(svc.settings.snapshot_retention_days)
 
 
 async def _record_loop(svc: Service) -> None:
@@ -229,6 +232,7 @@ def create_app(settings: Settings, backend: Any | None = None) -> FastAPI:
                                 __version__).set(1)
         svc.metrics.backend_connected.set(0)
         svc.tasks.append(asyncio.create_task(svc.poller.run(), name="poller"))
+        svc.tasks.append(asyncio.create_task(_maintenance_loop(svc), name="maintenance"))
         if svc.store is not None:
             svc.tasks.append(asyncio.create_task(svc.store.run(), name="pg-flusher"))
             svc.tasks.append(asyncio.create_task(_record_loop(svc), name="recorder"))
@@ -260,7 +264,7 @@ def create_app(settings: Settings, backend: Any | None = None) -> FastAPI:
                   docs_url="/docs", redoc_url=None)
     app.state.svc = svc
     shadowed: dict[str, Any] = {}
-    app.add_middleware(SnapshotReads, svc=svc, routes=shadowed)
+    app.add_middleware(Gate, svc=svc, routes=shadowed)
     app.add_middleware(RequestMetricsMiddleware, metrics=svc.metrics)
 
     @app.exception_handler(ApiError)
@@ -272,8 +276,14 @@ def create_app(settings: Settings, backend: Any | None = None) -> FastAPI:
         return _error(422, "invalid_input", _validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, "http_error", str(exc.detail))
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # exc.headers carries e.g. Allow on a 405 (RFC 9110 requires it) and Connection:
+        # close on a 413; dropping them would break clients.
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette's Allow names only the first matching route
+            headers["Allow"] = allowed_methods(app.routes, request.scope)
+        return _error(exc.status_code, HTTP_ERROR_IDS.get(exc.status_code, "http_error"),
+                      str(exc.detail), headers=headers)
 
     @app.exception_handler(BackendUnavailable)
     async def _unavailable(_: Request, exc: BackendUnavailable) -> JSONResponse:
@@ -282,12 +292,6 @@ def create_app(settings: Settings, backend: Any | None = None) -> FastAPI:
     @app.exception_handler(BackendError)
     async def _backend(_: Request, exc: BackendError) -> JSONResponse:
         return _error(502, "backend_error", f"the terminal returned an error: {exc}")
-
-    def require_key(request: Request) -> None:
-        if not keys_match(presented_key(request.headers), settings.api_keys):
-            raise ApiError(401, "unauthorized",
-                           "missing or wrong API key: send it in the X-API-Key header "
-                           "(or Authorization: Bearer <key>)")
 
     def require_connected() -> None:
         if not svc.poller.connected:
@@ -301,7 +305,8 @@ def create_app(settings: Settings, backend: Any | None = None) -> FastAPI:
         return Response(svc.poller.cached_json(name), media_type=JSON)
 
     # --- unauthenticated --------------------------------------------------------------------
-    @app.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
+    @app.get("/health", response_model=HealthOut,
+             responses={503: {"model": HealthOut}, **responses(400, 413)})
     async def health() -> JSONResponse:
         healthy, reason = svc.poller.health()
         age = svc.poller.last_poll_age()
@@ -311,30 +316,30 @@ def create_app(settings: Settings, backend: Any | None = None) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
+        """The gate lets only the API key or the metrics token through (balance is here)."""
         return Response(svc.metrics.render(),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    # --- reads ---------------------------------------------------------------------------------
-    auth = [Depends(require_key)]
+    # --- reads (the gate has checked the API key of every /api/* request) ----------------------
 
-    @app.get("/api/account", dependencies=auth, responses=ERRORS)
+    @app.get("/api/account", responses=SNAPSHOT_ERRORS)
     async def account() -> Response:
         """account_info() of the last poll (at most POLL_INTERVAL old)."""
         return section("account")
 
-    @app.get("/api/positions", dependencies=auth, responses=ERRORS)
+    @app.get("/api/positions", responses=SNAPSHOT_ERRORS)
     async def positions() -> Response:
         """positions_get() of the last poll."""
         return section("positions")
 
-    @app.get("/api/orders", dependencies=auth, responses=ERRORS)
+    @app.get("/api/orders", responses=SNAPSHOT_ERRORS)
     async def orders() -> Response:
         """orders_get() (pending orders) of the last poll."""
         return section("orders")
 
-    @app.get("/api/history", dependencies=auth, responses=ERRORS)
-    async def history(days: int = Query(7, ge=1, le=3650,
-                                        description="deals of the last N days")) -> Any:
+    @app.get("/api/history", responses=READ_ERRORS)
+    async def history(days: Annotated[query_int(1, 3650), Query(
+            ge=1, le=3650, description="deals of the last N days")] = 7) -> Any:
         """history_deals_get() over the last ``days`` days (the window extends one day past
         now, because deal times are in the trade server's time zone)."""
         require_connected()
@@ -342,7 +347,7 @@ def create_app(settings: Settings, backend: Any | None = None) -> FastAPI:
         return await svc.gateway.call("history_deals_get", now - timedelta(days=days),
                                       now + timedelta(days=1))
 
-    @app.get("/api/symbols/{symbol}", dependencies=auth, responses=ERRORS)
+    @app.get("/api/symbols/{symbol}", responses={**READ_ERRORS, **responses(404)})
     async def symbol(symbol: str = Path(pattern=SYMBOL_PATTERN)) -> Any:
         """The current tick and the contract specification of a symbol."""
         require_connected()
@@ -365,8 +370,9 @@ def create_app(settings: Settings, backend: Any | None = None) -> FastAPI:
             fp = fingerprint(request.method, request.url.path, body)
             claim = await asyncio.to_thread(svc.idempotency.claim, key, fp)
             if claim.state == "replay":
-                return JSONResponse(claim.body, status_code=claim.status or 200,
-                                    headers={"Idempotent-Replayed": "true"})
+                status = claim.status or 200
+                return JSONResponse(claim.body, status_code=status, headers=with_retry_after(
+                    status, {"Idempotent-Replayed": "true"}))
             if claim.state == "conflict":
                 raise ApiError(422, "idempotency_key_reused",
                                "this Idempotency-Key was already used for a different request; "
@@ -418,10 +424,10 @@ def create_app(settings: Settings, backend: Any | None = None) -> FastAPI:
                 await svc.poller.poll_once()  # read-your-writes for REST and WebSocket
             except Exception as exc:  # noqa: BLE001 - the trade itself succeeded
                 log.warning("refresh after trade failed: %s", exc)
-        return JSONResponse(result, status_code=status)
+        return JSONResponse(result, status_code=status, headers=with_retry_after(status))
 
-    @app.post("/api/orders", dependencies=auth, status_code=201,
-              responses={**ERRORS, 201: {"description": "order executed or placed"}})
+    @app.post("/api/orders", status_code=201, response_model=TradeOut,
+              responses={**TRADE_ERRORS, 201: {"description": "order executed or placed"}})
     async def post_order(order: OrderIn, request: Request) -> JSONResponse:
         """Place a market order (buy/sell) or a pending order (limits/stops).
         Send an ``Idempotency-Key`` header to make retries safe."""
@@ -430,50 +436,51 @@ def create_app(settings: Settings, backend: Any | None = None) -> FastAPI:
         return await trade(request, "open", order.model_dump(mode="json"),
                            lambda: place_order(svc.gateway, order, currency))
 
-    @app.patch("/api/positions/{ticket}", dependencies=auth, responses=ERRORS)
+    @app.patch("/api/positions/{ticket}", response_model=TradeOut, responses=TRADE_ERRORS)
     async def patch_position(change: PositionModifyIn, request: Request,
-                             ticket: int = Path(gt=0)) -> JSONResponse:
+                             ticket: Ticket) -> JSONResponse:
         """Modify the SL/TP of an open position (null or 0 removes a level)."""
         body = {"ticket": ticket, **change.model_dump(exclude_unset=True)}
         return await trade(request, "modify_position", body,
                            lambda: modify_position(svc.gateway, ticket, change))
 
-    @app.patch("/api/orders/{ticket}", dependencies=auth, responses=ERRORS)
+    @app.patch("/api/orders/{ticket}", response_model=TradeOut, responses=TRADE_ERRORS)
     async def patch_order(change: OrderModifyIn, request: Request,
-                          ticket: int = Path(gt=0)) -> JSONResponse:
+                          ticket: Ticket) -> JSONResponse:
         """Modify the price and/or SL/TP of a pending order."""
         body = {"ticket": ticket, **change.model_dump(exclude_unset=True)}
         return await trade(request, "modify_order", body,
                            lambda: modify_order(svc.gateway, ticket, change))
 
-    @app.delete("/api/positions/{ticket}", dependencies=auth, responses=ERRORS)
-    async def delete_position(request: Request, ticket: int = Path(gt=0),
-                              volume: float | None = Query(None, gt=0, allow_inf_nan=False,
-                                                           description="partial close; "
-                                                           "omit to close all"),
-                              deviation: int = Query(20, ge=0, le=100_000)) -> JSONResponse:
+    @app.delete("/api/positions/{ticket}", response_model=TradeOut, responses=TRADE_ERRORS)
+    async def delete_position(request: Request, ticket: Ticket,
+                              volume: Annotated[QueryVolume | None, Query(
+                                  description="lots to close (partial close); omit to close "
+                                              "all")] = None,
+                              deviation: Annotated[query_int(0, MAX_DEVIATION), Query(
+                                  ge=0, le=MAX_DEVIATION,
+                                  description="points of slippage accepted")] = 20
+                              ) -> JSONResponse:
         """Close an open position, fully or partially (``?volume=``)."""
         body = {"ticket": ticket, "volume": volume, "deviation": deviation}
         return await trade(request, "close", body,
                            lambda: close_position(svc.gateway, ticket, volume, deviation))
 
-    @app.delete("/api/orders/{ticket}", dependencies=auth, responses=ERRORS)
-    async def delete_order(request: Request, ticket: int = Path(gt=0)) -> JSONResponse:
+    @app.delete("/api/orders/{ticket}", response_model=TradeOut, responses=TRADE_ERRORS)
+    async def delete_order(request: Request, ticket: Ticket) -> JSONResponse:
         """Cancel a pending order."""
         return await trade(request, "cancel", {"ticket": ticket},
                            lambda: cancel_order(svc.gateway, ticket))
 
     shadowed.update({r.path: r for r in app.routes
-                     if getattr(r, "path", None) in SnapshotReads.SECTIONS})
+                     if getattr(r, "path", None) in SECTIONS})
 
     # --- WebSocket -----------------------------------------------------------------------------
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
         """A ``snapshot`` message on connect, then ``update`` messages with only what
-        changed, and ``status`` messages when the terminal connection drops or returns."""
-        if not keys_match(presented_key(websocket.headers), settings.api_keys):
-            await websocket.close(code=1008, reason="missing or wrong API key")
-            return
+        changed, and ``status`` messages when the terminal connection drops or returns.
+        The gate has checked the API key before the handshake."""
         await websocket.accept()
         client = svc.hub.add(websocket, encode(svc.poller.snapshot_message()))
         await svc.hub.serve(client)

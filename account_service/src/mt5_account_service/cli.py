@@ -30,6 +30,7 @@ def serve() -> int:
     import uvicorn
 
     from .api import create_app
+    from .server import protocol
 
     _configure_logging()
     try:
@@ -43,7 +44,8 @@ def serve() -> int:
         loop = "uvloop"
     except ImportError:  # Windows
         loop = "asyncio"
-    uvicorn.run(app, host="0.0.0.0", port=settings.service_port, loop=loop, http="httptools",
+    # http: httptools with header/body read deadlines (uvicorn has none of its own).
+    uvicorn.run(app, host="0.0.0.0", port=settings.service_port, loop=loop, http=protocol(),
                 ws="websockets-sansio", lifespan="on", access_log=False,
                 ws_per_message_deflate=False, timeout_graceful_shutdown=5, log_level=os.environ.get("LOG_LEVEL", "info").lower())
     return 0

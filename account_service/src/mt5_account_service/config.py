@@ -7,6 +7,7 @@ Secrets (broker password, API keys, Redis/Postgres passwords) come only from fil
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,10 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 BACKENDS = ("simulator", "mt5linux", "mt5")
+#: The largest trade body is a few hundred bytes; 64 KiB leaves ample room and caps what
+#: a request can make the service buffer.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class ConfigError(ValueError):
@@ -40,10 +45,15 @@ class Settings:
     ws_queue_size: int = 256
     simulator_balance: float = 10_000.0
     simulator_leverage: int = 100
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    snapshot_retention_days: int = 90
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     password: str | None = field(default=None, repr=False)
     redis_password: str | None = field(default=None, repr=False)
     postgres_password: str | None = field(default=None, repr=False)
+    #: SHA-256 hex digests of the Prometheus scrape token(s): the container holds only the
+    #: digests, so it cannot present the token to another account's /metrics.
+    metrics_token_sha256: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def stale_after(self) -> float:
@@ -103,6 +113,19 @@ def _read_secret(directory: Path, name: str) -> str | None:
     return text or None
 
 
+def _digests(directory: Path, name: str) -> tuple[str, ...]:
+    """One lowercase SHA-256 hex digest per line (blank lines ignored)."""
+    lines = [line.strip().lower() for line in (_read_secret(directory, name) or "").splitlines()]
+    digests = tuple(line for line in lines if line)
+    for number, digest in enumerate(digests, 1):
+        if not _SHA256_HEX.fullmatch(digest):
+            raise ConfigError(
+                f"{directory / name}: entry {number} is not a SHA-256 hex digest (64 hex "
+                f"characters): write the digest of the token, e.g. `printf %s TOKEN | "
+                f"sha256sum`, never the token itself")
+    return digests
+
+
 def _reject_inline_password(name: str, url: str | None) -> None:
     if url and urlsplit(url).password is not None:
         raise ConfigError(
@@ -150,8 +173,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ws_queue_size=_int(env, "WS_QUEUE_SIZE", 256, 1, 100_000),
         simulator_balance=_float(env, "SIMULATOR_BALANCE", 10_000.0, 0.0, 1e12),
         simulator_leverage=_int(env, "SIMULATOR_LEVERAGE", 100, 1, 10_000),
+        max_body_bytes=_int(env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1024, 16 * 2**20),
+        snapshot_retention_days=_int(env, "SNAPSHOT_RETENTION_DAYS", 90, 1, 36_500),
         api_keys=api_keys,
         password=password,
         redis_password=_read_secret(secrets_dir, "redis_password"),
         postgres_password=_read_secret(secrets_dir, "postgres_password"),
+        metrics_token_sha256=_digests(secrets_dir, "metrics_token_sha256"),
     )

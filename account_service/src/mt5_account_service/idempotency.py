@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-RETENTION_SECONDS = 7 * 24 * 3600
+RETENTION_SECONDS = 7 * 24 * 3600  # the documented TTL; pruned at start and every hour
 MAX_KEY_LENGTH = 200
 
 
@@ -52,12 +52,15 @@ class IdempotencyStore:
             " status INTEGER, body TEXT, created REAL NOT NULL, boot TEXT NOT NULL)")
         self._lock = threading.Lock()
         self._boot = f"{time.time():.6f}"
-        self._prune()
+        self.prune()
 
-    def _prune(self) -> None:
+    def prune(self, now: float | None = None) -> int:
+        """Forget keys older than RETENTION_SECONDS; return how many. Called at start and
+        periodically by the app, so the store stays bounded by a week of trade requests."""
+        cutoff = (time.time() if now is None else now) - RETENTION_SECONDS
         with self._lock:
-            self._db.execute("DELETE FROM idempotency WHERE created < ?",
-                             (time.time() - RETENTION_SECONDS,))
+            return int(self._db.execute("DELETE FROM idempotency WHERE created < ?",
+                                        (cutoff,)).rowcount)
 
     def claim(self, key: str, fp: str) -> Claim:
         with self._lock:

@@ -272,6 +272,37 @@ class Store:
             self.last_error = None
             self._on_pending(self.spool.pending())
 
+    # --- retention ---------------------------------------------------------------------
+    async def prune_snapshots(self, retention_days: int) -> int | None:
+        """Delete this account's snapshots older than ``retention_days``; return how many,
+        or None when Postgres is unreachable (skipped: the next run catches up).
+
+        Runs on a connection of its own, outside the spool: a retention delete is not a
+        record to replay, and the flusher's connection may be inside a batch transaction.
+        ``WHERE login = %s`` keeps it to this account's own rows (and works under row-level
+        security, where an account's role may only see its own login). Orders and deals
+        are the trading record and are never deleted here."""
+        try:
+            conn = await connect_postgres(self._dsn, self._password)
+        except Exception as exc:  # noqa: BLE001 - Postgres down: skip this round
+            log.info("snapshot retention skipped, postgres unavailable: %s", exc)
+            return None
+        try:
+            cur = await conn.execute(
+                "DELETE FROM mt5_account_snapshots WHERE login = %s"
+                " AND taken_at < now() - make_interval(days => %s)",
+                (self._login, retention_days))
+            removed = int(cur.rowcount)
+            if removed:
+                log.info("deleted %d account snapshots older than %d days", removed,
+                         retention_days)
+            return removed
+        except Exception as exc:  # noqa: BLE001 - e.g. table not migrated yet
+            log.warning("snapshot retention failed: %s", exc)
+            return None
+        finally:
+            await conn.close()
+
     async def _connection(self) -> Any:
         if self._conn is None or self._conn.closed:
             self._conn = await connect_postgres(self._dsn, self._password)
