@@ -1,0 +1,323 @@
+"""A real Nginx running the platform_nginx role's own config, in front of real account services.
+
+Once per session:
+
+- the role's templates are rendered by Ansible (tests/nginx/render.yml runs the role's own
+  preflight, so routes, keys, rate-limit zones and the services' derived keys come out exactly
+  as a converge makes them) for a test inventory: accounts on free loopback ports;
+- ``adapt_for_test`` changes the few lines of nginx.conf that cannot run unprivileged in a
+  temp dir (user, pid, /etc/nginx paths, temp paths; and the client timeouts, so that the 408
+  behaviour is seen in 1 s instead of 60). Everything else is the role's config as rendered;
+- ``nginx -t``, then Debian's nginx on its own prefix (``-p <tmp> -e stderr -g 'daemon off;'``),
+  its access log (stdout) and error log (stderr) captured to files; no system nginx service is
+  used or needed;
+- two account services (``mt5-account-service``, simulator backend), each holding only its own
+  derived key; a third account is routed but down (nothing listens on its port).
+
+Without nginx the tests are skipped, and fail under CI (like the other suites).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+sys.path.insert(0, str(REPO / "filter_plugins"))
+from mt5_credentials import mt5_account_credential  # noqa: E402  (filter_plugins is not a package)
+
+# The test inventory's accounts: A and B are served, DOWN is routed but nothing listens.
+LOGIN_A, LOGIN_B, LOGIN_DOWN = 5001001, 5001002, 5001003
+UPSTREAM_BASE = "upstream-base-secret-0123456789abcdef"
+FLEET_KEY = "mt5farm-demo-key"
+SCOPED_KEY = "Fund-A-Scoped-Key-0123456789"  # fund-a: account A only
+LIMITED_KEY = "Limited-Key-0123456789abcdef"  # limited: 1 request a minute, burst 1
+API_KEYS = [
+    {"name": "ops", "key": FLEET_KEY, "rate": "off"},
+    {"name": "fund-a", "key": SCOPED_KEY, "accounts": [LOGIN_A], "rate": "off"},
+    {"name": "limited", "key": LIMITED_KEY, "rate": "1r/m", "burst": 1},
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def nginx_binary() -> str:
+    binary = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+    if binary is None:
+        message = "nginx not found: install the Debian package 'nginx' (scripts/test-deps.sh, or apt-get install nginx)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary
+
+
+# --- the one place the role's rendered config is changed for the test -------------------------
+def adapt_for_test(conf: str, root: Path) -> str:
+    """TEST ADAPTATION of the role's rendered nginx.conf, so it runs unprivileged in ``root``.
+
+    Only these lines change (each must be found exactly once, so a template change that moves
+    them fails here rather than silently testing something else):
+    - ``user nginx;`` is dropped (no such user here, and a non-root master cannot switch);
+    - ``pid /run/nginx.pid;`` and every ``/etc/nginx/`` path point into ``root``;
+    - temp paths in ``root`` (Debian's compiled-in ones are under /var/lib/nginx);
+    - client_header_timeout / client_body_timeout 1 s (Nginx's default 60 s), to see 408.
+    Listen addresses and ports are not changed here: they are the role's variables, given by
+    the test inventory.
+    """
+
+    def once(pattern: str, replacement: str, text: str) -> str:
+        new, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
+        assert count == 1, f"test adaptation: {pattern!r} found {count} times in the rendered nginx.conf"
+        return new
+
+    conf = once(r"^user nginx;\n", "", conf)
+    conf = once(r"^pid /run/nginx\.pid;$", f"pid {root}/nginx.pid;", conf)
+    conf = conf.replace("/etc/nginx/", f"{root}/")
+    temp = "".join(f"    {kind}_temp_path {root}/temp/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf = once(r"^http \{\n", "http {\n    # TEST ADAPTATION (tests/nginx/conftest.py)\n" + temp
+                + "    client_header_timeout 1s;\n    client_body_timeout 1s;\n", conf)
+    return conf
+
+
+@dataclass
+class Nginx:
+    root: Path
+    https_port: int
+    http_port: int
+    status_port: int
+    process: subprocess.Popen[bytes]
+    access_log: Path
+    error_log: Path
+    services: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    service_ports: dict[int, int] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return f"https://127.0.0.1:{self.https_port}{path}"
+
+    def logs(self) -> str:
+        return self.access_log.read_text(errors="replace") + self.error_log.read_text(errors="replace")
+
+    def wait_logged(self, request_id: str) -> None:
+        """The access log is buffered (flush=1s): wait until a request is in it (and all before it)."""
+        wait_until(lambda: request_id in self.access_log.read_text(errors="replace"), 10, f"request {request_id} in the access log")
+
+
+def raw_request(port: int, data: bytes, tls: bool = True, timeout: float = 5.0, sni: bool = True) -> bytes:
+    """Send bytes as they are (malformed requests no client library would send); read to EOF."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        sock = context.wrap_socket(sock, server_hostname="localhost" if sni else None)
+    with sock:
+        sock.sendall(data)
+        data = b""
+        while not _complete(data):
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, ssl.SSLError):
+                break
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def _complete(data: bytes) -> bool:
+    """A whole response with a Content-Length is in (Nginx may keep the connection open a while
+    after an error, in its lingering close, to read what the client still sends)."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    return bool(sep and match and len(body) >= int(match.group(1)))
+
+
+@dataclass
+class Response:
+    status: int
+    reason: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def parse_response(data: bytes) -> Response:
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    match = re.match(r"HTTP/1\.[01] (\d{3}) ?(.*)", lines[0])
+    assert match, f"not an HTTP/1.x response: {data[:300]!r}"
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        decoded, rest = b"", body
+        while True:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                break
+            decoded, rest = decoded + rest[:size], rest[size + 2:]
+        body = decoded
+    return Response(int(match.group(1)), match.group(2), headers, body)
+
+
+def render(out: Path, inventory: dict[str, Any]) -> None:
+    """The role's templates, rendered by Ansible for the test inventory (tests/nginx/render.yml).
+
+    MT5FARM_NGINX_TEST_ROLES (optional): a roles directory to render from instead of roles/,
+    to run these tests against another version of the role (e.g. the committed one).
+    """
+    inventory_file = out.parent / "inventory.yml"
+    inventory_file.write_text(yaml.safe_dump(inventory))
+    roles = Path(os.environ.get("MT5FARM_NGINX_TEST_ROLES", REPO / "roles"))
+    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(roles), "ANSIBLE_NOCOLOR": "1"}
+    done = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory_file), str(REPO / "tests/nginx/render.yml"),
+                           "-e", f"nginx_test_out={out}", "-e", f"nginx_test_templates={roles}/platform_nginx/templates"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, "rendering the role's templates failed:\n" + done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def self_signed(out: Path) -> None:
+    (out / "tls").mkdir(mode=0o700)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(out / "tls/key.pem"), "-out", str(out / "tls/cert.pem")],
+                   check=True, capture_output=True, timeout=60)
+
+
+def start_service(root: Path, login: int, port: int, key: str) -> subprocess.Popen[bytes]:
+    """An account service holding only ``key`` (its own derived key), as its container would."""
+    home = root / f"service-{login}"
+    (home / "secrets").mkdir(parents=True)
+    (home / "secrets/api_key").write_text(key + "\n")
+    env = {**os.environ, "MT5_BACKEND": "simulator", "MT5_LOGIN": str(login), "SERVICE_PORT": str(port),
+           "MT5_SECRETS_DIR": str(home / "secrets"), "STATE_DIR": str(home / "state"), "POLL_INTERVAL": "0.2",
+           "LOG_LEVEL": "warning"}
+    for name in ("REDIS_URL", "DATABASE_URL"):
+        env.pop(name, None)
+    log = open(home / "log", "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen([str(VENV_BIN / "mt5-account-service")], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def service_healthy(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return sock.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def nginx() -> Iterator[Nginx]:
+    binary = nginx_binary()
+    # Not pytest's tmp_path: its parents are 0700 and, run as root, the workers are nobody.
+    root = Path(tempfile.mkdtemp(prefix="mt5-nginx-test-"))
+    root.chmod(0o755)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        ports = {login: free_port() for login in (LOGIN_A, LOGIN_B, LOGIN_DOWN)}
+        https_port, http_port, status_port = free_port(), free_port(), free_port()
+        keys = {login: mt5_account_credential(UPSTREAM_BASE, "api_key", login) for login in (LOGIN_A, LOGIN_B)}
+        # Start the services first: they take a few seconds, the render runs meanwhile.
+        services = {login: start_service(root, login, ports[login], keys[login]) for login in (LOGIN_A, LOGIN_B)}
+        processes += services.values()
+        out = root / "etc"
+        out.mkdir()
+        render(out, {
+            "all": {"children": {
+                "mt5_linux": {"hosts": {"farm": {
+                    "ansible_connection": "local",
+                    "ansible_python_interpreter": sys.executable,
+                    "mt5_bind_address": "127.0.0.1",
+                    "mt5_accounts": [{"login": login, "server": "MT5Farm-Simulator", "backend": "simulator", "api_port": port}
+                                     for login, port in ports.items()],
+                }}},
+                "platform": {"hosts": {"farm": {
+                    "platform_nginx_image": "nginx:test",
+                    "platform_nginx_listen_address": "127.0.0.1",
+                    "platform_nginx_https_port": https_port,
+                    "platform_nginx_http_port": http_port,
+                    "platform_nginx_status_port": status_port,
+                    "platform_nginx_worker_processes": 1,
+                    "platform_nginx_worker_connections": 512,
+                    "platform_nginx_upstream_api_key": UPSTREAM_BASE,
+                    "platform_nginx_api_keys": API_KEYS,
+                }}},
+            }},
+        })
+        conf = out / "nginx.conf"
+        conf.write_text(adapt_for_test(conf.read_text(), out))
+        self_signed(out)
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (out / "temp" / kind).mkdir(parents=True)
+        command = [binary, "-e", "stderr", "-p", str(out), "-c", str(conf)]
+        checked = subprocess.run(command + ["-t"], capture_output=True, text=True, timeout=30)
+        assert checked.returncode == 0, f"nginx -t refused the role's config:\n{checked.stderr}"
+        access_log, error_log = root / "access.log", root / "error.log"
+        with open(access_log, "wb") as stdout, open(error_log, "wb") as stderr:
+            process = subprocess.Popen(command + ["-g", "daemon off;"], stdout=stdout, stderr=stderr)
+        processes.append(process)
+        server = Nginx(out, https_port, http_port, status_port, process, access_log, error_log, services, ports)
+        wait_until(lambda: process.poll() is not None or all(_listening(p) for p in (https_port, http_port, status_port)),
+                   15, "nginx to listen")
+        assert process.poll() is None, f"nginx exited: {error_log.read_text()}"
+        for login, service in services.items():
+            wait_until(lambda: service.poll() is not None or service_healthy(ports[login]), 40, f"account service {login} to be healthy")
+            assert service.poll() is None, f"account service {login} exited: {(root / f'service-{login}/log').read_text()}"
+        yield server
+    finally:
+        for process in reversed(processes):
+            stop(process, signal.SIGQUIT if process.args[0] == binary else signal.SIGTERM)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,297 @@
+"""The platform_nginx role's config in a real Nginx, in front of real account services.
+
+What is proved (conftest.py explains the setup and the few test adaptations):
+- keys are matched exactly: no letter-case variant of a key opens, scopes or rate-limits
+  anything, by X-API-Key or by Authorization: Bearer; the Bearer scheme is in any case;
+- every error Nginx answers itself is JSON (error, message, application/json), on all three
+  servers, also for requests it could not parse; 429 has Retry-After, 405 has Allow;
+- a key in the query string is refused (400 key_in_url) and no key reaches either log;
+- each account service gets its own derived key, and a derived key opens nothing at Nginx.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nginx_testlib import (API_KEYS, FLEET_KEY, LIMITED_KEY, LOGIN_A, LOGIN_B, LOGIN_DOWN, REPO, SCOPED_KEY, UPSTREAM_BASE, Nginx,
+                      Response, mt5_account_credential, parse_response, raw_request)
+
+ERRORS = yaml.safe_load((REPO / "roles/platform_nginx/vars/main.yml").read_text())["_platform_nginx_errors"]
+# Every 4xx/5xx status Nginx has a page of its own for (src/http/ngx_http_special_response.c):
+# the codes it can answer by itself. 444 and 499 send nothing.
+NGINX_ERROR_CODES = [400, 401, 402, 403, 404, 405, 406, 408, 409, 410, 411, 412, 413, 414, 415, 416, 421, 429,
+                     494, 495, 496, 497, 500, 501, 502, 503, 504, 505, 507]
+
+
+def request(nginx: Nginx, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"",
+            port: int | None = None, tls: bool = True) -> Response:
+    lines = [f"{method} {path} HTTP/1.1", "Host: localhost", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+    return parse_response(raw_request(port or nginx.https_port, data, tls=tls))
+
+
+def assert_json_error(response: Response, status: int, error: str | None = None) -> dict:
+    """An answer of Nginx's own: JSON with error and message (and request_id), never HTML."""
+    assert response.status == status, (response.status, response.body[:300])
+    assert response.headers.get("content-type", "").split(";")[0] == "application/json", response.headers
+    document = response.json()
+    assert isinstance(document.get("error"), str) and isinstance(document.get("message"), str), document
+    assert re.fullmatch(r"[0-9a-f]{32}", document.get("request_id", "")), document  # made by Nginx, not the service
+    if error is not None:
+        assert document["error"] == error, document
+    return document
+
+
+def case_variants(key: str) -> list[str]:
+    return sorted({key.upper(), key.lower(), key.swapcase(), key[0].swapcase() + key[1:]} - {key})
+
+
+def account(nginx: Nginx, login: int, headers: dict[str, str]) -> Response:
+    return request(nginx, "GET", f"/accounts/{login}/api/account", headers)
+
+
+# --- 1. keys are exact ----------------------------------------------------------------------------
+@pytest.mark.parametrize("key,login", [(FLEET_KEY, LOGIN_A), (FLEET_KEY, LOGIN_B), (SCOPED_KEY, LOGIN_A)],
+                         ids=["fleet-key-A", "fleet-key-B", "scoped-key-A"])
+def test_exact_key_opens_and_no_letter_case_variant_does(nginx: Nginx, key: str, login: int) -> None:
+    for headers in ({"X-API-Key": key}, {"Authorization": f"Bearer {key}"}):
+        response = account(nginx, login, headers)
+        assert response.status == 200 and response.json()["login"] == login, response
+    for variant in case_variants(key):
+        for headers in ({"X-API-Key": variant}, {"Authorization": f"Bearer {variant}"}):
+            response = account(nginx, login, headers)
+            assert_json_error(response, 401, "unauthorized")
+            assert response.headers.get("www-authenticate") == 'Bearer realm="mt5farm"'
+
+
+def test_scoped_key_variant_is_refused_not_forbidden_and_the_scope_holds(nginx: Nginx) -> None:
+    assert_json_error(account(nginx, LOGIN_B, {"X-API-Key": SCOPED_KEY}), 403, "forbidden")
+    for variant in case_variants(SCOPED_KEY):
+        assert_json_error(account(nginx, LOGIN_B, {"X-API-Key": variant}), 401, "unauthorized")
+
+
+def test_rate_limit_counts_only_the_exact_key(nginx: Nginx) -> None:
+    # limited: 1r/m, burst 1. Case variants are refused before the limit and use none of it ...
+    for variant in case_variants(LIMITED_KEY) * 3:
+        assert_json_error(account(nginx, LOGIN_A, {"X-API-Key": variant}), 401, "unauthorized")
+    # ... so the exact key still has its rate and burst, then 429 with Retry-After.
+    statuses = [account(nginx, LOGIN_A, {"X-API-Key": LIMITED_KEY}).status for _ in range(2)]
+    assert statuses == [200, 200], statuses
+    limited = account(nginx, LOGIN_A, {"X-API-Key": LIMITED_KEY})
+    assert_json_error(limited, 429, "rate_limited")
+    assert limited.headers.get("retry-after") == "1"
+
+
+def test_two_keys_differing_only_in_case_are_refused_by_the_preflight(tmp_path: Path) -> None:
+    from nginx_testlib import render
+
+    keys = API_KEYS + [{"name": "shout", "key": FLEET_KEY.upper()}]
+    with pytest.raises(AssertionError, match="differ only in letter case"):
+        render(tmp_path / "etc", {"all": {"children": {
+            "mt5_linux": {"hosts": {"farm": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "mt5_accounts": [
+                {"login": LOGIN_A, "server": "S", "backend": "simulator"}]}}},
+            "platform": {"hosts": {"farm": {"platform_nginx_image": "nginx:test", "platform_nginx_api_keys": keys,
+                                            "platform_nginx_upstream_api_key": UPSTREAM_BASE}}}}}})
+
+
+# --- 2. the Bearer scheme in any case -------------------------------------------------------------
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
+def test_bearer_scheme_in_any_case_is_accepted(nginx: Nginx, scheme: str) -> None:
+    response = request(nginx, "GET", f"/accounts/{LOGIN_A}/api/account", {"authorization": f"{scheme} {FLEET_KEY}"})
+    assert response.status == 200 and response.json()["login"] == LOGIN_A
+
+
+def test_bearer_key_itself_stays_exact(nginx: Nginx) -> None:
+    assert_json_error(account(nginx, LOGIN_A, {"authorization": f"bearer {FLEET_KEY.upper()}"}), 401, "unauthorized")
+    assert_json_error(account(nginx, LOGIN_A, {"authorization": f"Basic {FLEET_KEY}"}), 401, "unauthorized")
+
+
+# --- 3. every error is JSON -----------------------------------------------------------------------
+K = f"X-API-Key: {FLEET_KEY}\r\n".encode()
+H = b"Host: localhost\r\nConnection: close\r\n"
+API = f"/accounts/{LOGIN_A}/api".encode()
+# name: (server, raw request, status, error)
+MALFORMED = {
+    "nul-in-path": ("https", b"GET " + API + b"/symbols/EURUSD%00 HTTP/1.1\r\n" + H + K + b"\r\n", 400, "bad_request"),
+    "invalid-method": ("https", b"G@T / HTTP/1.1\r\n" + H + b"\r\n", 400, "bad_request"),
+    "garbage-request-line": ("https", b"\x01\x02garbage\r\n\r\n", 400, "bad_request"),
+    "no-host": ("https", b"GET / HTTP/1.1\r\n\r\n", 400, "bad_request"),
+    "bad-header-line": ("https", b"GET / HTTP/1.1\r\n" + H + b"X-Br\x01oken: 1\r\n\r\n", 400, "bad_request"),
+    "oversized-header": ("https", b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n", 400, "header_too_large"),
+    "uri-too-long": ("https", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414, "uri_too_long"),
+    "http-3.0": ("https", b"GET / HTTP/3.0\r\n" + H + b"\r\n", 505, "http_version_not_supported"),
+    "trace": ("https", b"TRACE / HTTP/1.1\r\n" + H + b"\r\n", 405, "method_not_allowed"),
+    "unknown-transfer-encoding": ("https", b"POST " + API + b"/orders HTTP/1.1\r\n" + H + K + b"Transfer-Encoding: gzip\r\n\r\n",
+                                  501, "not_implemented"),
+    "body-too-large": ("https", b"POST " + API + b"/orders HTTP/1.1\r\n" + H + K + b"Content-Length: 70000\r\n\r\n",
+                       413, "request_too_large"),
+    "chunked-body-too-large": ("https", b"POST " + API + b"/orders HTTP/1.1\r\n" + H + K + b"Transfer-Encoding: chunked\r\n\r\n"
+                               + b"11170\r\n" + b"x" * 70000 + b"\r\n0\r\n\r\n", 413, "request_too_large"),
+    "no-key": ("https", b"GET " + API + b"/account HTTP/1.1\r\n" + H + b"\r\n", 401, "unauthorized"),
+    "unknown-account": ("https", b"GET /accounts/42/api/account HTTP/1.1\r\n" + H + K + b"\r\n", 404, "not_found"),
+    "unknown-route": ("https", b"GET /nothing HTTP/1.1\r\n" + H + b"\r\n", 404, "not_found"),
+    "error-page-uri-is-internal": ("https", b"GET /.mt5farm/errors/500 HTTP/1.1\r\n" + H + b"\r\n", 404, "not_found"),
+    "account-down": ("https", f"GET /accounts/{LOGIN_DOWN}/api/account HTTP/1.1\r\n".encode() + H + K + b"\r\n", 502,
+                     "account_unreachable"),
+    "redirect-server-garbage": ("http", b"\x01\x02garbage\r\n\r\n", 400, "bad_request"),
+    "redirect-server-http-3.0": ("http", b"GET / HTTP/3.0\r\n" + H + b"\r\n", 505, "http_version_not_supported"),
+    "redirect-server-trace": ("http", b"TRACE / HTTP/1.1\r\n" + H + b"\r\n", 405, "method_not_allowed"),
+    "redirect-server-uri-too-long": ("http", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414, "uri_too_long"),
+    "redirect-server-oversized-header": ("http", b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n", 400,
+                                         "header_too_large"),
+    "status-server-unknown-route": ("status", b"GET /nothing HTTP/1.1\r\n" + H + b"\r\n", 404, "not_found"),
+    "status-server-garbage": ("status", b"\x01\x02garbage\r\n\r\n", 400, "bad_request"),
+    "status-server-http-3.0": ("status", b"GET / HTTP/3.0\r\n" + H + b"\r\n", 505, "http_version_not_supported"),
+    "status-server-trace": ("status", b"TRACE / HTTP/1.1\r\n" + H + b"\r\n", 405, "method_not_allowed"),
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_every_error_nginx_answers_is_json(nginx: Nginx, name: str) -> None:
+    server, data, status, error = MALFORMED[name]
+    port = {"https": nginx.https_port, "http": nginx.http_port, "status": nginx.status_port}[server]
+    response = parse_response(raw_request(port, data, tls=server == "https"))
+    assert_json_error(response, status, error)
+    assert b"<html" not in response.body.lower()
+    if status == 405:
+        assert response.headers.get("allow") == "GET, HEAD, POST, PATCH, DELETE"
+
+
+def test_plain_http_on_the_tls_port_is_json(nginx: Nginx) -> None:
+    response = parse_response(raw_request(nginx.https_port, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", tls=False))
+    assert_json_error(response, 400, "https_required")
+
+
+@pytest.mark.parametrize("data", [b"GET / HTTP/1.1\r\nHost: localhost\r\n", b"POST " + API + b"/orders HTTP/1.1\r\n" + H + K
+                                  + b"Content-Length: 10\r\n\r\n{\"a\""], ids=["header-timeout", "body-timeout"])
+def test_408_sends_nothing_rather_than_a_page(nginx: Nginx, data: bytes) -> None:
+    # Nginx closes a timed-out connection without an answer (408 is only in its log), so no
+    # HTML page can leak; the JSON page for 408 is there should a version ever send one.
+    assert raw_request(nginx.https_port, data, timeout=10) == b""
+
+
+def test_every_server_maps_every_nginx_error_code_to_json(nginx: Nginx) -> None:
+    """The codes no request here can provoke (500, 503, 504, ...) are covered by the same
+    mechanism as those proved above: the same error_page and location on every server."""
+    conf = (nginx.root / "nginx.conf").read_text()
+    servers = re.split(r"\n    server \{\n", conf)[1:]
+    assert len(servers) == 3
+    assert sorted(ERRORS) == NGINX_ERROR_CODES
+    for server in servers:
+        for code in NGINX_ERROR_CODES:
+            wire = ERRORS[code].get("status", code)
+            assert re.search(rf"\n        error_page {code}( ={wire})? /\.mt5farm/errors/{code};", server), (code, server[:200])
+            block = re.search(rf"location = /\.mt5farm/errors/{code} \{{(.*?)\n        \}}", server, re.S)
+            assert block and "internal;" in block.group(1) and "default_type application/json;" in block.group(1), code
+            assert f"return {wire} '{{\"error\":\"{ERRORS[code]['error']}\"" in block.group(1), code
+
+
+def test_redirect_server_still_redirects(nginx: Nginx) -> None:
+    response = request(nginx, "GET", "/accounts/5001001/api/account?days=7", port=nginx.http_port, tls=False)
+    assert response.status == 308
+    assert response.headers["location"] == f"https://localhost:{nginx.https_port}/accounts/5001001/api/account?days=7"
+
+
+# --- 4. no key in the URL, no secret in a log -----------------------------------------------------
+SECRET_IN_URL = "SecretInTheUrl-0123456789abcdef"
+KEY_PARAMS = ["api_key", "apikey", "api-key", "key", "token", "access_token", "x-api-key", "authorization",
+              "API_KEY", "ApiKey", "Api-Key", "KEY", "Token", "Access_Token", "X-Api-Key", "Authorization",
+              "api%5Fkey", "%4Bey", "%74oken", "x%2Dapi%2dkey"]
+
+
+@pytest.mark.parametrize("param", KEY_PARAMS)
+def test_key_in_the_query_is_refused(nginx: Nginx, param: str) -> None:
+    for query in (f"{param}={SECRET_IN_URL}", f"days=7&{param}={SECRET_IN_URL}", f"{param}"):
+        response = request(nginx, "GET", f"/accounts/{LOGIN_A}/api/account?{query}", {"X-API-Key": FLEET_KEY})
+        document = assert_json_error(response, 400, "key_in_url")
+        assert "header" in document["message"]
+    # plain HTTP: refused too, not redirected (the redirect would send the key again)
+    response = request(nginx, "GET", f"/accounts/{LOGIN_A}/api/account?{param}={SECRET_IN_URL}", port=nginx.http_port, tls=False)
+    assert_json_error(response, 400, "key_in_url")
+
+
+@pytest.mark.parametrize("query", ["days=7", "monkey=1", "keys=1", "tokens=2", "x=api_key", "mykey=3"])
+def test_other_parameters_pass(nginx: Nginx, query: str) -> None:
+    response = request(nginx, "GET", f"/accounts/{LOGIN_A}/api/history?{query}", {"X-API-Key": FLEET_KEY})
+    assert response.status == 200, (response.status, response.body[:300])
+
+
+def test_no_key_reaches_a_log(nginx: Nginx) -> None:
+    secret = f"{SECRET_IN_URL}-logs"
+    headers = {"X-API-Key": FLEET_KEY}
+    # A key in the URL of requests that would otherwise reach the error log at warn/error:
+    # over the rate limit, to an account that is down, with a body too large.
+    for _ in range(4):
+        assert_json_error(request(nginx, "GET", f"/accounts/{LOGIN_B}/api/account?api_key={secret}", {"X-API-Key": LIMITED_KEY}),
+                          400, "key_in_url")
+    assert_json_error(request(nginx, "GET", f"/accounts/{LOGIN_DOWN}/api/account?token={secret}", headers), 400, "key_in_url")
+    assert_json_error(request(nginx, "POST", f"/accounts/{LOGIN_A}/api/orders?key={secret}", headers, body=b"x" * 70000),
+                      400, "key_in_url")
+    # and in a request line Nginx cannot parse
+    raw_request(nginx.https_port, f"GET /accounts/{LOGIN_A}/api/x%00?api_key={secret} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    # The same failures without a key in the URL do reach the error log (so it was looked at):
+    assert account(nginx, LOGIN_DOWN, headers).status == 502
+    assert 429 in [request(nginx, "GET", f"/accounts/{LOGIN_B}/api/account?days=7", {"X-API-Key": LIMITED_KEY}).status
+                   for _ in range(3)]
+    assert request(nginx, "POST", f"/accounts/{LOGIN_A}/api/orders?days=7", headers, body=b"x" * 70000).status == 413
+    # A query is logged without its values, and the keys sent in headers never.
+    ok = request(nginx, "GET", f"/accounts/{LOGIN_A}/api/history?days=7&note={secret}", headers)
+    assert ok.status == 200
+    marker = request(nginx, "GET", "/marker-of-the-log-test")
+    nginx.wait_logged(marker.json()["request_id"])
+    logs = nginx.logs()
+    errors = nginx.error_log.read_text()
+    for line in ("connect() failed", "limiting requests", "client intended to send too large body"):
+        assert line in errors, f"no {line!r} in the error log: it was not exercised"
+    assert f'"uri":"/accounts/{LOGIN_A}/api/history"' in logs
+    for value in [secret, SECRET_IN_URL, FLEET_KEY, LIMITED_KEY, SCOPED_KEY, UPSTREAM_BASE,
+                  *(mt5_account_credential(UPSTREAM_BASE, "api_key", login) for login in (LOGIN_A, LOGIN_B))]:
+        for form in {value, value.lower(), urllib.parse.quote(value)}:
+            assert form not in logs, f"a secret ({value[:6]}...) is in Nginx's logs"
+
+
+# --- 5. each account service gets its own key -----------------------------------------------------
+@pytest.mark.parametrize("login", [LOGIN_A, LOGIN_B])
+def test_each_account_is_reached_with_its_own_derived_key(nginx: Nginx, login: int) -> None:
+    # The service holds only its own derived key: a 200 through Nginx means Nginx sent that key.
+    response = account(nginx, login, {"X-API-Key": FLEET_KEY})
+    assert response.status == 200 and response.json()["login"] == login
+    other = LOGIN_B if login == LOGIN_A else LOGIN_A
+    port = nginx.service_ports[login]
+    direct = {key: request(nginx, "GET", "/api/account", {"X-API-Key": key}, port=port, tls=False).status
+              for key in (mt5_account_credential(UPSTREAM_BASE, "api_key", login), FLEET_KEY, UPSTREAM_BASE,
+                          mt5_account_credential(UPSTREAM_BASE, "api_key", other))}
+    assert list(direct.values()) == [200, 401, 401, 401], "the service must accept its own key only"
+
+
+@pytest.mark.parametrize("login", [LOGIN_A, LOGIN_B])
+def test_a_derived_key_is_not_a_client_key(nginx: Nginx, login: int) -> None:
+    derived = mt5_account_credential(UPSTREAM_BASE, "api_key", login)
+    for target in (LOGIN_A, LOGIN_B):
+        assert_json_error(account(nginx, target, {"X-API-Key": derived}), 401, "unauthorized")
+        assert_json_error(account(nginx, target, {"Authorization": f"Bearer {derived}"}), 401, "unauthorized")
+    assert_json_error(account(nginx, login, {"X-API-Key": UPSTREAM_BASE}), 401, "unauthorized")
+
+
+def test_websocket_reaches_the_account_with_its_own_derived_key(nginx: Nginx) -> None:
+    import json
+    import ssl
+
+    from websockets.sync.client import connect
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    url = f"wss://127.0.0.1:{nginx.https_port}/accounts/{LOGIN_B}/ws"
+    with connect(url, additional_headers={"Authorization": f"bearer {FLEET_KEY}"}, ssl=context, open_timeout=10) as ws:
+        snapshot = json.loads(ws.recv(timeout=10))
+    assert snapshot["type"] == "snapshot" and snapshot["account"]["login"] == LOGIN_B
