@@ -781,21 +781,48 @@ def mt5_account_units(accounts: Any, platform: str = "linux", profiles: Mapping[
     return units
 
 
-def mt5_account_secrets(accounts: Any, common: Mapping[str, Any] | None = None) -> dict[str, dict[str, str]]:
+def _credentials() -> Any:
+    """The sibling mt5_credentials.py (per-account derivation), loaded by path under one private name."""
+    name = "_mt5_farm_filter_mt5_credentials"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("mt5_credentials.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception:
+            del sys.modules[name]
+            raise
+    return sys.modules[name]
+
+
+def mt5_account_secrets(accounts: Any, common: Mapping[str, Any] | None = None,
+                        derived: Mapping[str, Any] | None = None) -> dict[str, dict[str, str]]:
     """The secret files each enabled account's container gets: login (text) → file name → content.
 
     From the account: ``password`` (absent for simulator accounts) and, with vnc on,
-    ``vnc_password``. ``common`` adds files every account gets (api_key, redis_password, ...);
-    empty values are left out. The result is secret: use it only as a no_log module argument.
+    ``vnc_password``. ``common`` adds files every account gets alike (e.g. the SHA-256 of the
+    fleet's metrics token); ``derived`` maps a file name to a base secret, and each account's
+    file holds its own credential ``base | mt5_account_credential(<file name>, login)``
+    (filter_plugins/mt5_credentials.py: api_key, redis_password, postgres_password), so that
+    no account holds a credential that opens another. Empty values and bases are left out.
+    The result is secret: use it only as a no_log module argument.
     """
     if not isinstance(accounts, list):
         raise AnsibleFilterError(f"mt5_account_secrets: accounts must be a host's mt5_accounts list, got {_type_name(accounts)}")
+    if derived is not None and not isinstance(derived, Mapping):
+        raise AnsibleFilterError(f"mt5_account_secrets: derived must map file names to base secrets, got {_type_name(derived)}")
     shared = {name: str(value) for name, value in (common or {}).items() if value not in (None, "")}
+    bases = {name: value for name, value in (derived or {}).items() if value not in (None, "") and str(value).strip()}
+    derive = _credentials().mt5_account_credential if bases else None
     secrets: dict[str, dict[str, str]] = {}
     for account in accounts:
         if account.get("enabled", True) is False:
             continue
         files = dict(shared)
+        for name, base in bases.items():
+            files[name] = derive(base, name, account["login"])
         if account.get("password") not in (None, ""):
             files["password"] = str(account["password"])
         if account.get("vnc") is True and account.get("vnc_password") not in (None, ""):

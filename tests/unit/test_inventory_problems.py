@@ -400,3 +400,28 @@ def test_secrets_hold_each_enabled_accounts_files_and_the_common_ones() -> None:
         "2": {"api_key": "k"},
         "3": {"api_key": "k", "password": SECRET, "vnc_password": "v3"},
     }
+
+
+def test_derived_secrets_are_each_accounts_own_credential() -> None:
+    import mt5_credentials
+
+    accounts = [acct(1), {"login": 2, "server": "S", "backend": "simulator"}, acct(3, enabled=False)]
+    secrets = inv.mt5_account_secrets(
+        accounts, {"metrics_token_sha256": "ab" * 32},
+        {"api_key": "fleet-key-0123456789\nsecond-key-0123456789", "redis_password": "redis-base-0123456789", "postgres_password": ""})
+    assert set(secrets) == {"1", "2"}
+    for login in (1, 2):
+        files = secrets[str(login)]
+        assert files["api_key"] == mt5_credentials.mt5_account_credential("fleet-key-0123456789", "api_key", login)
+        assert files["redis_password"] == mt5_credentials.mt5_account_credential("redis-base-0123456789", "redis_password", login)
+        assert "postgres_password" not in files  # an empty base: no file
+        assert files["metrics_token_sha256"] == "ab" * 32
+    assert secrets["1"]["password"] == SECRET and "password" not in secrets["2"]
+    # No account's credential opens another, and none is the base.
+    assert secrets["1"]["api_key"] != secrets["2"]["api_key"]
+    assert "fleet-key-0123456789" not in str(secrets)
+
+
+def test_derived_must_be_a_mapping() -> None:
+    with pytest.raises(AnsibleFilterError, match="derived must map file names"):
+        inv.mt5_account_secrets([acct(1)], {}, ["api_key"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 
 import pytest
@@ -13,6 +16,13 @@ ACCOUNTS = [5001001, 5001002, 5001003, 5001004, 5001005]
 @pytest.fixture(scope="module")
 def inventory(host):
     return host.ansible.get_variables()
+
+
+def account_key(fleet_key: str, login: int) -> str:
+    """The account's own API key (filter_plugins/mt5_credentials.py): HMAC-SHA256 of the fleet key's first line."""
+    base = fleet_key.strip().splitlines()[0].strip().encode()
+    digest = hmac.new(base, f"mt5farm:api_key:{login}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +107,20 @@ def test_each_account_answers_with_its_own_login(host, inventory, login):
     port = 20000 + login % 10000
     status, health = api(host, port, "/health", None)
     assert status == 200, health
-    status, account = api(host, port, "/api/account", inventory["mt5_api_key"])
+    status, account = api(host, port, "/api/account", account_key(inventory["mt5_api_key"], login))
     assert status == 200, account
     assert account["login"] == login
+
+
+def test_an_accounts_key_opens_that_account_only(host, inventory):
+    """Least privilege: the fleet key opens no account directly, one account's key no other."""
+    port = 20000 + ACCOUNTS[1] % 10000
+    assert api(host, port, "/api/account", inventory["mt5_api_key"])[0] == 401
+    assert api(host, port, "/api/account", account_key(inventory["mt5_api_key"], ACCOUNTS[0]))[0] == 401
+
+
+def test_without_a_platform_the_accounts_get_their_api_key_only(host):
+    assert host.check_output(f"ls /etc/mt5farm/secrets/{ACCOUNTS[1]}").split() == ["api_key"]
 
 
 def test_the_api_refuses_a_request_without_the_key(host):

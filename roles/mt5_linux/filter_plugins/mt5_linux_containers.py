@@ -9,6 +9,24 @@ SERVICE_PORT = 8000  # the account service, in every image variant
 NOVNC_PORT = 6080  # noVNC on the terminal's screen (wine variant, when vnc is on)
 SECRETS_TARGET = "/run/secrets/mt5"
 DATA_TARGET = "/data"
+# Each account's own identities on the platform (least privilege): its Redis ACL user and
+# its Postgres role (roles/platform_redis, roles/platform_postgres create them).
+REDIS_USER = "mt5-account-{login}"
+DATABASE_ROLE = "mt5_account_{login}"
+
+
+def account_url(url: str, login: Any) -> str:
+    """``url`` (REDIS_URL or DATABASE_URL, from mt5_platform_url) with the account's own user.
+
+    ``redis://host:port/0`` gets the account's ACL user, ``postgresql://<role>@host...`` the
+    account's role in place of the fleet's; any other URL (a site's own) is left as it is.
+    """
+    if url.startswith("redis://") and "@" not in url.split("/", 3)[2]:
+        return "redis://" + REDIS_USER.format(login=login) + "@" + url[len("redis://"):]
+    if url.startswith("postgresql://") and "@" in url.split("/", 3)[2]:
+        rest = url[len("postgresql://"):]
+        return "postgresql://" + DATABASE_ROLE.format(login=login) + rest[rest.index("@"):]
+    return url
 
 
 def account_service_env(unit: Mapping[str, Any], settings: Mapping[str, Any], secrets_dir: str, state_dir: str, endpoint: str) -> dict[str, str]:
@@ -16,7 +34,13 @@ def account_service_env(unit: Mapping[str, Any], settings: Mapping[str, Any], se
 
     The same on Linux and Windows (roles/mt5_windows loads this file for it): the service
     finds its secrets as files in ``secrets_dir`` and keeps its state in ``state_dir``.
+    REDIS_URL and DATABASE_URL in ``settings["env"]`` name the account's own Redis user and
+    Postgres role (account_url).
     """
+    extra = {key: str(value) for key, value in (settings.get("env") or {}).items()}
+    for key in ("REDIS_URL", "DATABASE_URL"):
+        if extra.get(key):
+            extra[key] = account_url(extra[key], unit["login"])
     return {
         "MT5_LOGIN": str(unit["login"]),
         "MT5_SERVER": str(unit["server"]),
@@ -26,7 +50,7 @@ def account_service_env(unit: Mapping[str, Any], settings: Mapping[str, Any], se
         "MT5_SECRETS_DIR": secrets_dir,
         "STATE_DIR": state_dir,
         "ADVERTISE_URL": endpoint,
-        **{key: str(value) for key, value in (settings.get("env") or {}).items()},
+        **extra,
     }
 
 
