@@ -6,6 +6,9 @@ Every client runs on the test host itself (host.run), against its loopback.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import re
 import time
@@ -21,8 +24,16 @@ PROMETHEUS = "http://127.0.0.1:9090"
 SECRETS = [KEY, ONLY_5001001, BURST_KEY, "molecule-test-redis-password", "molecule-test-postgres-superuser",
            "molecule-test-postgres-owner", "molecule-test-postgres-writer", "molecule-test-postgres-reader",
            "molecule-test-postgres-monitor", "molecule-test-grafana"]
+REDIS_BASE = "molecule-test-redis-password"
+WRITER_BASE = "molecule-test-postgres-writer"
 PLATFORM = ["mt5-nginx", "mt5-redis", "mt5-postgres", "mt5-prometheus", "mt5-node-exporter",
             "mt5-redis-exporter", "mt5-postgres-exporter", "mt5-nginx-exporter"]
+
+
+def derived(base: str, purpose: str, login: int) -> str:
+    """An account's own credential (filter_plugins/mt5_credentials.py)."""
+    digest = hmac.new(base.encode(), f"mt5farm:{purpose}:{login}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 @pytest.fixture(autouse=True)
@@ -154,7 +165,8 @@ def test_the_access_log_is_json_with_request_and_upstream_time(host):
 
 
 def redis(host, command: str) -> str:
-    return host.check_output(f"docker exec mt5-redis sh -c 'REDISCLI_AUTH=\"$(cat /run/secrets/redis/password)\" redis-cli {command}'")
+    return host.check_output("docker exec mt5-redis sh -c 'REDISCLI_AUTH=\"$(cat /run/secrets/redis/password)\" "
+                             f"redis-cli --no-auth-warning --user mt5-admin {command}'")
 
 
 def test_redis_has_every_account_registered(host):
@@ -167,6 +179,8 @@ def test_redis_has_every_account_registered(host):
 
 def test_redis_wants_its_password_keeps_an_aof_and_is_not_published(host):
     assert "NOAUTH" in host.check_output("docker exec mt5-redis redis-cli ping")
+    # No default user: the admin's password alone (the old requirepass way) opens nothing.
+    assert "NOAUTH" in host.check_output(f"docker exec -e REDISCLI_AUTH={REDIS_BASE} mt5-redis redis-cli --no-auth-warning ping 2>&1")
     assert redis(host, "config get appendonly").split() == ["appendonly", "yes"]
     assert int(redis(host, "config get maxmemory").split()[1]) > 0
     inspect = json.loads(host.check_output("docker inspect mt5-redis"))[0]
@@ -196,12 +210,15 @@ def test_postgres_has_the_orders_placed_through_nginx(host):
 
 
 def test_postgres_roles_have_least_privilege(host):
-    password = "molecule-test-postgres-writer"
-    cannot = host.run("docker exec -e PGPASSWORD=%s mt5-postgres psql -h 127.0.0.1 -U mt5_writer -d mt5farm -c "
+    password = derived(WRITER_BASE, "postgres_password", 5001001)
+    cannot = host.run("docker exec -e PGPASSWORD=%s mt5-postgres psql -h 127.0.0.1 -U mt5_account_5001001 -d mt5farm -c "
                       "'CREATE TABLE stolen (x int)'" % password)
     assert cannot.rc != 0 and "may not create" in cannot.stderr
-    assert host.run("docker exec -e PGPASSWORD=%s mt5-postgres psql -h 127.0.0.1 -U mt5_writer -d mt5farm -c "
+    assert host.run("docker exec -e PGPASSWORD=%s mt5-postgres psql -h 127.0.0.1 -U mt5_account_5001001 -d mt5farm -c "
                     "'DELETE FROM mt5_order_requests'" % password).rc != 0
+    # The writer is the accounts' group: nobody logs in as it, with its base password or any.
+    assert host.run("docker exec -e PGPASSWORD=%s mt5-postgres psql -h 127.0.0.1 -U mt5_writer -d mt5farm -c 'SELECT 1'"
+                    % WRITER_BASE).rc != 0
     reader = host.run("docker exec -e PGPASSWORD=molecule-test-postgres-reader mt5-postgres psql -h 127.0.0.1 -U mt5_reader "
                       "-d mt5farm -c 'INSERT INTO mt5_deals (login) VALUES (1)'")
     assert reader.rc != 0 and "permission denied" in reader.stderr
@@ -232,7 +249,8 @@ def test_no_secret_in_docker_inspect_or_the_environment(host):
 
 
 def test_secret_files_are_readable_by_their_service_only(host):
-    for path, uid in [("/etc/mt5farm/platform/redis/secrets/auth.conf", 999),
+    for path, uid in [("/etc/mt5farm/platform/redis/secrets/users.acl", 999),
+                      ("/etc/mt5farm/platform/prometheus/secrets/metrics_token", 65534),
                       ("/etc/mt5farm/platform/postgres/secrets/superuser_password", 999),
                       ("/etc/mt5farm/platform/nginx/live/secrets/api_keys.conf", 0),
                       ("/etc/mt5farm/platform/nginx/live/tls/key.pem", 0),
@@ -324,3 +342,106 @@ def test_the_sql_panel_answers_for_the_read_only_role(host):
 def test_grafana_is_left_out_and_the_run_says_how_to_supply_it(host):
     assert host.run("docker inspect mt5-grafana").rc != 0
     assert host.file("/etc/mt5farm/platform/grafana/dashboards/mt5-account.json").exists
+
+
+# --- least privilege per account: what one account container's credentials open --------
+
+
+def in_account(host, login: int, script: str) -> dict:
+    """Run Python in an account container (as its user, with its secret files) and return its JSON."""
+    return json.loads(host.check_output(f"docker exec -i mt5-{login} /opt/mt5farm/venv/bin/python - <<'EOF'\n{script}\nEOF"))
+
+
+def test_an_accounts_key_opens_that_account_and_no_other(host):
+    script = """
+import json, urllib.error, urllib.request
+key = open("/run/secrets/mt5/api_key").read().strip()
+def status(url):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"X-API-Key": key}), timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+print(json.dumps({"own": status("http://127.0.0.1:8000/api/account"), "other": status("http://mt5-5001002:8000/api/account")}))
+"""
+    assert in_account(host, 5001001, script) == {"own": 200, "other": 401}
+    assert host.file("/etc/mt5farm/secrets/5001001/api_key").content_string.strip() == derived(KEY, "api_key", 5001001)
+    assert KEY not in host.check_output("cat /etc/mt5farm/secrets/*/api_key")
+
+
+def test_an_accounts_redis_user_reaches_its_own_registration_only(host):
+    script = """
+import json, os, redis
+r = redis.Redis.from_url(os.environ["REDIS_URL"], password=open("/run/secrets/mt5/redis_password").read().strip())
+def attempt(name, *args):
+    try:
+        r.execute_command(*args)
+        return "ok"
+    except redis.exceptions.ResponseError as e:  # NOPERM: NoPermissionError
+        return type(e).__name__
+out = {"user": os.environ["REDIS_URL"], "ping": attempt("ping", "PING"), "own": attempt("own", "SET", "mt5:account:5001001", "{}", "EX", "30"),
+       "set": attempt("set", "SADD", "mt5:accounts", "5001001")}
+for name, args in {"get_other": ("GET", "mt5:account:5001002"), "set_other": ("SET", "mt5:account:5001002", "x"),
+                   "del_other": ("DEL", "mt5:account:5001002"), "get_own": ("GET", "mt5:account:5001001"),
+                   "flushall": ("FLUSHALL",), "config": ("CONFIG", "GET", "*"), "keys": ("KEYS", "*"),
+                   "smembers": ("SMEMBERS", "mt5:accounts")}.items():
+    out[name] = attempt(name, *args)
+print(json.dumps(out))
+"""
+    out = in_account(host, 5001001, script)
+    assert out.pop("user") == "redis://mt5-account-5001001@mt5-redis:6379/0"
+    assert {k: out.pop(k) for k in ["ping", "own", "set"]} == {"ping": "ok", "own": "ok", "set": "ok"}
+    assert set(out.values()) == {"NoPermissionError"}, out
+    assert sorted(int(x) for x in redis(host, "smembers mt5:accounts").split()) == ACCOUNTS
+
+
+def test_an_accounts_postgres_role_sees_and_writes_its_own_rows_only(host):
+    request(host, "/accounts/5001002/api/orders", method="POST", body={"symbol": "BTCUSD", "type": "buy", "volume": 0.01, "comment": "other"})
+    script = """
+import json, os, psycopg
+out = {}
+with psycopg.connect(os.environ["DATABASE_URL"], password=open("/run/secrets/mt5/postgres_password").read().strip(), autocommit=True) as c:
+    out["user"] = c.execute("SELECT session_user").fetchone()[0]
+    for table in ["mt5_order_requests", "mt5_deals", "mt5_account_snapshots"]:
+        out[table] = c.execute(f"SELECT count(*) FILTER (WHERE login = 5001001), count(*) FILTER (WHERE login <> 5001001) FROM {table}").fetchone()
+    c.execute("SET ROLE mt5_writer")
+    out["as_group"] = c.execute("SELECT count(*) FROM mt5_order_requests WHERE login <> 5001001").fetchone()[0]
+    c.execute("RESET ROLE")
+    for name, sql in {"insert_other": "INSERT INTO mt5_account_snapshots (record_id, login, taken_at, balance, equity, margin, margin_free,"
+                                      " margin_level, profit, positions, orders, raw) VALUES (gen_random_uuid(), 5001002, now(),"
+                                      " 0, 0, 0, 0, 0, 0, 0, 0, '{}')",
+                      "delete_other": "DELETE FROM mt5_account_snapshots WHERE login = 5001002",
+                      "update_other": "UPDATE mt5_order_requests SET http_status = 0 WHERE login = 5001002"}.items():
+        try:
+            cur = c.execute(sql)
+            out[name] = f"ok {cur.rowcount}"
+        except psycopg.Error as e:
+            out[name] = type(e).__name__
+print(json.dumps(out))
+"""
+    for _ in range(30):  # the order of 5001002 and a snapshot of 5001001 reach Postgres
+        if int(psql(host, "SELECT count(*) FROM mt5_order_requests WHERE login = 5001002")) and \
+                int(psql(host, "SELECT count(*) FROM mt5_account_snapshots WHERE login = 5001001")):
+            break
+        time.sleep(1)
+    out = in_account(host, 5001001, script)
+    assert out["user"] == "mt5_account_5001001"
+    assert out["mt5_order_requests"][0] > 0 and out["mt5_account_snapshots"][0] > 0
+    assert [out[t][1] for t in ["mt5_order_requests", "mt5_deals", "mt5_account_snapshots"]] == [0, 0, 0]
+    assert out["as_group"] == 0
+    assert out["insert_other"] == "InsufficientPrivilege"  # new row violates row-level security policy
+    assert out["delete_other"] == "ok 0"  # DELETE is granted (its own old snapshots), other rows are invisible
+    assert out["update_other"] == "InsufficientPrivilege"  # no UPDATE at all
+    assert int(psql(host, "SELECT count(*) FROM mt5_account_snapshots WHERE login = 5001002")) > 0
+    # Grafana's read-only role still reads every account.
+    assert int(psql(host, "SELECT count(DISTINCT login) FROM mt5_order_requests", "mt5_reader", "molecule-test-postgres-reader")) >= 2
+
+
+def test_prometheus_scrapes_the_accounts_with_the_metrics_token(host):
+    token = host.check_output("cat /etc/mt5farm/platform/prometheus/secrets/metrics_token")
+    assert token == derived(KEY, "metrics_token", 1)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    for login in ACCOUNTS:
+        assert host.file(f"/etc/mt5farm/secrets/{login}/metrics_token_sha256").content_string.strip() == digest
+    config = host.file("/etc/mt5farm/platform/prometheus/prometheus.yml").content_string
+    assert "credentials_file: /etc/prometheus/secrets/metrics_token" in config and token not in config
