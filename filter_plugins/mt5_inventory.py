@@ -49,8 +49,8 @@ except ImportError:  # pragma: no cover - before 2.19 inline vault values are st
     EncryptedString = str  # type: ignore[misc,assignment]
 
 
-def _load_density() -> Any:
-    """The sibling mt5_density.py, loaded by path under one stable private name.
+def _load_sibling(stem: str) -> Any:
+    """The sibling filter file ``<stem>.py``, loaded by path under one stable private name.
 
     Ansible imports each filter file under a generated module name
     (ansible.plugins.filter.mt5_density_<hash>), so ``import mt5_density`` only works when
@@ -58,9 +58,9 @@ def _load_density() -> Any:
     Loading the file next to this one by path keeps one copy of the density rules, with no
     sys.path changes.
     """
-    name = "_mt5_farm_filter_mt5_density"
+    name = f"_mt5_farm_filter_{stem}"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("mt5_density.py"))
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{stem}.py"))
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
@@ -72,7 +72,8 @@ def _load_density() -> Any:
     return sys.modules[name]
 
 
-density = _load_density()
+density = _load_sibling("mt5_density")
+credentials = _load_sibling("mt5_credentials")
 
 # ---------------------------------------------------------------------------------------
 # The account schema (docs/inventory.md mirrors this table)
@@ -781,22 +782,6 @@ def mt5_account_units(accounts: Any, platform: str = "linux", profiles: Mapping[
     return units
 
 
-def _credentials() -> Any:
-    """The sibling mt5_credentials.py (per-account derivation), loaded by path under one private name."""
-    name = "_mt5_farm_filter_mt5_credentials"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("mt5_credentials.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception:
-            del sys.modules[name]
-            raise
-    return sys.modules[name]
-
-
 def mt5_account_secrets(accounts: Any, common: Mapping[str, Any] | None = None,
                         derived: Mapping[str, Any] | None = None) -> dict[str, dict[str, str]]:
     """The secret files each enabled account's container gets: login (text) → file name → content.
@@ -815,7 +800,7 @@ def mt5_account_secrets(accounts: Any, common: Mapping[str, Any] | None = None,
         raise AnsibleFilterError(f"mt5_account_secrets: derived must map file names to base secrets, got {_type_name(derived)}")
     shared = {name: str(value) for name, value in (common or {}).items() if value not in (None, "")}
     bases = {name: value for name, value in (derived or {}).items() if value not in (None, "") and str(value).strip()}
-    derive = _credentials().mt5_account_credential if bases else None
+    derive = credentials.mt5_account_credential if bases else None
     secrets: dict[str, dict[str, str]] = {}
     for account in accounts:
         if account.get("enabled", True) is False:
