@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mt5_account_service.backends.simulator import SimulatedTerminal
-from mt5_account_service.store import Store, apply_migrations, connect_postgres
+from mt5_account_service.store import Store, apply_migrations, connect_postgres, migrations
 from mt5svc_testlib import LOGIN, PostgresServer, wait_until
 
 ORDER = {"symbol": "BTCUSD", "type": "buy", "volume": 0.01}
@@ -43,9 +43,45 @@ def test_migrations_apply_once_and_are_recorded(pg: PostgresServer) -> None:
         finally:
             await conn.close()
 
+    versions = [version for version, _ in migrations()]
     first, second = asyncio.run(run())
-    assert first == [1] and second == []
-    assert pg.query("SELECT version FROM mt5_schema_migrations") == [(1,)]
+    assert versions[:2] == [1, 2]
+    assert first == versions and second == []
+    assert pg.query("SELECT version FROM mt5_schema_migrations ORDER BY version") == [(v,) for v in versions]
+
+
+def test_row_level_security_reads_the_login_from_the_session_role_and_fails_closed(
+        pg: PostgresServer) -> None:
+    """Migration 0002: an account's session (role mt5_account_<login>) gets its login; a role
+    that looks like an account's but whose login cannot be read gets -1 (sees no row), and
+    only a session that is no account's gets NULL (held by its privileges alone)."""
+    import psycopg
+
+    async def migrate() -> None:
+        conn = await connect_postgres(pg.dsn, pg.password)
+        try:
+            await apply_migrations(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(migrate())
+    cases = {"mt5_account_5001001": 5001001, "mt5_account_9223372036854775807": 2**63 - 1,
+             "mt5_account_9223372036854775808": -1, "mt5_account_abc": -1,
+             "mt5_account_": -1, "mt5_reader_probe": None}
+    seen = {}
+    # The bootstrap superuser over the local socket (trusted): only it may create roles.
+    with psycopg.connect(host=str(pg.sockdir), port=pg.port, user="pgadmin", dbname="mt5farm",
+                         autocommit=True) as conn:
+        for role in cases:
+            conn.execute(f'CREATE ROLE "{role}" NOLOGIN')
+            try:
+                conn.execute(f'SET SESSION AUTHORIZATION "{role}"')
+                row = conn.execute("SELECT mt5_session_login()").fetchone()
+                seen[role] = row[0] if row else "no row"
+            finally:
+                conn.execute("RESET SESSION AUTHORIZATION")
+                conn.execute(f'DROP ROLE "{role}"')
+    assert seen == cases
 
 
 def test_orders_deals_and_snapshots_are_written(start_service: Any, pg: PostgresServer) -> None:

@@ -6,11 +6,17 @@
 -- bypasses RLS as the tables' owner; the read-only role of Grafana; a superuser) are held by
 -- their privileges only and see every row.
 
+-- NULL for a session that is not an account's; -1 (no row has it) for an account-shaped role
+-- name whose login cannot be read, so such a session sees nothing rather than everything.
 CREATE OR REPLACE FUNCTION mt5_session_login() RETURNS bigint
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $$
-        SELECT CASE WHEN session_user::text ~ '^mt5_account_[0-9]{1,18}$'
-                    THEN substr(session_user::text, 13)::bigint END
+        SELECT CASE
+            WHEN session_user::text !~ '^mt5_account_' THEN NULL
+            WHEN session_user::text !~ '^mt5_account_[0-9]{1,19}$' THEN -1
+            WHEN substr(session_user::text, 13)::numeric > 9223372036854775807 THEN -1
+            ELSE substr(session_user::text, 13)::bigint
+        END
     $$;
 
 ALTER TABLE mt5_order_requests ENABLE ROW LEVEL SECURITY;
