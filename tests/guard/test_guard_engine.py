@@ -179,8 +179,10 @@ def test_recovery_time_with_the_loop_at_5_s(make, held):
     figures = []
     try:
         time.sleep(1)
-        for attempt in range(3):
-            time.sleep(1.7 * (attempt + 1))  # kill at different points of the guard's cycle
+        # Once, mid-cycle: the scenario (molecule/platform, recovery.yml) times a killed account
+        # under the installed guard again, end to end.
+        for attempt in range(1):
+            time.sleep(2.5 * (attempt + 1))  # kill between two of the guard's passes
             killed = time.monotonic()
             docker("kill", name)
             while not state(name)["Running"]:
@@ -191,7 +193,7 @@ def test_recovery_time_with_the_loop_at_5_s(make, held):
         loop.terminate()
         output = loop.communicate(timeout=30)[0]
     assert loop.returncode == 0, output
-    assert output.count("started it") == 3, output
+    assert output.count("started it") == 1, output
     print(f"\ndocker kill -> running again with the guard every {INTERVAL} s: "
           f"{', '.join(f'{s:.1f}' for s in figures)} s (max {max(figures):.1f} s; bound {INTERVAL} s + docker start)")
     assert max(figures) <= INTERVAL + 3

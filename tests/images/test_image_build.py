@@ -35,8 +35,9 @@ UID = 10001
 API_KEY = "images-test-api-key-0123456789"
 PASSWORD = "br0ker-Pässword;=secret"
 GRACE, INTERVAL = 5, 1
-# The watchdog's bound (grace + interval + probe timeout), the service's stopwaitsecs, and
-# an allowance for the service's start on a loaded machine.
+# The watchdog's bound for a program that answers but is not healthy (grace + interval +
+# probe timeout), its stopwaitsecs, and an allowance for its start on a loaded machine. (A
+# service that does not answer at all is killed without a stop wait: test_image_hang_recovery.)
 RESTART_BOUND = GRACE + INTERVAL + min(INTERVAL, 3) + 10 + 12
 
 
@@ -325,28 +326,6 @@ def test_a_killed_service_is_restarted_by_supervisor(account):
     account.exec("kill", "-KILL", str(before))
     account.wait_healthy(30)
     assert account.pid("service") != before
-
-
-def test_a_hung_service_is_restarted_by_the_watchdog_within_the_bound(account):
-    account.wait_healthy(60)
-    time.sleep(GRACE + 1)  # a fresh grace after the previous test's restart
-    before = account.pid("service")
-    stopped = time.monotonic()
-    account.exec("kill", "-STOP", str(before))
-    while account.health(timeout=1) == 200:
-        assert time.monotonic() - stopped < 5, "a stopped service still answers"
-        time.sleep(0.2)
-    recovered = None
-    while time.monotonic() - stopped < RESTART_BOUND + 10:
-        if account.health(timeout=1) == 200 and account.pid("service") != before:
-            recovered = time.monotonic() - stopped
-            break
-        time.sleep(0.5)
-    logs = account.logs()
-    assert recovered is not None, f"not restarted within {RESTART_BOUND + 10} s:\n{logs[-3000:]}"
-    print(f"\nhung service answering again after {recovered:.1f} s (grace {GRACE} s, bound {RESTART_BOUND} s)")
-    assert GRACE <= recovered <= RESTART_BOUND, logs[-3000:]
-    assert re.search(r"mt5-watchdog: /health has not answered for \d+ s \(grace 5 s\): restarting service", logs)
 
 
 def test_the_entrypoint_refuses_to_start_without_an_api_key(simulator, tmp_path):

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.skipif(_docker_problem() is not None, reason=str(_docke
 
 PRD_BOUND = 30.0
 IMAGE_DEFAULTS = Policy(grace=60, interval=5)  # the Dockerfile's WATCHDOG_GRACE / WATCHDOG_INTERVAL
-HANGS = 3
+# One hang is the proof; the bound's arithmetic over many hang and start times is the state
+# machine's unit test (test_image_watchdog.py), and the platform scenario times it again.
+HANGS = 1
 
 
 @pytest.fixture(scope="module")
