@@ -1,5 +1,5 @@
 """roles/mt5_linux, tag mt5_linux_guard, on this machine: check mode, converge, idempotence,
-and what it says when nothing can run the guard (no systemd here, no cron daemon).
+and the background loop it starts where neither systemd nor a cron daemon runs (this machine).
 
 Every path the role writes is moved under a temporary directory with extra vars.
 """
@@ -23,14 +23,29 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role installs roo
 
 @pytest.fixture
 def paths(tmp_path):
-    return {
+    values = {
         "_mt5_linux_guard_bin": str(tmp_path / "sbin" / "mt5farm-guard"),
         "_mt5_linux_guard_account_bin": str(tmp_path / "sbin" / "mt5farm-account"),
         "_mt5_linux_guard_held_dir": str(tmp_path / "lib" / "held"),
         "_mt5_linux_guard_unit_dir": str(tmp_path / "systemd"),
         "_mt5_linux_guard_cron_dir": str(tmp_path / "cron.d"),
         "_mt5_linux_guard_log": str(tmp_path / "guard.log"),
+        "_mt5_linux_guard_pidfile": str(tmp_path / "guard.pid"),
+        "_mt5_linux_guard_lock": str(tmp_path / "guard.lock"),
     }
+    yield values
+    # A guard the role started in the background must not outlive the test.
+    subprocess.run(["start-stop-daemon", "--stop", "--oknodo", "--retry", "5", "--remove-pidfile",
+                    "--pidfile", values["_mt5_linux_guard_pidfile"]], capture_output=True, check=False)
+
+
+def background_guard(paths: dict) -> str | None:
+    """The command line of the guard running from the role's pidfile, or None."""
+    try:
+        pid = int(Path(paths["_mt5_linux_guard_pidfile"]).read_text().strip())
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, ValueError):
+        return None
 
 
 def converge(tmp_path: Path, paths: dict, *extra: str, **variables) -> tuple[dict, str]:
@@ -63,8 +78,10 @@ def test_check_mode_converge_idempotence_and_disable(tmp_path, paths):
     assert os.readlink(paths["_mt5_linux_guard_account_bin"]) == str(guard)
     cron = (Path(paths["_mt5_linux_guard_cron_dir"]) / "mt5farm-guard").read_text()
     assert re.search(rf"^\* \* \* \* \* root flock -n \S+ {re.escape(str(guard))} --interval 5 --for 60 ", cron, re.M), cron
-    if subprocess.run(["pgrep", "-x", "cron"], capture_output=True).returncode != 0:
-        assert "neither systemd (PID 1) nor a cron daemon runs on localhost: nothing runs it" in " ".join(output.split())
+    no_cron = subprocess.run(["pgrep", "-x", "cron"], capture_output=True).returncode != 0
+    if no_cron:  # neither systemd nor cron: the role runs the loop itself
+        running = background_guard(paths)
+        assert running and str(guard) in running and "--interval 5" in running, running
     usage = subprocess.run([sys.executable, paths["_mt5_linux_guard_account_bin"], "--help"], capture_output=True, text=True)
     assert "usage: mt5farm-account" in usage.stdout
 
@@ -73,8 +90,12 @@ def test_check_mode_converge_idempotence_and_disable(tmp_path, paths):
     again, _ = converge(tmp_path, paths, "--check")
     assert again["changed"] == 0
 
+    if no_cron:
+        assert background_guard(paths) == running, "the same guard still runs"
     off, output = converge(tmp_path, paths, mt5_linux_guard_enabled=False)
-    assert off["changed"] == 1 and not (Path(paths["_mt5_linux_guard_cron_dir"]) / "mt5farm-guard").exists()
+    assert off["changed"] == (2 if no_cron else 1)
+    assert not (Path(paths["_mt5_linux_guard_cron_dir"]) / "mt5farm-guard").exists()
+    assert background_guard(paths) is None, "disabling stops the background guard"
     assert "mt5_linux_guard_enabled is false" in output
     assert converge(tmp_path, paths, mt5_linux_guard_enabled=False)[0]["changed"] == 0
 
