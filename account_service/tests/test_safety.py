@@ -427,3 +427,49 @@ def test_schema_states_volume_bounds_and_patch_min_properties(http: httpx.Client
         path = "/api/positions/1" if not body else "/api/orders"
         response = http.request("PATCH" if not body else "POST", path, json=body)
         assert response.status_code == 422
+
+
+# --- found by trying the demo as an attacker --------------------------------------------------
+def test_a_huge_header_is_431_before_it_is_buffered_and_the_service_keeps_answering(
+        service: LiveService) -> None:
+    """A 64 MB header froze the service past the watchdog's grace: the request line and headers
+    are capped (MAX_HEAD_BYTES) and counted before httptools buffers them."""
+    start = time.monotonic()
+    chunks = []
+    with socket.create_connection(("127.0.0.1", service.port), timeout=5) as sock:
+        try:
+            sock.sendall(b"GET /api/account HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 4_000_000)
+        except OSError:  # the service closed the connection once the cap was passed
+            pass
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except OSError:
+            pass
+    answer = b"".join(chunks)
+    assert answer.startswith(b"HTTP/1.1 431") and b'"header_too_large"' in answer, answer[:300]
+    assert time.monotonic() - start < 3
+    with service.client() as http:
+        assert http.get("/health").status_code == 200
+
+
+def test_a_body_sent_with_its_headers_is_not_counted_as_headers(service: LiveService) -> None:
+    body = b'{"symbol":"EURUSD","type":"buy","volume":0.01,"comment":"' + b"x" * 40_000 + b'"}'
+    head = (b"POST /api/orders HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-api-key: "
+            + API_KEY.encode() + b"\r\ncontent-type: application/json\r\ncontent-length: "
+            + str(len(body)).encode() + b"\r\n\r\n")
+    answer, _ = raw_request(service.port, head + body)
+    assert answer.startswith(b"HTTP/1.1 422") and b"comment" in answer, answer[:300]
+
+
+def test_what_httptools_cannot_parse_is_a_json_400(service: LiveService) -> None:
+    for request in (b"FOO /api/account HTTP/1.1\r\nhost: x\r\n\r\n",
+                    b"GET /api/account HTTP/3.0\r\nhost: x\r\n\r\n"):
+        answer, _ = raw_request(service.port, request)
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
+        assert b"application/json" in answer and b'"bad_request"' in answer, answer[:300]
+
+
+def test_a_query_parameter_given_twice_is_refused_not_guessed(http: httpx.Client) -> None:
+    answer = http.delete("/api/positions/1?volume=0.01&volume=0.02")
+    refused(answer, 422, "invalid_input", "volume: given more than once")

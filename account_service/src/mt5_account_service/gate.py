@@ -128,6 +128,18 @@ def key_in_query(query_string: bytes) -> str | None:
     return None
 
 
+def repeated_in_query(query_string: bytes) -> str | None:
+    """The first query parameter given more than once, or None. FastAPI would take the last
+    one (``?volume=0.01&volume=0.02`` closes 0.02 lots): an ambiguous trading input is refused,
+    never guessed."""
+    seen: set[str] = set()
+    for name, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
 def needs_key(path: str) -> bool:
     return path == "/ws" or path == "/api" or path.startswith("/api/")
 
@@ -157,6 +169,11 @@ class Gate:
             return
         if needs_key(path) and not keys_match(heads.key, self._keys):
             await refuse(scope, receive, send, heads, 401, "unauthorized", UNAUTHORIZED)
+            return
+        repeated = repeated_in_query(query) if query else None
+        if repeated is not None:
+            await refuse(scope, receive, send, heads, 422, "invalid_input",
+                         f"{repeated}: given more than once in the query; send it once")
             return
         if path == "/metrics" and not (keys_match(heads.key, self._keys)
                                        or token_matches_digest(heads.key, self._digests)):

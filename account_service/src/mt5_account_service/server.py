@@ -24,6 +24,21 @@ HEADER_TIMEOUT = 10.0
 #: MAX_BODY_BYTES (64 KiB by default): 30 s is ~17 kbit/s, slower than any real client.
 BODY_TIMEOUT = 30.0
 
+#: Bytes a request line and its headers may take together (Nginx's own cap is 8 KiB per line;
+#: a real client sends a few hundred bytes). Without it httptools buffers a header of any
+#: size, so one anonymous request could stall and bloat the service (found: a 64 MB header
+#: froze it past the watchdog's grace).
+MAX_HEAD_BYTES = 32 * 1024
+
+
+def _json_response(status: bytes, error: str, message: str) -> bytes:
+    body = json.dumps({"error": error, "retcode": None, "message": message}).encode()
+    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\ncontent-length: "
+            + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+
+
+_HEAD_TOO_LARGE = _json_response(b"431 Request Header Fields Too Large", "header_too_large",
+                                 f"the request line and headers are larger than {MAX_HEAD_BYTES} bytes")
 _TIMEOUT_BODY = json.dumps({"error": "request_timeout", "retcode": None, "message":
                             "the request was not received in time"}).encode()
 _TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
@@ -38,6 +53,29 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
     body_timeout = BODY_TIMEOUT
     _deadline: asyncio.TimerHandle | None = None
     _in_headers = False
+    _in_body = False
+    _head_bytes = 0
+
+    def data_received(self, data: bytes) -> None:
+        if not self._in_body:  # a request line and headers: count them before httptools buffers
+            end = data.find(b"\r\n\r\n")  # what follows the blank line is the body
+            self._head_bytes += len(data) if end < 0 else end
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._disarm()
+                if self.transport is not None and not self.transport.is_closing():
+                    self.transport.write(_HEAD_TOO_LARGE)
+                    self.transport.close()
+                return
+        super().data_received(data)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn answers what httptools cannot parse (a bad method, version or framing) with
+        text/plain; every answer of the API is JSON."""
+        self._disarm()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(_json_response(b"400 Bad Request", "bad_request",
+                                                f"the request is not valid HTTP/1.1: {msg}"))
+            self.transport.close()
 
     def _arm(self, seconds: float, in_headers: bool) -> None:
         self._disarm()
@@ -70,10 +108,12 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
             self._arm(self.header_timeout, in_headers=True)
 
     def on_headers_complete(self) -> None:
+        self._in_body, self._head_bytes = True, 0
         super().on_headers_complete()
         self._arm(self.body_timeout, in_headers=False)
 
     def on_message_complete(self) -> None:
+        self._in_body = False
         super().on_message_complete()
         self._disarm()
 
