@@ -233,6 +233,21 @@ class PostgresServer:
         subprocess.run(self._cmd(str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-w", "-m",
                                  "fast", "stop"), check=True, stdout=subprocess.DEVNULL)
 
+    def migrate(self) -> None:
+        """Apply the service's migrations as the service would (its own connection helper)."""
+        import asyncio
+
+        from mt5_account_service.store import apply_migrations, connect_postgres
+
+        async def run() -> None:
+            conn = await connect_postgres(self.dsn, self.password)
+            try:
+                await apply_migrations(conn)
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
+
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         import psycopg
 

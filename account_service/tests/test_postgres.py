@@ -57,14 +57,7 @@ def test_row_level_security_reads_the_login_from_the_session_role_and_fails_clos
     only a session that is no account's gets NULL (held by its privileges alone)."""
     import psycopg
 
-    async def migrate() -> None:
-        conn = await connect_postgres(pg.dsn, pg.password)
-        try:
-            await apply_migrations(conn)
-        finally:
-            await conn.close()
-
-    asyncio.run(migrate())
+    pg.migrate()
     cases = {"mt5_account_5001001": 5001001, "mt5_account_9223372036854775807": 2**63 - 1,
              "mt5_account_9223372036854775808": -1, "mt5_account_abc": -1,
              "mt5_account_": -1, "mt5_reader_probe": None}

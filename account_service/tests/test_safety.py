@@ -21,7 +21,7 @@ from mt5_account_service.backends.simulator import (ManualClock, OrderSendResult
                                                     SimulatedTerminal)
 from mt5_account_service.config import ConfigError, load_settings
 from mt5_account_service.server import BODY_TIMEOUT, HEADER_TIMEOUT, protocol
-from mt5_account_service.store import Store, apply_migrations, connect_postgres
+from mt5_account_service.store import Store
 from mt5svc_testlib import (API_KEY, LOGIN, WEDNESDAY, LiveService, PostgresServer,
                             make_settings, wait_until)
 
@@ -357,15 +357,7 @@ def test_idempotency_store_is_pruned_periodically_by_the_app(
 def pg(postgres_server: PostgresServer) -> PostgresServer:
     postgres_server.query("DROP TABLE IF EXISTS mt5_order_requests, mt5_deals,"
                           " mt5_account_snapshots, mt5_schema_migrations")
-
-    async def migrate() -> None:
-        conn = await connect_postgres(postgres_server.dsn, postgres_server.password)
-        try:
-            await apply_migrations(conn)
-        finally:
-            await conn.close()
-
-    asyncio.run(migrate())
+    postgres_server.migrate()
     return postgres_server
 
 
