@@ -260,9 +260,7 @@ def density_exact(
     memory_quotient = available / per_account
     memory_cap = max(0, math.floor(memory_quotient))
     if available > 0:
-        memory_why = (
-            f"({fmt(memory)} − {fmt(infra)} − {fmt(room)}) GiB / {fmt(per_account)} GiB = {fmt(memory_quotient, 1)} → {memory_cap}"
-        )
+        memory_why = f"({fmt(memory)} − {fmt(infra)} − {fmt(room)}) GiB / {fmt(per_account)} GiB = {fmt(memory_quotient, 1)} → {memory_cap}"
     else:
         memory_why = f"({fmt(memory)} − {fmt(infra)} − {fmt(room)}) GiB leaves no memory for accounts → 0"
 

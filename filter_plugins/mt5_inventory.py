@@ -79,7 +79,17 @@ credentials = _load_sibling("mt5_credentials")
 # The account schema (docs/inventory.md mirrors this table)
 # ---------------------------------------------------------------------------------------
 COMMON_KEYS: tuple[str, ...] = (
-    "login", "server", "password", "enabled", "name", "backend", "memory", "cpus", "api_port", "experts", "comment",
+    "login",
+    "server",
+    "password",
+    "enabled",
+    "name",
+    "backend",
+    "memory",
+    "cpus",
+    "api_port",
+    "experts",
+    "comment",
 )
 PLATFORM_KEYS: dict[str, tuple[str, ...]] = {"linux": ("vnc", "vnc_password"), "windows": ("isolation",)}
 ALL_KEYS: tuple[str, ...] = COMMON_KEYS + PLATFORM_KEYS["linux"] + PLATFORM_KEYS["windows"]
@@ -347,7 +357,9 @@ class _AccountChecker:
             self.add(f"api_port {why}")
         elif not _is_int(value):
             shown = f"{value!r}" if isinstance(value, str) else _type_name(value)
-            self.add(f"api_port must be a whole number from {low} to {high}, got {shown}; write it without quotes, or remove it to use the computed port")
+            self.add(
+                f"api_port must be a whole number from {low} to {high}, got {shown}; write it without quotes, or remove it to use the computed port"
+            )
         elif not low <= value <= high:
             self.add(f"api_port {value} is outside {low}-{high}; pick a port in that range, or remove it to use the computed port")
         else:
@@ -423,7 +435,9 @@ def _check_account(
         if (why := _unresolved(account, secret=False)) is not None:
             check.add(f"the account {why}")
         else:
-            check.add(f"is {_type_name(account)}, not an account; write each account as a mapping: `- login: 12345678` with server and password")
+            check.add(
+                f"is {_type_name(account)}, not an account; write each account as a mapping: `- login: 12345678` with server and password"
+            )
         return check.problems, facts
 
     facts["login"] = check.login(account)
@@ -498,7 +512,9 @@ def _host_report(
             host_cpus = density.parse_cpus(cpus, cpus_source, "value")
         except AnsibleFilterError:
             shown = repr(cpus) if isinstance(cpus, (str, int, float)) else _type_name(cpus)
-            problems.append(Problem(host, 0, -1, f"host {host}: {cpus_source} must be a number of CPUs above zero, got {shown}; write e.g. 16"))
+            problems.append(
+                Problem(host, 0, -1, f"host {host}: {cpus_source} must be a number of CPUs above zero, got {shown}; write e.g. 16")
+            )
 
     accounts = _read(view, "mt5_accounts")
     account_facts: list[dict[str, Any]] = []
@@ -538,11 +554,13 @@ def _host_report(
             how = "set" if kind == "api_port" and facts["api_port"] is not None else "computed from the login"
             problems.append(
                 Problem(
-                    host, 1, facts["index"],
+                    host,
+                    1,
+                    facts["index"],
                     f"{facts['label']}: {kind} {port} ({how}) is also the {kind} of account {other['login']} on this host; "
                     f"set api_port on one of them to a free port (computed ports are {API_PORT_BASE} + login mod {PORT_SPAN})"
-                    if kind == "api_port" else
-                    f"{facts['label']}: vnc port {port} (computed from the login) is also the vnc port of account {other['login']} on this host; "
+                    if kind == "api_port"
+                    else f"{facts['label']}: vnc port {port} (computed from the login) is also the vnc port of account {other['login']} on this host; "
                     f"turn vnc off for one of them, or move one to another host",
                 )
             )
@@ -566,7 +584,9 @@ def _host_report(
         service_memory = settings["mt5_platform_service_memory_gb"]
         if service_memory is not None:
             if not isinstance(service_memory, Mapping):
-                raise AnsibleFilterError(f"{where}: mt5_platform_service_memory_gb must map service names to sizes, got {_type_name(service_memory)}")
+                raise AnsibleFilterError(
+                    f"{where}: mt5_platform_service_memory_gb must map service names to sizes, got {_type_name(service_memory)}"
+                )
             service_memory = {
                 key: density.parse_size_gib(value, where, f"mt5_platform_service_memory_gb.{key}", allow_zero=True)
                 for key, value in service_memory.items()
@@ -598,7 +618,9 @@ def _host_report(
         over = count - cap["cap"]
         problems.append(
             Problem(
-                host, 2, 0,
+                host,
+                2,
+                0,
                 f"host {host}: {count} enabled accounts exceed its density cap of {cap['cap']} by {over} "
                 f"({cap['reason']}); move {over} account{'s' if over != 1 else ''} to another host or disable "
                 f"{'them' if over != 1 else 'it'}, or declare the real mt5_host_memory_gb / mt5_host_cpus if the host is bigger",
@@ -610,7 +632,9 @@ def _host_report(
         if needed > room:
             problems.append(
                 Problem(
-                    host, 2, 1,
+                    host,
+                    2,
+                    1,
                     f"host {host}: the enabled accounts' memory limits add up to {density.fmt(needed)} GiB, "
                     f"{density.fmt(needed - room)} GiB more than the {density.fmt(room)} GiB left for accounts "
                     f"(({density.fmt(cap['host_memory'])} − {density.fmt(cap['infrastructure'])} − {density.fmt(cap['headroom'])}) GiB); "
@@ -669,16 +693,30 @@ def mt5_inventory_report(
             accounts = _read(view, "mt5_accounts")
             if accounts is not _MISSING and accounts not in (None, []) and not isinstance(accounts, jinja2.Undefined):
                 problems.append(
-                    Problem(host, 0, -1, f"host {host} defines mt5_accounts but is in neither mt5_linux nor mt5_windows, so they would never run; add the host to one of those groups")
+                    Problem(
+                        host,
+                        0,
+                        -1,
+                        f"host {host} defines mt5_accounts but is in neither mt5_linux nor mt5_windows, so they would never run; add the host to one of those groups",
+                    )
                 )
             continue
         platform: str | None = "linux" if is_linux else "windows"
         if is_linux and is_windows:
             platform = None
-            problems.append(Problem(host, 0, -1, f"host {host} is in both mt5_linux and mt5_windows; a host runs one platform: remove it from one group"))
+            problems.append(
+                Problem(
+                    host, 0, -1, f"host {host} is in both mt5_linux and mt5_windows; a host runs one platform: remove it from one group"
+                )
+            )
         if is_windows and host in platform_group:
             problems.append(
-                Problem(host, 0, -1, f"host {host} is in mt5_windows and platform; platform services run on Linux hosts only: move it out of platform")
+                Problem(
+                    host,
+                    0,
+                    -1,
+                    f"host {host} is in mt5_windows and platform; platform services run on Linux hosts only: move it out of platform",
+                )
             )
         host_measured = measured.get(host) if measured is not None else None
         found, host_notes, summary, account_facts = _host_report(host, view, platform, host in platform_group, host_measured)
@@ -696,7 +734,9 @@ def mt5_inventory_report(
                 first = f"item {first_item} on this host" if first_host == host else f"host {first_host} (mt5_accounts item {first_item})"
                 problems.append(
                     Problem(
-                        host, 1, facts["index"],
+                        host,
+                        1,
+                        facts["index"],
                         f"{facts['label']} (mt5_accounts item {item}): login {login} is also used by {first}; "
                         f"a login may appear once in the whole inventory (it names the container mt5-{login}): "
                         f"remove one of them or correct the number",
@@ -752,7 +792,9 @@ def mt5_account_units(accounts: Any, platform: str = "linux", profiles: Mapping[
     for account in accounts:
         login = account.get("login") if isinstance(account, Mapping) else None
         if not _is_int(login) or login <= 0:
-            raise AnsibleFilterError(f"mt5_account_units: every account needs a positive integer login (run playbooks/validate.yml), got {login!r}")
+            raise AnsibleFilterError(
+                f"mt5_account_units: every account needs a positive integer login (run playbooks/validate.yml), got {login!r}"
+            )
         backend = account.get("backend") or DEFAULT_BACKEND[platform]
         memory = account.get("memory")
         memory_bytes = density._bytes(density.parse_size_gib(memory, "mt5_account_units", "memory")) if memory is not None else limit_bytes
@@ -782,8 +824,9 @@ def mt5_account_units(accounts: Any, platform: str = "linux", profiles: Mapping[
     return units
 
 
-def mt5_account_secrets(accounts: Any, common: Mapping[str, Any] | None = None,
-                        derived: Mapping[str, Any] | None = None) -> dict[str, dict[str, str]]:
+def mt5_account_secrets(
+    accounts: Any, common: Mapping[str, Any] | None = None, derived: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, str]]:
     """The secret files each enabled account's container gets: login (text) → file name → content.
 
     From the account: ``password`` (absent for simulator accounts) and, with vnc on,

@@ -117,7 +117,8 @@ def mt5_platform_accounts(hosts: Mapping[str, Any], groups: Mapping[str, Any]) -
             login = unit["login"]
             if login in seen:
                 raise AnsibleFilterError(
-                    f"mt5_platform_accounts: login {login} is on both {seen[login]} and {host}; run playbooks/validate.yml")
+                    f"mt5_platform_accounts: login {login} is on both {seen[login]} and {host}; run playbooks/validate.yml"
+                )
             seen[login] = host
             out.append(
                 {
@@ -194,13 +195,16 @@ def mt5_platform_url(groups: Mapping[str, Any], kind: str, farm_host: str, hostv
         if _is_loopback(host):
             raise AnsibleFilterError(
                 f"mt5_platform_url: {farm_host} cannot reach {kind} on the platform host {platform} at {host}: "
-                f"set mt5_platform_address (or mt5_bind_address) of {platform} to its private address")
+                f"set mt5_platform_address (or mt5_bind_address) of {platform} to its private address"
+            )
     if kind == "redis":
         return f"redis://{host}:{port}/0"
     return f"postgresql://{WRITER_ROLE}@{host}:{port}/{database}"
 
 
-def mt5_platform_api_keys(keys: Any, accounts: list[Mapping[str, Any]], default_rate: str = "100r/s", default_burst: int = 200) -> list[dict[str, Any]]:
+def mt5_platform_api_keys(
+    keys: Any, accounts: list[Mapping[str, Any]], default_rate: str = "100r/s", default_burst: int = 200
+) -> list[dict[str, Any]]:
     """Normalise Nginx's API keys: name, key, scope, zone, rate, burst, for the key map and limits.
 
     ``keys``: a list of {name, key, accounts: "all" or [logins], rate?, burst?}, or a string of
@@ -210,10 +214,14 @@ def mt5_platform_api_keys(keys: Any, accounts: list[Mapping[str, Any]], default_
     The result holds secrets: render it only into root-only files, with no_log.
     """
     if isinstance(keys, str):
-        keys = [{"name": f"fleet-{index}", "key": line.strip()} for index, line in enumerate(
-            (line for line in keys.splitlines() if line.strip()), start=1)]
+        keys = [
+            {"name": f"fleet-{index}", "key": line.strip()}
+            for index, line in enumerate((line for line in keys.splitlines() if line.strip()), start=1)
+        ]
     if not isinstance(keys, list):
-        raise AnsibleFilterError(f"mt5_platform_api_keys: keys must be a list of {{name, key, accounts}} or a string of keys, got {_type_name(keys)}")
+        raise AnsibleFilterError(
+            f"mt5_platform_api_keys: keys must be a list of {{name, key, accounts}} or a string of keys, got {_type_name(keys)}"
+        )
     known = {int(account["login"]) for account in accounts}
     out: list[dict[str, Any]] = []
     names: set[str] = set()
@@ -227,7 +235,8 @@ def mt5_platform_api_keys(keys: Any, accounts: list[Mapping[str, Any]], default_
         key = entry.get("key")
         if not isinstance(key, str) or not KEY_RE.match(key):
             raise AnsibleFilterError(
-                f"mt5_platform_api_keys: key {name!r} must be 16-256 characters of A-Z a-z 0-9 . _ ~ + / = -, not starting with ~ (the value is not shown)")
+                f"mt5_platform_api_keys: key {name!r} must be 16-256 characters of A-Z a-z 0-9 . _ ~ + / = -, not starting with ~ (the value is not shown)"
+            )
         if key in values:
             raise AnsibleFilterError(f"mt5_platform_api_keys: key {name!r} repeats another key's value")
         scope_in = entry.get("accounts", "all")
@@ -239,7 +248,7 @@ def mt5_platform_api_keys(keys: Any, accounts: list[Mapping[str, Any]], default_
                 raise AnsibleFilterError(f"mt5_platform_api_keys: key {name!r} names accounts no host carries: {unknown}")
             scope = "," + ",".join(str(x) for x in sorted(set(scope_in))) + ","
         else:
-            raise AnsibleFilterError(f"mt5_platform_api_keys: key {name!r}: accounts must be \"all\" or a list of logins, got {scope_in!r}")
+            raise AnsibleFilterError(f'mt5_platform_api_keys: key {name!r}: accounts must be "all" or a list of logins, got {scope_in!r}')
         rate = str(entry.get("rate", default_rate))
         if rate != "off" and not RATE_RE.match(rate):
             raise AnsibleFilterError(f"mt5_platform_api_keys: key {name!r}: rate must be like 100r/s, 600r/m or off, got {rate!r}")
@@ -261,7 +270,14 @@ DATASOURCE_TYPES: dict[str, str] = {"prometheus": "prometheus", "postgres": "gra
 def _grafana_target(kind: str, index: int, target: Mapping[str, Any], datasource: dict[str, str], panel_type: str) -> dict[str, Any]:
     ref = chr(ord("A") + index)
     if kind == "postgres":
-        return {"refId": ref, "datasource": datasource, "rawSql": str(target["sql"]), "format": "table", "editorMode": "code", "rawQuery": True}
+        return {
+            "refId": ref,
+            "datasource": datasource,
+            "rawSql": str(target["sql"]),
+            "format": "table",
+            "editorMode": "code",
+            "rawQuery": True,
+        }
     return {
         "refId": ref,
         "datasource": datasource,
@@ -294,14 +310,20 @@ def mt5_grafana_dashboard(spec: Mapping[str, Any], datasources: Mapping[str, str
         name = panel.get("title", number)
         kind = panel.get("type", "timeseries")
         if kind not in ("timeseries", "stat", "table"):
-            raise AnsibleFilterError(f"mt5_grafana_dashboard: {spec['uid']} panel {name!r}: type must be timeseries, stat or table, got {kind!r}")
+            raise AnsibleFilterError(
+                f"mt5_grafana_dashboard: {spec['uid']} panel {name!r}: type must be timeseries, stat or table, got {kind!r}"
+            )
         source = panel.get("datasource", "prometheus")
         if source not in DATASOURCE_TYPES or source not in datasources:
-            raise AnsibleFilterError(f"mt5_grafana_dashboard: {spec['uid']} panel {name!r}: datasource {source!r} is not one of {sorted(datasources)}")
+            raise AnsibleFilterError(
+                f"mt5_grafana_dashboard: {spec['uid']} panel {name!r}: datasource {source!r} is not one of {sorted(datasources)}"
+            )
         field = "sql" if source == "postgres" else "expr"
         targets = panel.get("targets") or []
         if not targets or not all(isinstance(t, Mapping) and t.get(field) for t in targets):
-            raise AnsibleFilterError(f"mt5_grafana_dashboard: {spec['uid']} panel {name!r}: every target needs {'an' if field == 'expr' else 'a'} {field}")
+            raise AnsibleFilterError(
+                f"mt5_grafana_dashboard: {spec['uid']} panel {name!r}: every target needs {'an' if field == 'expr' else 'a'} {field}"
+            )
         width, height = int(panel.get("width", 12)), int(panel.get("height", 8))
         if not 1 <= width <= 24:
             raise AnsibleFilterError(f"mt5_grafana_dashboard: {spec['uid']} panel {name!r}: width must be 1-24, got {width}")

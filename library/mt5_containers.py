@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # MT5 Farm: reconcile one host's account containers in one pass.
 # SPDX-License-Identifier: GPL-3.0-or-later
 
@@ -522,12 +521,13 @@ class SpecError(Exception):
 # Specs and hashes (pure functions)
 # ---------------------------------------------------------------------------
 
+
 def _string_map(container: str, field: str, values: dict | None) -> dict:
     """Labels and env values are strings; numbers are converted, booleans are ambiguous."""
     result = {}
     for key, value in (values or {}).items():
         if isinstance(value, bool):
-            raise SpecError(f"container {container}: {field}.{key} is a boolean; quote it (\"true\"/\"false\")")
+            raise SpecError(f'container {container}: {field}.{key} is a boolean; quote it ("true"/"false")')
         if value is None:
             value = ""
         if not isinstance(value, (str, int, float)):
@@ -611,6 +611,7 @@ def check_unique(specs: list[dict]) -> None:
 # The plan (pure: from desired specs, image ids and the current listing)
 # ---------------------------------------------------------------------------
 
+
 class Plan:
     def __init__(self) -> None:
         self.actions: dict[str, str] = {}
@@ -658,12 +659,13 @@ def make_plan(specs: list[dict], current: dict[str, dict], restart: list[str]) -
 
 
 def batches(items: list, size: int) -> list[list]:
-    return [items[index:index + size] for index in range(0, len(items), size)]
+    return [items[index : index + size] for index in range(0, len(items), size)]
 
 
 # ---------------------------------------------------------------------------
 # Docker
 # ---------------------------------------------------------------------------
+
 
 def describe(error: BaseException) -> str:
     """A Docker error in one line: the engine's explanation, never the request body."""
@@ -979,6 +981,7 @@ def unhealthy_message(unhealthy: dict[str, dict], timeout: int) -> str:
 # The module
 # ---------------------------------------------------------------------------
 
+
 def result_lists(actions: dict[str, str]) -> dict:
     lists = {action: sorted(name for name, done in actions.items() if done == action) for action in ACTIONS}
     return lists
@@ -1021,13 +1024,12 @@ def reconcile(module: AnsibleModule, engine: Engine) -> None:
         spec["_hash"] = config_hash(spec, spec["_image_id"])
 
     purge = list(dict.fromkeys(params["purge_volumes"]))
-    in_use = {
-        mount["source"]: spec["name"] for spec in specs for mount in spec["mounts"] if mount["type"] == "volume"
-    }
+    in_use = {mount["source"]: spec["name"] for spec in specs for mount in spec["mounts"] if mount["type"] == "volume"}
     still_used = [f"{volume} (mounted by {in_use[volume]})" for volume in purge if volume in in_use]
     if still_used:
         module.fail_json(
-            msg="purge_volumes names volumes of containers that are still wanted: " + ", ".join(still_used)
+            msg="purge_volumes names volumes of containers that are still wanted: "
+            + ", ".join(still_used)
             + "; remove or disable the account first, or drop the purge flag"
         )
 
@@ -1090,25 +1092,32 @@ def reconcile(module: AnsibleModule, engine: Engine) -> None:
     record(touched, failures)
     rolled = [spec["name"] for spec, _ in plan.roll]
     if errors:
-        fail("mt5_containers could not apply every change: " + summarize(errors),
-             not_updated=rolled)
+        fail("mt5_containers could not apply every change: " + summarize(errors), not_updated=rolled)
 
     # 4. Image updates in health-gated batches.
     for index, batch in enumerate(batches(plan.roll, params["batch_size"])):
         names = [spec["name"] for spec, _ in batch]
-        updated, failures = run_all(engine, parallelism, [(spec["name"], engine.recreate, (spec, existing, scope)) for spec, existing in batch])
+        updated, failures = run_all(
+            engine, parallelism, [(spec["name"], engine.recreate, (spec, existing, scope)) for spec, existing in batch]
+        )
         record(updated, failures)
-        remaining = rolled[rolled.index(names[-1]) + 1:]
+        remaining = rolled[rolled.index(names[-1]) + 1 :]
         if failures:
-            fail(f"image update stopped at batch {index + 1} ({', '.join(names)}): "
-                 + summarize(failures)
-                 + (f"; not updated: {', '.join(remaining)}" if remaining else ""), not_updated=remaining)
+            fail(
+                f"image update stopped at batch {index + 1} ({', '.join(names)}): "
+                + summarize(failures)
+                + (f"; not updated: {', '.join(remaining)}" if remaining else ""),
+                not_updated=remaining,
+            )
         unhealthy = engine.wait_healthy(scope, updated, params["health_timeout"])
         if unhealthy:
-            fail(f"image update stopped at batch {index + 1} ({', '.join(names)}): "
-                 + unhealthy_message(unhealthy, params["health_timeout"])
-                 + (f"; left on the old image: {', '.join(remaining)}" if remaining else ""),
-                 unhealthy=unhealthy, not_updated=remaining)
+            fail(
+                f"image update stopped at batch {index + 1} ({', '.join(names)}): "
+                + unhealthy_message(unhealthy, params["health_timeout"])
+                + (f"; left on the old image: {', '.join(remaining)}" if remaining else ""),
+                unhealthy=unhealthy,
+                not_updated=remaining,
+            )
 
     # 5. Optionally wait for the rest of what was touched.
     if params["wait_healthy"] and touched:

@@ -185,9 +185,15 @@ def main() -> None:
         module.fail_json(msg=f"{root} does not exist; the docker_host role creates it (docker_host_secrets_root)")
 
     accounts = {str(key): value for key, value in params["accounts"].items()}
-    bad = [key for key, files in accounts.items() if not safe_name(key) or not isinstance(files, dict) or not all(safe_name(str(n)) for n in files)]
+    bad = [
+        key
+        for key, files in accounts.items()
+        if not safe_name(key) or not isinstance(files, dict) or not all(safe_name(str(n)) for n in files)
+    ]
     if bad:
-        module.fail_json(msg=f"account keys and file names must be plain names, and each account a mapping of file name to content: {', '.join(sorted(bad))}")
+        module.fail_json(
+            msg=f"account keys and file names must be plain names, and each account a mapping of file name to content: {', '.join(sorted(bad))}"
+        )
 
     changed_files = {}
     for key, files in sorted(accounts.items()):
@@ -205,7 +211,8 @@ def main() -> None:
                     shutil.rmtree(path)
 
     diff = {
-        "before": "".join(f"{key}: {', '.join(names)}\n" for key, names in changed_files.items()) + "".join(f"{key}: (all files)\n" for key in removed),
+        "before": "".join(f"{key}: {', '.join(names)}\n" for key, names in changed_files.items())
+        + "".join(f"{key}: (all files)\n" for key in removed),
         "after": "".join(f"{key}: {', '.join(names)} (new content)\n" for key, names in changed_files.items()),
         "before_header": f"{root} (file names only)",
         "after_header": f"{root} (file names only)",

@@ -19,14 +19,12 @@ fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 
 # Everything that decides what pip installs; a change re-runs pip.
-inputs=(requirements.txt constraints.txt)
-[ -f account_service/pyproject.toml ] && inputs+=(account_service/pyproject.toml)
+inputs=(requirements.txt constraints.txt pyproject.toml account_service/pyproject.toml)
 want="$(cat "${inputs[@]}" | sha256sum | cut -c1-16)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt 2> >(grep -v "is ignored: it is neither a file" >&2)
-    if [ -f account_service/pyproject.toml ]; then
-        "$VENV/bin/pip" install --quiet --disable-pip-version-check -e './account_service[test]' -c constraints.txt 2> >(grep -v "is ignored: it is neither a file" >&2)
-    fi
+    # Editable: the farm's package (filters, module_utils) and the account service.
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -e . -e './account_service[test]' -c constraints.txt 2> >(grep -v "is ignored: it is neither a file" >&2)
     echo "$want" >"$STAMP"
 fi
 echo "bootstrap: toolchain ready in $VENV ($("$VENV/bin/ansible" --version | sed -n 1p))"

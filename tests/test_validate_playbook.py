@@ -22,68 +22,98 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
-SECRET = "s3cr3t-must-not-print"  # noqa: S105 - the many_problems inventory's fake password
+SECRET = "s3cr3t-must-not-print"
 
 # case -> (number of problems, fragments that must appear among the problem messages)
 BROKEN: dict[str, tuple[int, list[str]]] = {
-    "dup_login_across_hosts": (1, [
-        "host farm-b, account 1001 (mt5_accounts item 1): login 1001 is also used by host farm-a (mt5_accounts item 1)",
-    ]),
-    "dup_login_same_host": (1, [
-        "host farm-a, account 1001 (mt5_accounts item 3): login 1001 is also used by item 1 on this host",
-    ]),
+    "dup_login_across_hosts": (
+        1,
+        [
+            "host farm-b, account 1001 (mt5_accounts item 1): login 1001 is also used by host farm-a (mt5_accounts item 1)",
+        ],
+    ),
+    "dup_login_same_host": (
+        1,
+        [
+            "host farm-a, account 1001 (mt5_accounts item 3): login 1001 is also used by item 1 on this host",
+        ],
+    ),
     "login_not_integer": (1, ["host farm-a, account #1 in mt5_accounts: login must be a positive whole number, got 'twelve'"]),
     "login_zero": (1, ["host farm-a, account #1 in mt5_accounts: login must be a positive whole number, got 0"]),
     "login_negative": (1, ["host farm-a, account #1 in mt5_accounts: login must be a positive whole number, got -1001"]),
     "login_quoted": (1, ["host farm-a, account #1 in mt5_accounts: login is quoted ('1001'); write 1001 without quotes"]),
     "server_missing": (1, ["host farm-a, account 1001: server is missing; add `server: <broker server name"]),
-    "password_missing": (1, [
-        "host farm-a, account 1001: password is missing (the mt5linux backend logs in to a broker); "
-        "add `password: \"{{ vault_mt5_passwords['1001'] }}\"` and the password to the vault file",
-    ]),
-    "password_vault_undefined": (1, [
-        "host farm-a, account 1001: password refers to an undefined variable (vault_mt5_passwords); add it to the vault file",
-    ]),
+    "password_missing": (
+        1,
+        [
+            "host farm-a, account 1001: password is missing (the mt5linux backend logs in to a broker); "
+            "add `password: \"{{ vault_mt5_passwords['1001'] }}\"` and the password to the vault file",
+        ],
+    ),
+    "password_vault_undefined": (
+        1,
+        [
+            "host farm-a, account 1001: password refers to an undefined variable (vault_mt5_passwords); add it to the vault file",
+        ],
+    ),
     "unknown_key": (1, ["host farm-a, account 1001: unknown key 'passwrd' (did you mean 'password'?)"]),
-    "backend_wrong_platform": (1, [
-        "host win-a, account 1001: backend 'mt5linux' is not available on Windows hosts; use one of mt5, simulator",
-    ]),
-    "windows_key_on_linux": (1, [
-        "host farm-a, account 1001: isolation is a Windows-only key but this is a Linux host; remove it, "
-        "or move the account to a host in mt5_windows",
-    ]),
-    "linux_key_on_windows": (1, [
-        "host win-a, account 1001: vnc is a Linux-only key but this is a Windows host; remove it, or move the account to a host in mt5_linux",
-    ]),
+    "backend_wrong_platform": (
+        1,
+        [
+            "host win-a, account 1001: backend 'mt5linux' is not available on Windows hosts; use one of mt5, simulator",
+        ],
+    ),
+    "windows_key_on_linux": (
+        1,
+        [
+            "host farm-a, account 1001: isolation is a Windows-only key but this is a Linux host; remove it, "
+            "or move the account to a host in mt5_windows",
+        ],
+    ),
+    "linux_key_on_windows": (
+        1,
+        [
+            "host win-a, account 1001: vnc is a Linux-only key but this is a Windows host; remove it, or move the account to a host in mt5_linux",
+        ],
+    ),
     "vnc_without_password": (1, ["host farm-a, account 1001: vnc_password is missing (vnc is true)"]),
-    "over_density_cap": (1, [
-        "host farm-a: 14 enabled accounts exceed its density cap of 11 by 3 (memory-bound: (16 − 0.0625 − 2) GiB / 1.2 GiB = 11.6 → 11",
-        "move 3 accounts to another host or disable them, or declare the real mt5_host_memory_gb",
-    ]),
-    "memory_override_sum": (1, [
-        "host farm-a: the enabled accounts' memory limits add up to 15 GiB, 1.0625 GiB more than the 13.9375 GiB left for accounts",
-    ]),
+    "over_density_cap": (
+        1,
+        [
+            "host farm-a: 14 enabled accounts exceed its density cap of 11 by 3 (memory-bound: (16 − 0.0625 − 2) GiB / 1.2 GiB = 11.6 → 11",
+            "move 3 accounts to another host or disable them, or declare the real mt5_host_memory_gb",
+        ],
+    ),
+    "memory_override_sum": (
+        1,
+        [
+            "host farm-a: the enabled accounts' memory limits add up to 15 GiB, 1.0625 GiB more than the 13.9375 GiB left for accounts",
+        ],
+    ),
     "accounts_not_a_list": (1, ["host farm-a: mt5_accounts is a mapping, not a list; write it as a list"]),
     "host_in_both_groups": (1, ["host farm-a is in both mt5_linux and mt5_windows; a host runs one platform: remove it from one group"]),
     "windows_in_platform": (1, ["host win-a is in mt5_windows and platform; platform services run on Linux hosts only"]),
     "accounts_outside_farm": (1, ["host db-a defines mt5_accounts but is in neither mt5_linux nor mt5_windows"]),
     "bad_host_memory": (1, ["host farm-a: mt5_host_memory_gb is not a size: got 'lots'"]),
-    "many_problems": (14, [
-        "host farm-a, account #2 in mt5_accounts: login is quoted ('2002')",
-        "host farm-a, account 2003: server is missing",
-        "host farm-a, account 2004: password is missing",
-        "host farm-a, account 2005: unknown key 'passwd' (did you mean 'password'?)",
-        "host farm-a, account 2006: vnc_password is missing (vnc is true)",
-        "host farm-a, account 2006: isolation is a Windows-only key",
-        "host farm-a: 6 enabled accounts exceed its density cap of 0 by 6",
-        "host farm-b, account 2001 (mt5_accounts item 1): login 2001 is also used by host farm-a (mt5_accounts item 1)",
-        "host farm-b, account 2007: password refers to an undefined variable (vault_mt5_passwords)",
-        "host farm-c: mt5_accounts is a mapping, not a list",
-        "host win-a, account #1 in mt5_accounts: login must be a positive whole number, got 0",
-        "host win-a, account #1 in mt5_accounts: backend 'mt5linux' is not available on Windows hosts",
-        "host win-a, account #1 in mt5_accounts: password is missing",
-        "host win-a, account 2009: isolation 'container' is not one of process, hyperv",
-    ]),
+    "many_problems": (
+        14,
+        [
+            "host farm-a, account #2 in mt5_accounts: login is quoted ('2002')",
+            "host farm-a, account 2003: server is missing",
+            "host farm-a, account 2004: password is missing",
+            "host farm-a, account 2005: unknown key 'passwd' (did you mean 'password'?)",
+            "host farm-a, account 2006: vnc_password is missing (vnc is true)",
+            "host farm-a, account 2006: isolation is a Windows-only key",
+            "host farm-a: 6 enabled accounts exceed its density cap of 0 by 6",
+            "host farm-b, account 2001 (mt5_accounts item 1): login 2001 is also used by host farm-a (mt5_accounts item 1)",
+            "host farm-b, account 2007: password refers to an undefined variable (vault_mt5_passwords)",
+            "host farm-c: mt5_accounts is a mapping, not a list",
+            "host win-a, account #1 in mt5_accounts: login must be a positive whole number, got 0",
+            "host win-a, account #1 in mt5_accounts: backend 'mt5linux' is not available on Windows hosts",
+            "host win-a, account #1 in mt5_accounts: password is missing",
+            "host win-a, account 2009: isolation 'container' is not one of process, hyperv",
+        ],
+    ),
 }
 PASSING: dict[str, list[str]] = {
     "valid": ["-i", "tests/inventories/valid"],
@@ -105,7 +135,7 @@ class Run:
         start = self.output.find(marker)
         if start < 0:
             return []
-        result, _ = json.JSONDecoder().raw_decode(self.output[start + len(marker):])
+        result, _ = json.JSONDecoder().raw_decode(self.output[start + len(marker) :])
         heading, *problems = result["msg"]
         assert heading.startswith(f"The inventory has {len(problems)} problem(s); nothing was changed on any host.")
         return problems

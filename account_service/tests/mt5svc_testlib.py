@@ -18,15 +18,15 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
-
 from mt5_account_service.api import create_app
 from mt5_account_service.backends.simulator import ManualClock, SimulatedTerminal
 from mt5_account_service.config import Settings
@@ -37,8 +37,8 @@ OTHER_KEY = "second-key-abcdef0123456789"
 LOGIN = 5550123
 #: A Wednesday noon (UTC): forex markets open. Tests use this instant unless they need
 #: the market closed; the price path is deterministic, so they also know the prices.
-WEDNESDAY = datetime(2026, 1, 7, 12, 0, tzinfo=timezone.utc).timestamp()
-SATURDAY = datetime(2026, 1, 10, 12, 0, tzinfo=timezone.utc).timestamp()
+WEDNESDAY = datetime(2026, 1, 7, 12, 0, tzinfo=UTC).timestamp()
+SATURDAY = datetime(2026, 1, 10, 12, 0, tzinfo=UTC).timestamp()
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
@@ -48,8 +48,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
-               what: str = "condition") -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -78,10 +77,19 @@ class LiveService:
         self.port = settings.service_port
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, loop="asyncio",
-                                http=http_protocol or protocol(), ws="websockets-sansio", lifespan="on",
-                                access_log=False, log_level="warning", ws_per_message_deflate=False,
-                                timeout_graceful_shutdown=3)
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            loop="asyncio",
+            http=http_protocol or protocol(),
+            ws="websockets-sansio",
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            ws_per_message_deflate=False,
+            timeout_graceful_shutdown=3,
+        )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -89,7 +97,7 @@ class LiveService:
     def svc(self) -> Any:
         return self.app.state.svc
 
-    def start(self) -> "LiveService":
+    def start(self) -> LiveService:
         self._thread.start()
         wait_until(lambda: self.server.started, timeout=15, what="uvicorn to start")
         return self
@@ -105,16 +113,22 @@ class LiveService:
 
     def wait_healthy(self, timeout: float = 10.0) -> None:
         with self.client() as http:
-            wait_until(lambda: http.get("/health").status_code == 200, timeout=timeout,
-                       what="/health to be 200")
+            wait_until(lambda: http.get("/health").status_code == 200, timeout=timeout, what="/health to be 200")
 
 
 def make_settings(tmp: Path, **overrides: Any) -> Settings:
     secrets = tmp / "secrets"
     secrets.mkdir(parents=True, exist_ok=True)
-    base = Settings(login=LOGIN, server="MT5Farm-Simulator", backend="simulator",
-                    poll_interval=0.05, service_port=free_port(), secrets_dir=secrets,
-                    state_dir=tmp / "state", api_keys=(API_KEY, OTHER_KEY))
+    base = Settings(
+        login=LOGIN,
+        server="MT5Farm-Simulator",
+        backend="simulator",
+        poll_interval=0.05,
+        service_port=free_port(),
+        secrets_dir=secrets,
+        state_dir=tmp / "state",
+        api_keys=(API_KEY, OTHER_KEY),
+    )
     return replace(base, **overrides)
 
 
@@ -179,8 +193,7 @@ class RedisServer:
     def client(self) -> Any:
         import redis
 
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
-                           decode_responses=True)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, decode_responses=True)
 
 
 @pytest.fixture(scope="session")
@@ -189,9 +202,11 @@ def redis_server() -> Iterator[RedisServer]:
     if binary is None:
         missing_binary("redis-server", "redis-server")
     port, password = free_port(), "redis-test-password-123"
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--requirepass", password],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--requirepass", password],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     server = RedisServer(port, password, proc)
     client = server.client()
 
@@ -224,14 +239,28 @@ class PostgresServer:
         return ["runuser", "-u", self.user, "--", *args] if self.user else list(args)
 
     def start(self) -> None:
-        subprocess.run(self._cmd(str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-w", "-t", "30",
-                                 "-l", str(self.datadir / "server.log"), "-o",
-                                 f"-p {self.port} -h 127.0.0.1 -k {self.sockdir}", "start"),
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            self._cmd(
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-w",
+                "-t",
+                "30",
+                "-l",
+                str(self.datadir / "server.log"),
+                "-o",
+                f"-p {self.port} -h 127.0.0.1 -k {self.sockdir}",
+                "start",
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
     def stop(self) -> None:
-        subprocess.run(self._cmd(str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-w", "-m",
-                                 "fast", "stop"), check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            self._cmd(str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-w", "-m", "fast", "stop"), check=True, stdout=subprocess.DEVNULL
+        )
 
     def migrate(self) -> None:
         """Apply the service's migrations as the service would (its own connection helper)."""
@@ -278,19 +307,48 @@ def postgres_server() -> Iterator[PostgresServer]:
     pwfile = root / "pwfile"
     pwfile.write_text("bootstrap-superuser-password\n")
     os.chmod(pwfile, 0o644)
-    subprocess.run(server._cmd(str(PG_BIN / "initdb"), "-D", str(datadir), "-U", "pgadmin",
-                               "--auth-local=trust", "--auth-host=scram-sha-256",
-                               f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync"),
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        server._cmd(
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            "pgadmin",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            f"--pwfile={pwfile}",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     with open(datadir / "postgresql.conf", "a") as conf:
         conf.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
     server.start()
-    setup = (f"CREATE ROLE mt5svc LOGIN PASSWORD '{server.password}';"
-             "CREATE DATABASE mt5farm OWNER mt5svc;")
-    subprocess.run(server._cmd(str(PG_BIN / "psql"), "-h", str(sockdir), "-p", str(server.port),
-                               "-U", "pgadmin", "-d", "postgres", "-v", "ON_ERROR_STOP=1",
-                               "-c", setup.split(";")[0], "-c", setup.split(";")[1]),
-                   check=True, stdout=subprocess.DEVNULL)
+    setup = f"CREATE ROLE mt5svc LOGIN PASSWORD '{server.password}';CREATE DATABASE mt5farm OWNER mt5svc;"
+    subprocess.run(
+        server._cmd(
+            str(PG_BIN / "psql"),
+            "-h",
+            str(sockdir),
+            "-p",
+            str(server.port),
+            "-U",
+            "pgadmin",
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            setup.split(";")[0],
+            "-c",
+            setup.split(";")[1],
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     yield server
     try:
         server.stop()
@@ -306,8 +364,9 @@ class RpycSimulator:
 
     def start(self) -> None:
         exe = shutil.which("mt5-account-service") or str(Path(sys.executable).parent / "mt5-account-service")
-        self.process = subprocess.Popen([exe, "simulator-rpyc", "--port", str(self.port)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            [exe, "simulator-rpyc", "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
 
         def listening() -> bool:
             try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import httpx
-
 from mt5_account_service.backends.simulator import SimulatedTerminal
 from mt5_account_service.poller import BACKOFF_MAX, BACKOFF_START, next_backoff
 from mt5svc_testlib import LiveService, wait_until, ws_connect
@@ -20,7 +19,8 @@ def test_backoff_doubles_up_to_a_cap() -> None:
 
 
 def test_terminal_loss_turns_health_503_and_tells_clients_then_recovers(
-        service: LiveService, http: httpx.Client, terminal: SimulatedTerminal) -> None:
+    service: LiveService, http: httpx.Client, terminal: SimulatedTerminal
+) -> None:
     with ws_connect(service) as ws:
         assert json.loads(ws.recv(timeout=5))["type"] == "snapshot"
         terminal.set_terminal_up(False)
@@ -57,5 +57,4 @@ def test_service_starts_and_waits_while_the_terminal_is_down(start_service: obje
         health = http.get("/health")
         assert health.status_code == 503 and health.json()["connected"] is False
         down.set_terminal_up(True)
-        wait_until(lambda: http.get("/health").status_code == 200, timeout=10,
-                   what="reconnect after the terminal came up")
+        wait_until(lambda: http.get("/health").status_code == 200, timeout=10, what="reconnect after the terminal came up")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from mt5_account_service.config import ConfigError, load_settings
 
 
@@ -22,8 +21,7 @@ def env(secrets: Path, **extra: str) -> dict[str, str]:
 def test_defaults(secrets: Path) -> None:
     s = load_settings(env(secrets))
     assert (s.login, s.backend, s.poll_interval, s.service_port) == (1234, "simulator", 0.5, 8000)
-    assert (s.mt5linux_host, s.mt5linux_port, s.redis_ttl, s.snapshot_interval) == (
-        "127.0.0.1", 18812, 30, 60.0)
+    assert (s.mt5linux_host, s.mt5linux_port, s.redis_ttl, s.snapshot_interval) == ("127.0.0.1", 18812, 30, 60.0)
     assert str(s.state_dir) == "/var/lib/mt5-account"
     assert s.api_keys == ("key-one-0123456789abcdef", "key-two-0123456789abcdef")
     assert s.stale_after == 5.0
@@ -35,25 +33,26 @@ def test_secrets_come_from_files_and_never_show_in_repr(secrets: Path) -> None:
     (secrets / "redis_password").write_text("redis-secret")
     (secrets / "postgres_password").write_text("pg-secret")
     s = load_settings(env(secrets, MT5_BACKEND="mt5linux"))
-    assert (s.password, s.redis_password, s.postgres_password) == (
-        "broker-secret", "redis-secret", "pg-secret")
+    assert (s.password, s.redis_password, s.postgres_password) == ("broker-secret", "redis-secret", "pg-secret")
     text = repr(s)
     for secret in ("broker-secret", "redis-secret", "pg-secret", "key-one"):
         assert secret not in text
 
 
-@pytest.mark.parametrize("extra,fragment", [
-    ({"MT5_LOGIN": ""}, "MT5_LOGIN is required"),
-    ({"MT5_LOGIN": "abc"}, "MT5_LOGIN='abc' is not an integer"),
-    ({"MT5_BACKEND": "wine"}, "use one of simulator, mt5linux, mt5"),
-    ({"POLL_INTERVAL": "0"}, "POLL_INTERVAL=0.0 is out of range"),
-    ({"SERVICE_PORT": "70000"}, "SERVICE_PORT=70000 is out of range"),
-    ({"REDIS_URL": "redis://:hunter2@redis:6379/0"}, "REDIS_URL must not contain a password"),
-    ({"DATABASE_URL": "postgresql://svc:hunter2@db/mt5"}, "DATABASE_URL must not contain"),
-    ({"MT5_BACKEND": "mt5"}, "needs the broker password"),
-])
-def test_bad_configuration_is_explained(secrets: Path, extra: dict[str, str],
-                                        fragment: str) -> None:
+@pytest.mark.parametrize(
+    "extra,fragment",
+    [
+        ({"MT5_LOGIN": ""}, "MT5_LOGIN is required"),
+        ({"MT5_LOGIN": "abc"}, "MT5_LOGIN='abc' is not an integer"),
+        ({"MT5_BACKEND": "wine"}, "use one of simulator, mt5linux, mt5"),
+        ({"POLL_INTERVAL": "0"}, "POLL_INTERVAL=0.0 is out of range"),
+        ({"SERVICE_PORT": "70000"}, "SERVICE_PORT=70000 is out of range"),
+        ({"REDIS_URL": "redis://:hunter2@redis:6379/0"}, "REDIS_URL must not contain a password"),
+        ({"DATABASE_URL": "postgresql://svc:hunter2@db/mt5"}, "DATABASE_URL must not contain"),
+        ({"MT5_BACKEND": "mt5"}, "needs the broker password"),
+    ],
+)
+def test_bad_configuration_is_explained(secrets: Path, extra: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError) as error:
         load_settings(env(secrets, **extra))
     assert fragment in str(error.value)

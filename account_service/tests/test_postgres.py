@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from mt5_account_service.backends.simulator import SimulatedTerminal
 from mt5_account_service.store import Store, apply_migrations, connect_postgres, migrations
 from mt5svc_testlib import LOGIN, PostgresServer, wait_until
@@ -18,20 +17,20 @@ ORDER = {"symbol": "BTCUSD", "type": "buy", "volume": 0.01}
 
 @pytest.fixture
 def pg(postgres_server: PostgresServer) -> PostgresServer:
-    postgres_server.query("DROP TABLE IF EXISTS mt5_order_requests, mt5_deals,"
-                          " mt5_account_snapshots, mt5_schema_migrations")
+    postgres_server.query("DROP TABLE IF EXISTS mt5_order_requests, mt5_deals, mt5_account_snapshots, mt5_schema_migrations")
     return postgres_server
 
 
 def counts(pg: PostgresServer) -> tuple[int, int, int]:
-    return pg.query("SELECT (SELECT count(*) FROM mt5_order_requests),"
-                    " (SELECT count(*) FROM mt5_deals WHERE type <> 2),"
-                    " (SELECT count(*) FROM mt5_account_snapshots)")[0]
+    return pg.query(
+        "SELECT (SELECT count(*) FROM mt5_order_requests),"
+        " (SELECT count(*) FROM mt5_deals WHERE type <> 2),"
+        " (SELECT count(*) FROM mt5_account_snapshots)"
+    )[0]
 
 
 def spool_pending(http: Any) -> float:
-    line = [l for l in http.get("/metrics").text.splitlines()
-            if l.startswith("mt5_db_spool_pending ")][0]
+    line = [l for l in http.get("/metrics").text.splitlines() if l.startswith("mt5_db_spool_pending ")][0]
     return float(line.split()[1])
 
 
@@ -50,21 +49,24 @@ def test_migrations_apply_once_and_are_recorded(pg: PostgresServer) -> None:
     assert pg.query("SELECT version FROM mt5_schema_migrations ORDER BY version") == [(v,) for v in versions]
 
 
-def test_row_level_security_reads_the_login_from_the_session_role_and_fails_closed(
-        pg: PostgresServer) -> None:
+def test_row_level_security_reads_the_login_from_the_session_role_and_fails_closed(pg: PostgresServer) -> None:
     """Migration 0002: an account's session (role mt5_account_<login>) gets its login; a role
     that looks like an account's but whose login cannot be read gets -1 (sees no row), and
     only a session that is no account's gets NULL (held by its privileges alone)."""
     import psycopg
 
     pg.migrate()
-    cases = {"mt5_account_5001001": 5001001, "mt5_account_9223372036854775807": 2**63 - 1,
-             "mt5_account_9223372036854775808": -1, "mt5_account_abc": -1,
-             "mt5_account_": -1, "mt5_reader_probe": None}
+    cases = {
+        "mt5_account_5001001": 5001001,
+        "mt5_account_9223372036854775807": 2**63 - 1,
+        "mt5_account_9223372036854775808": -1,
+        "mt5_account_abc": -1,
+        "mt5_account_": -1,
+        "mt5_reader_probe": None,
+    }
     seen = {}
     # The bootstrap superuser over the local socket (trusted): only it may create roles.
-    with psycopg.connect(host=str(pg.sockdir), port=pg.port, user="pgadmin", dbname="mt5farm",
-                         autocommit=True) as conn:
+    with psycopg.connect(host=str(pg.sockdir), port=pg.port, user="pgadmin", dbname="mt5farm", autocommit=True) as conn:
         for role in cases:
             conn.execute(f'CREATE ROLE "{role}" NOLOGIN')
             try:
@@ -78,20 +80,25 @@ def test_row_level_security_reads_the_login_from_the_session_role_and_fails_clos
 
 
 def test_orders_deals_and_snapshots_are_written(start_service: Any, pg: PostgresServer) -> None:
-    live = start_service(SimulatedTerminal(), database_url=pg.dsn,
-                         postgres_password=pg.password, snapshot_interval=0.5)
+    live = start_service(SimulatedTerminal(), database_url=pg.dsn, postgres_password=pg.password, snapshot_interval=0.5)
     live.wait_healthy()
     with live.client() as http:
         ok = http.post("/api/orders", json=ORDER, headers={"Idempotency-Key": "pg-1"})
         bad = http.post("/api/orders", json={**ORDER, "volume": 0.015})
         http.delete(f"/api/positions/{ok.json()['position']}")
-        wait_until(lambda: counts(pg)[0] == 3 and counts(pg)[1] == 2 and counts(pg)[2] >= 2,
-                   timeout=15, what="orders, deals and snapshots in postgres")
-    rows = pg.query("SELECT operation, http_status, retcode, idempotency_key, login,"
-                    " request->>'symbol' FROM mt5_order_requests ORDER BY id")
-    assert rows == [("open", 201, 10009, "pg-1", LOGIN, "BTCUSD"),
-                    ("open", 422, 10014, None, LOGIN, "BTCUSD"),
-                    ("close", 200, 10009, None, LOGIN, None)]
+        wait_until(
+            lambda: counts(pg)[0] == 3 and counts(pg)[1] == 2 and counts(pg)[2] >= 2,
+            timeout=15,
+            what="orders, deals and snapshots in postgres",
+        )
+    rows = pg.query(
+        "SELECT operation, http_status, retcode, idempotency_key, login, request->>'symbol' FROM mt5_order_requests ORDER BY id"
+    )
+    assert rows == [
+        ("open", 201, 10009, "pg-1", LOGIN, "BTCUSD"),
+        ("open", 422, 10014, None, LOGIN, "BTCUSD"),
+        ("close", 200, 10009, None, LOGIN, None),
+    ]
     assert bad.status_code == 422
     deals = pg.query("SELECT entry, symbol, login FROM mt5_deals WHERE type <> 2 ORDER BY ticket")
     assert deals == [(0, "BTCUSD", LOGIN), (1, "BTCUSD", LOGIN)]
@@ -99,10 +106,8 @@ def test_orders_deals_and_snapshots_are_written(start_service: Any, pg: Postgres
     assert balance == 10_000
 
 
-def test_postgres_outage_spools_and_flushes_in_order_without_duplicates(
-        start_service: Any, pg: PostgresServer) -> None:
-    live = start_service(SimulatedTerminal(), database_url=pg.dsn,
-                         postgres_password=pg.password, snapshot_interval=3600)
+def test_postgres_outage_spools_and_flushes_in_order_without_duplicates(start_service: Any, pg: PostgresServer) -> None:
+    live = start_service(SimulatedTerminal(), database_url=pg.dsn, postgres_password=pg.password, snapshot_interval=3600)
     live.wait_healthy()
     with live.client() as http:
         wait_until(lambda: counts(pg)[2] == 1, timeout=10, what="the first snapshot")

@@ -12,12 +12,11 @@ from mt5svc_testlib import LOGIN, RedisServer, wait_until
 KEY = f"mt5:account:{LOGIN}"
 
 
-def test_service_registers_with_ttl_and_deregisters_on_clean_stop(
-        start_service: Any, redis_server: RedisServer) -> None:
+def test_service_registers_with_ttl_and_deregisters_on_clean_stop(start_service: Any, redis_server: RedisServer) -> None:
     r = redis_server.client()
-    live = start_service(SimulatedTerminal(), redis_url=redis_server.url,
-                         redis_password=redis_server.password, redis_ttl=3,
-                         advertise_url="10.0.0.5:18123")
+    live = start_service(
+        SimulatedTerminal(), redis_url=redis_server.url, redis_password=redis_server.password, redis_ttl=3, advertise_url="10.0.0.5:18123"
+    )
     value = wait_until(lambda: r.get(KEY), timeout=5, what="the registration key")
     entry = json.loads(value)
     assert entry["endpoint"] == "10.0.0.5:18123"

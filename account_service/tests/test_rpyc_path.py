@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mt5linux import MetaTrader5
-
 from mt5_account_service.backends import base as c
 from mt5_account_service.backends.mt5linux import Mt5LinuxBackend
+from mt5linux import MetaTrader5
 from mt5svc_testlib import LOGIN, RpycSimulator, wait_until
 
 
@@ -19,8 +18,9 @@ def test_stock_mt5linux_client_talks_to_the_simulator_server(rpyc_simulator: Rpy
     assert (info.login, info.server, info.currency) == (4242, "Bridge-1", "USD")
     tick = mt5.symbol_info_tick("BTCUSD")
     assert tick.ask > tick.bid > 0
-    result = mt5.order_send({"action": c.TRADE_ACTION_DEAL, "symbol": "BTCUSD", "volume": 0.01,
-                             "type": c.ORDER_TYPE_BUY, "type_filling": c.ORDER_FILLING_FOK})
+    result = mt5.order_send(
+        {"action": c.TRADE_ACTION_DEAL, "symbol": "BTCUSD", "volume": 0.01, "type": c.ORDER_TYPE_BUY, "type_filling": c.ORDER_FILLING_FOK}
+    )
     assert result.retcode == c.TRADE_RETCODE_DONE
     assert [p.ticket for p in mt5.positions_get()] == [result.order]
     assert tuple(mt5.last_error()) == (1, "Success")
@@ -37,14 +37,12 @@ def test_backend_returns_plain_data_over_rpyc(rpyc_simulator: RpycSimulator) -> 
     backend.close()
 
 
-def test_service_trades_through_the_mt5linux_backend(start_service: Any,
-                                                     rpyc_simulator: RpycSimulator) -> None:
+def test_service_trades_through_the_mt5linux_backend(start_service: Any, rpyc_simulator: RpycSimulator) -> None:
     live = start_service(None, backend="mt5linux", mt5linux_port=rpyc_simulator.port)
     live.wait_healthy()
     with live.client() as http:
         assert http.get("/api/account").json()["login"] == LOGIN
-        opened = http.post("/api/orders", json={"symbol": "BTCUSD", "type": "buy",
-                                                "volume": 0.05, "comment": "via rpyc"})
+        opened = http.post("/api/orders", json={"symbol": "BTCUSD", "type": "buy", "volume": 0.05, "comment": "via rpyc"})
         assert opened.status_code == 201, opened.text
         ticket = opened.json()["position"]
         assert [p["ticket"] for p in http.get("/api/positions").json()] == [ticket]
@@ -59,17 +57,14 @@ def test_service_trades_through_the_mt5linux_backend(start_service: Any,
     assert [(p.ticket, p.comment) for p in other.positions_get()] == [(ticket, "via rpyc")]
 
 
-def test_service_reconnects_after_the_bridge_dies(start_service: Any,
-                                                  rpyc_simulator: RpycSimulator) -> None:
+def test_service_reconnects_after_the_bridge_dies(start_service: Any, rpyc_simulator: RpycSimulator) -> None:
     live = start_service(None, backend="mt5linux", mt5linux_port=rpyc_simulator.port)
     live.wait_healthy()
     with live.client() as http:
         rpyc_simulator.kill()
-        wait_until(lambda: http.get("/health").status_code == 503, timeout=5,
-                   what="health to turn 503 after the bridge died")
+        wait_until(lambda: http.get("/health").status_code == 503, timeout=5, what="health to turn 503 after the bridge died")
         reason = http.get("/health").json()["reason"]
         assert "mt5linux" in reason or "RPyC" in reason or "connection" in reason.lower()
         rpyc_simulator.start()
-        wait_until(lambda: http.get("/health").status_code == 200, timeout=15,
-                   what="reconnect to the restarted bridge")
+        wait_until(lambda: http.get("/health").status_code == 200, timeout=15, what="reconnect to the restarted bridge")
         assert http.get("/api/account").json()["login"] == LOGIN

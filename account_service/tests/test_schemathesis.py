@@ -17,17 +17,20 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode, checks
-
 from mt5svc_testlib import API_KEY, LiveService
+from schemathesis import GenerationMode, checks
 
 #: Per operation and generation mode: valid requests (positive) and requests that break the
 #: schema (negative: wrong types, out of range, missing fields), which must be refused
 #: with a documented 4xx, never a 5xx.
 MAX_EXAMPLES = 25
-CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
-          checks.content_type_conformance, checks.response_schema_conformance,
-          checks.response_headers_conformance]
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+    checks.response_headers_conformance,
+]
 
 
 def test_every_answer_conforms_to_the_schema(service: LiveService) -> None:
@@ -36,23 +39,25 @@ def test_every_answer_conforms_to_the_schema(service: LiveService) -> None:
     assert len(operations) >= 10  # every route of the API, not a schema that failed to load
     calls: list[int] = []
     start = time.monotonic()
-    runs = [(op, mode) for op in operations
-            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]
+    runs = [(op, mode) for op in operations for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]
     for operation, mode in runs:
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-                  phases=[Phase.explicit, Phase.generate],
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         def conforms(case: Any) -> None:
             calls.append(1)
-            case.call_and_validate(base_url=service.url, headers={"X-API-Key": API_KEY},
-                                   checks=CHECKS)
+            case.call_and_validate(base_url=service.url, headers={"X-API-Key": API_KEY}, checks=CHECKS)
 
         try:
             conforms()
         except Unsatisfiable:
             # a route without parameters or body has nothing to break (GET /health)
             assert mode is GenerationMode.NEGATIVE, operation.label
-    print(f"schemathesis: {len(operations)} operations x 2 modes, {len(calls)} requests, "
-          f"{time.monotonic() - start:.1f} s")
+    print(f"schemathesis: {len(operations)} operations x 2 modes, {len(calls)} requests, {time.monotonic() - start:.1f} s")

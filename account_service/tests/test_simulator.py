@@ -7,13 +7,16 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from mt5_account_service.backends import base as c
-from mt5_account_service.backends.simulator import (DEFAULT_SYMBOLS, ManualClock,
-                                                    SimulatedTerminal, SymbolSpec,
-                                                    deterministic_mid, forex_market_open,
-                                                    volume_fits)
-
+from mt5_account_service.backends.simulator import (
+    DEFAULT_SYMBOLS,
+    ManualClock,
+    SimulatedTerminal,
+    SymbolSpec,
+    deterministic_mid,
+    forex_market_open,
+    volume_fits,
+)
 from mt5svc_testlib import SATURDAY, WEDNESDAY
 
 
@@ -40,15 +43,20 @@ def sim(prices: SetPrices) -> SimulatedTerminal:
 
 
 def market(sim: SimulatedTerminal, symbol: str, type_: int, volume: float, **extra: Any) -> Any:
-    request = {"action": c.TRADE_ACTION_DEAL, "symbol": symbol, "type": type_,
-               "volume": volume, "deviation": 20, "type_filling": c.ORDER_FILLING_FOK, **extra}
+    request = {
+        "action": c.TRADE_ACTION_DEAL,
+        "symbol": symbol,
+        "type": type_,
+        "volume": volume,
+        "deviation": 20,
+        "type_filling": c.ORDER_FILLING_FOK,
+        **extra,
+    }
     return sim.order_send(request)
 
 
-def pending(sim: SimulatedTerminal, symbol: str, type_: int, volume: float, price: float,
-            **extra: Any) -> Any:
-    return sim.order_send({"action": c.TRADE_ACTION_PENDING, "symbol": symbol, "type": type_,
-                           "volume": volume, "price": price, **extra})
+def pending(sim: SimulatedTerminal, symbol: str, type_: int, volume: float, price: float, **extra: Any) -> Any:
+    return sim.order_send({"action": c.TRADE_ACTION_PENDING, "symbol": symbol, "type": type_, "volume": volume, "price": price, **extra})
 
 
 def test_prices_are_deterministic_per_symbol_and_time() -> None:
@@ -77,14 +85,22 @@ def test_calls_before_initialize_fail_with_ipc_error() -> None:
 def test_result_shapes_match_metatrader5(sim: SimulatedTerminal) -> None:
     info = sim.account_info()
     assert type(info).__name__ == "AccountInfo"
-    assert {"login", "balance", "equity", "margin", "margin_free", "margin_level",
-            "currency", "leverage"} <= set(info._asdict())
+    assert {"login", "balance", "equity", "margin", "margin_free", "margin_level", "currency", "leverage"} <= set(info._asdict())
     result = market(sim, "EURUSD", c.ORDER_TYPE_BUY, 0.1)
     assert type(result).__name__ == "OrderSendResult"
     assert type(result.request).__name__ == "TradeRequest"
-    assert list(result._asdict())[:10] == ["retcode", "deal", "order", "volume", "price",
-                                           "bid", "ask", "comment", "request_id",
-                                           "retcode_external"]
+    assert list(result._asdict())[:10] == [
+        "retcode",
+        "deal",
+        "order",
+        "volume",
+        "price",
+        "bid",
+        "ask",
+        "comment",
+        "request_id",
+        "retcode_external",
+    ]
     assert type(sim.positions_get()[0]).__name__ == "TradePosition"
     assert sim.last_error() == (c.RES_S_OK, "Success")
 
@@ -96,14 +112,19 @@ def test_market_buy_opens_position_at_ask_and_books_a_deal(sim: SimulatedTermina
     assert result.price == tick.ask
     (pos,) = sim.positions_get()
     assert (pos.ticket, pos.type, pos.volume, pos.price_open, pos.magic, pos.comment) == (
-        result.order, c.POSITION_TYPE_BUY, 0.5, tick.ask, 42, "hello")
+        result.order,
+        c.POSITION_TYPE_BUY,
+        0.5,
+        tick.ask,
+        42,
+        "hello",
+    )
     deals = sim.history_deals_get(WEDNESDAY - 10, WEDNESDAY + 10)
     assert [d.type for d in deals] == [c.DEAL_TYPE_BALANCE, c.DEAL_TYPE_BUY]
     assert deals[1].entry == c.DEAL_ENTRY_IN and deals[1].position_id == pos.ticket
 
 
-def test_profit_margin_and_equity_follow_the_price(sim: SimulatedTerminal,
-                                                   prices: SetPrices) -> None:
+def test_profit_margin_and_equity_follow_the_price(sim: SimulatedTerminal, prices: SetPrices) -> None:
     market(sim, "EURUSD", c.ORDER_TYPE_BUY, 1.0)
     opened = sim.positions_get()[0]
     prices.mid["EURUSD"] = 1.09500  # +0.01 on the mid
@@ -118,8 +139,7 @@ def test_profit_margin_and_equity_follow_the_price(sim: SimulatedTerminal,
     assert info.margin_level == pytest.approx(info.equity / info.margin * 100, rel=1e-4)
 
 
-def test_jpy_profit_is_converted_to_account_currency(sim: SimulatedTerminal,
-                                                     prices: SetPrices) -> None:
+def test_jpy_profit_is_converted_to_account_currency(sim: SimulatedTerminal, prices: SetPrices) -> None:
     market(sim, "USDJPY", c.ORDER_TYPE_SELL, 1.0)
     opened = sim.positions_get()[0]
     prices.mid["USDJPY"] = 150.5
@@ -171,8 +191,7 @@ def test_stops_on_the_wrong_side_are_retcode_10016(sim: SimulatedTerminal) -> No
     assert market(sim, "EURUSD", c.ORDER_TYPE_SELL, 0.1, sl=tick.ask - 0.001).retcode == 10016
     # closer than the stops level (10 points) is refused too
     assert market(sim, "EURUSD", c.ORDER_TYPE_BUY, 0.1, sl=tick.bid - 0.00005).retcode == 10016
-    assert market(sim, "EURUSD", c.ORDER_TYPE_BUY, 0.1, sl=tick.bid - 0.001,
-                  tp=tick.bid + 0.001).retcode == 10009
+    assert market(sim, "EURUSD", c.ORDER_TYPE_BUY, 0.1, sl=tick.bid - 0.001, tp=tick.bid + 0.001).retcode == 10009
 
 
 def test_market_closed_on_weekend_except_crypto(prices: SetPrices) -> None:
@@ -184,9 +203,9 @@ def test_market_closed_on_weekend_except_crypto(prices: SetPrices) -> None:
 
 
 def test_insufficient_margin_is_retcode_10019(sim: SimulatedTerminal) -> None:
-    check = sim.order_check({"action": c.TRADE_ACTION_DEAL, "symbol": "EURUSD",
-                             "type": c.ORDER_TYPE_BUY, "volume": 50.0,
-                             "type_filling": c.ORDER_FILLING_FOK})
+    check = sim.order_check(
+        {"action": c.TRADE_ACTION_DEAL, "symbol": "EURUSD", "type": c.ORDER_TYPE_BUY, "volume": 50.0, "type_filling": c.ORDER_FILLING_FOK}
+    )
     assert check.retcode == c.TRADE_RETCODE_NO_MONEY
     assert check.margin == pytest.approx(50 * 100_000 * 1.085 / 100, rel=1e-3)
     assert market(sim, "EURUSD", c.ORDER_TYPE_BUY, 50.0).retcode == c.TRADE_RETCODE_NO_MONEY
@@ -194,9 +213,9 @@ def test_insufficient_margin_is_retcode_10019(sim: SimulatedTerminal) -> None:
 
 
 def test_order_check_passes_with_retcode_0_and_changes_nothing(sim: SimulatedTerminal) -> None:
-    check = sim.order_check({"action": c.TRADE_ACTION_DEAL, "symbol": "EURUSD",
-                             "type": c.ORDER_TYPE_BUY, "volume": 1.0,
-                             "type_filling": c.ORDER_FILLING_FOK})
+    check = sim.order_check(
+        {"action": c.TRADE_ACTION_DEAL, "symbol": "EURUSD", "type": c.ORDER_TYPE_BUY, "volume": 1.0, "type_filling": c.ORDER_FILLING_FOK}
+    )
     assert check.retcode == 0 and check.margin > 0
     assert check.margin_free == pytest.approx(10_000 - check.margin)
     assert sim.positions_get() == ()
@@ -215,15 +234,18 @@ def test_unsupported_filling_mode_is_retcode_10030(sim: SimulatedTerminal) -> No
     assert result.retcode == c.TRADE_RETCODE_INVALID_FILL
 
 
-@pytest.mark.parametrize("type_,offset,trigger_mid", [
-    (c.ORDER_TYPE_BUY_LIMIT, -0.005, 1.0790),
-    (c.ORDER_TYPE_SELL_LIMIT, +0.005, 1.0910),
-    (c.ORDER_TYPE_BUY_STOP, +0.005, 1.0910),
-    (c.ORDER_TYPE_SELL_STOP, -0.005, 1.0790),
-])
-def test_pending_orders_trigger_when_price_reaches_them(sim: SimulatedTerminal, prices: SetPrices,
-                                                        type_: int, offset: float,
-                                                        trigger_mid: float) -> None:
+@pytest.mark.parametrize(
+    "type_,offset,trigger_mid",
+    [
+        (c.ORDER_TYPE_BUY_LIMIT, -0.005, 1.0790),
+        (c.ORDER_TYPE_SELL_LIMIT, +0.005, 1.0910),
+        (c.ORDER_TYPE_BUY_STOP, +0.005, 1.0910),
+        (c.ORDER_TYPE_SELL_STOP, -0.005, 1.0790),
+    ],
+)
+def test_pending_orders_trigger_when_price_reaches_them(
+    sim: SimulatedTerminal, prices: SetPrices, type_: int, offset: float, trigger_mid: float
+) -> None:
     placed = pending(sim, "EURUSD", type_, 0.2, round(1.085 + offset, 5))
     assert placed.retcode == c.TRADE_RETCODE_DONE
     assert [o.ticket for o in sim.orders_get()] == [placed.order]
@@ -236,19 +258,22 @@ def test_pending_orders_trigger_when_price_reaches_them(sim: SimulatedTerminal, 
     assert pos.type == (c.POSITION_TYPE_BUY if is_buy else c.POSITION_TYPE_SELL)
 
 
-@pytest.mark.parametrize("type_,price", [
-    (c.ORDER_TYPE_BUY_LIMIT, 1.0900), (c.ORDER_TYPE_SELL_LIMIT, 1.0800),
-    (c.ORDER_TYPE_BUY_STOP, 1.0800), (c.ORDER_TYPE_SELL_STOP, 1.0900),
-])
-def test_pending_price_on_the_wrong_side_is_retcode_10015(sim: SimulatedTerminal, type_: int,
-                                                          price: float) -> None:
+@pytest.mark.parametrize(
+    "type_,price",
+    [
+        (c.ORDER_TYPE_BUY_LIMIT, 1.0900),
+        (c.ORDER_TYPE_SELL_LIMIT, 1.0800),
+        (c.ORDER_TYPE_BUY_STOP, 1.0800),
+        (c.ORDER_TYPE_SELL_STOP, 1.0900),
+    ],
+)
+def test_pending_price_on_the_wrong_side_is_retcode_10015(sim: SimulatedTerminal, type_: int, price: float) -> None:
     assert pending(sim, "EURUSD", type_, 0.1, price).retcode == c.TRADE_RETCODE_INVALID_PRICE
 
 
 def test_pending_order_modify_and_remove(sim: SimulatedTerminal) -> None:
     placed = pending(sim, "EURUSD", c.ORDER_TYPE_BUY_LIMIT, 0.1, 1.08)
-    modified = sim.order_send({"action": c.TRADE_ACTION_MODIFY, "order": placed.order,
-                               "price": 1.07, "sl": 1.06, "tp": 1.09})
+    modified = sim.order_send({"action": c.TRADE_ACTION_MODIFY, "order": placed.order, "price": 1.07, "sl": 1.06, "tp": 1.09})
     assert modified.retcode == c.TRADE_RETCODE_DONE
     order = sim.orders_get()[0]
     assert (order.price_open, order.sl, order.tp) == (1.07, 1.06, 1.09)
@@ -258,10 +283,8 @@ def test_pending_order_modify_and_remove(sim: SimulatedTerminal) -> None:
     assert again.retcode == c.TRADE_RETCODE_INVALID
 
 
-@pytest.mark.parametrize("level,new_mid,reason", [("sl", 1.0700, c.REASON_SL),
-                                                  ("tp", 1.1000, c.REASON_TP)])
-def test_sl_and_tp_close_positions(sim: SimulatedTerminal, prices: SetPrices, level: str,
-                                   new_mid: float, reason: int) -> None:
+@pytest.mark.parametrize("level,new_mid,reason", [("sl", 1.0700, c.REASON_SL), ("tp", 1.1000, c.REASON_TP)])
+def test_sl_and_tp_close_positions(sim: SimulatedTerminal, prices: SetPrices, level: str, new_mid: float, reason: int) -> None:
     market(sim, "EURUSD", c.ORDER_TYPE_BUY, 0.1, sl=1.0750, tp=1.0950)
     ticket = sim.positions_get()[0].ticket
     prices.mid["EURUSD"] = new_mid
@@ -274,15 +297,12 @@ def test_sl_and_tp_close_positions(sim: SimulatedTerminal, prices: SetPrices, le
 def test_sltp_modification_and_its_refusals(sim: SimulatedTerminal) -> None:
     market(sim, "EURUSD", c.ORDER_TYPE_SELL, 0.1)
     ticket = sim.positions_get()[0].ticket
-    ok = sim.order_send({"action": c.TRADE_ACTION_SLTP, "position": ticket, "symbol": "EURUSD",
-                         "sl": 1.0950, "tp": 1.0700})
+    ok = sim.order_send({"action": c.TRADE_ACTION_SLTP, "position": ticket, "symbol": "EURUSD", "sl": 1.0950, "tp": 1.0700})
     assert ok.retcode == c.TRADE_RETCODE_DONE
     assert (sim.positions_get()[0].sl, sim.positions_get()[0].tp) == (1.0950, 1.0700)
-    same = sim.order_send({"action": c.TRADE_ACTION_SLTP, "position": ticket,
-                           "symbol": "EURUSD", "sl": 1.0950, "tp": 1.0700})
+    same = sim.order_send({"action": c.TRADE_ACTION_SLTP, "position": ticket, "symbol": "EURUSD", "sl": 1.0950, "tp": 1.0700})
     assert same.retcode == c.TRADE_RETCODE_NO_CHANGES
-    wrong = sim.order_send({"action": c.TRADE_ACTION_SLTP, "position": ticket,
-                            "symbol": "EURUSD", "sl": 1.0700})
+    wrong = sim.order_send({"action": c.TRADE_ACTION_SLTP, "position": ticket, "symbol": "EURUSD", "sl": 1.0700})
     assert wrong.retcode == c.TRADE_RETCODE_INVALID_STOPS
     gone = sim.order_send({"action": c.TRADE_ACTION_SLTP, "position": 999, "sl": 1.1})
     assert gone.retcode == c.TRADE_RETCODE_POSITION_CLOSED

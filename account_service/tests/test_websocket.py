@@ -12,11 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-
 from mt5_account_service.backends import base as c
 from mt5_account_service.backends.simulator import ManualClock, SimulatedTerminal
 from mt5svc_testlib import API_KEY, LOGIN, LiveService, wait_until, ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 
 def next_message(ws: Any, timeout: float = 5.0) -> dict[str, Any]:
@@ -39,9 +38,9 @@ def test_connect_without_key_is_refused(service: LiveService) -> None:
     assert b'"error": "unauthorized"' in refused.value.response.body
 
 
-def test_snapshot_on_connect_then_only_changes(service: LiveService, http: httpx.Client,
-                                               terminal: SimulatedTerminal,
-                                               clock: ManualClock) -> None:
+def test_snapshot_on_connect_then_only_changes(
+    service: LiveService, http: httpx.Client, terminal: SimulatedTerminal, clock: ManualClock
+) -> None:
     with ws_connect(service) as ws:
         snapshot = next_message(ws)
         assert snapshot["type"] == "snapshot" and snapshot["connected"] is True
@@ -50,14 +49,12 @@ def test_snapshot_on_connect_then_only_changes(service: LiveService, http: httpx
         # nothing changes while the (manual) clock stands still: no message at all
         with pytest.raises(TimeoutError):
             ws.recv(timeout=0.3)
-        opened = http.post("/api/orders", json={"symbol": "EURUSD", "type": "buy",
-                                                "volume": 0.1}).json()
+        opened = http.post("/api/orders", json={"symbol": "EURUSD", "type": "buy", "volume": 0.1}).json()
         update = next_of_type(ws, "update")
         assert [p["ticket"] for p in update["positions"]["changed"]] == [opened["position"]]
         assert update["positions"]["removed"] == []
         assert "orders" not in update
-        assert set(update["account"]) <= {"margin", "margin_free", "margin_level", "profit",
-                                          "equity"}
+        assert set(update["account"]) <= {"margin", "margin_free", "margin_level", "profit", "equity"}
         assert "margin" in update["account"] and "login" not in update["account"]
         clock.advance(30)  # prices move: only price-driven fields change
         moved = next_of_type(ws, "update")
@@ -76,8 +73,7 @@ def snapshot_price(opened: dict[str, Any]) -> float:
 
 
 def test_late_joiner_gets_the_current_state(service: LiveService, http: httpx.Client) -> None:
-    placed = http.post("/api/orders", json={"symbol": "EURUSD", "type": "buy_limit",
-                                            "volume": 0.1, "price": 1.07}).json()
+    placed = http.post("/api/orders", json={"symbol": "EURUSD", "type": "buy_limit", "volume": 0.1, "price": 1.07}).json()
     with ws_connect(service) as ws:
         snapshot = next_message(ws)
         assert [o["ticket"] for o in snapshot["orders"]] == [placed["order"]]
@@ -85,8 +81,7 @@ def test_late_joiner_gets_the_current_state(service: LiveService, http: httpx.Cl
 
 def test_client_count_is_tracked(service: LiveService, http: httpx.Client) -> None:
     def gauge() -> float:
-        line = [l for l in http.get("/metrics").text.splitlines()
-                if l.startswith("mt5_ws_clients ")][0]
+        line = [l for l in http.get("/metrics").text.splitlines() if l.startswith("mt5_ws_clients ")][0]
         return float(line.split()[1])
 
     with ws_connect(service) as a, ws_connect(service) as b:
@@ -103,18 +98,29 @@ def test_a_slow_client_is_dropped_without_delaying_the_others(start_service: Any
     live.wait_healthy()
     terminal.initialize()
     for _ in range(300):
-        terminal.order_send({"action": c.TRADE_ACTION_DEAL, "symbol": "BTCUSD", "volume": 0.01,
-                             "type": c.ORDER_TYPE_BUY, "type_filling": c.ORDER_FILLING_FOK})
+        terminal.order_send(
+            {
+                "action": c.TRADE_ACTION_DEAL,
+                "symbol": "BTCUSD",
+                "volume": 0.01,
+                "type": c.ORDER_TYPE_BUY,
+                "type_filling": c.ORDER_FILLING_FOK,
+            }
+        )
 
     # The slow client is a raw socket that completes the handshake and never reads (a
     # websockets client would keep reading into its own buffers in a background thread).
     slow = socket.socket()
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     slow.connect(("127.0.0.1", live.port))
-    slow.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                  f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
-                  f"X-API-Key: {API_KEY}\r\n\r\n").encode())
+    slow.sendall(
+        (
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+            f"X-API-Key: {API_KEY}\r\n\r\n"
+        ).encode()
+    )
     fast = [ws_connect(live, max_size=None).__enter__() for _ in range(3)]
     gaps: list[float] = []
     stop = threading.Event()
@@ -140,8 +146,10 @@ def test_a_slow_client_is_dropped_without_delaying_the_others(start_service: Any
         reader.start()
     try:
         with live.client() as http:
+
             def slow_dropped() -> bool:
                 return "mt5_ws_clients 3.0" in http.get("/metrics").text
+
             wait_until(slow_dropped, timeout=20, interval=0.2, what="the slow client to be dropped")
         time.sleep(0.5)  # the others keep receiving after the drop
     finally:

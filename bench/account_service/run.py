@@ -108,22 +108,30 @@ class Processes:
         self.secrets = secrets
 
     def simulator(self, port: int) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(pinned(1, [command(), "simulator-rpyc", "--port", str(port),
-                                           "--balance", "1000000"]),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            pinned(1, [command(), "simulator-rpyc", "--port", str(port), "--balance", "1000000"]),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.procs.append(proc)
-        wait_for(lambda: socket.create_connection(("127.0.0.1", port), 0.2).close() is None,
-                 15, "the RPyC simulator")
+        wait_for(lambda: socket.create_connection(("127.0.0.1", port), 0.2).close() is None, 15, "the RPyC simulator")
         return proc
 
     def service(self, port: int, rpyc_port: int, poll: float) -> subprocess.Popen[bytes]:
         state = self.workdir / f"state-{port}"
-        env = {**os.environ, "MT5_LOGIN": str(LOGIN), "MT5_SERVER": "Bench-Sim",
-               "MT5_BACKEND": "mt5linux", "MT5LINUX_PORT": str(rpyc_port),
-               "MT5_SECRETS_DIR": str(self.secrets), "STATE_DIR": str(state),
-               "SERVICE_PORT": str(port), "POLL_INTERVAL": str(poll), "LOG_LEVEL": "warning"}
-        proc = subprocess.Popen(pinned(0, [command()]), env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        env = {
+            **os.environ,
+            "MT5_LOGIN": str(LOGIN),
+            "MT5_SERVER": "Bench-Sim",
+            "MT5_BACKEND": "mt5linux",
+            "MT5LINUX_PORT": str(rpyc_port),
+            "MT5_SECRETS_DIR": str(self.secrets),
+            "STATE_DIR": str(state),
+            "SERVICE_PORT": str(port),
+            "POLL_INTERVAL": str(poll),
+            "LOG_LEVEL": "warning",
+        }
+        proc = subprocess.Popen(pinned(0, [command()]), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.procs.append(proc)
         wait_for(lambda: healthy(port), 30, "the service to be healthy")
         return proc
@@ -147,15 +155,34 @@ def run_wrk(port: int, duration: int, workdir: Path, args_threads: int = 2) -> d
         raise SystemExit("bench: wrk not found: apt-get install wrk")
     script = workdir / "report.lua"
     script.write_text(WRK_LUA)
-    argv = pinned(1, ["wrk", "-t", str(args_threads), "-c", "64", "-d", f"{duration}s", "-s", str(script),
-                      "-H", f"X-API-Key: {API_KEY}", f"http://127.0.0.1:{port}/api/account"])
+    argv = pinned(
+        1,
+        [
+            "wrk",
+            "-t",
+            str(args_threads),
+            "-c",
+            "64",
+            "-d",
+            f"{duration}s",
+            "-s",
+            str(script),
+            "-H",
+            f"X-API-Key: {API_KEY}",
+            f"http://127.0.0.1:{port}/api/account",
+        ],
+    )
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60).stdout
     line = next(l for l in out.splitlines() if l.startswith("JSON "))
     data = json.loads(line[5:])
-    return {"rps": data["requests"] / (data["duration_us"] / 1e6),
-            "p50_ms": data["p50"] / 1000, "p95_ms": data["p95"] / 1000,
-            "p99_ms": data["p99"] / 1000, "errors": data["errors"] + data["non2xx"],
-            "requests": data["requests"]}
+    return {
+        "rps": data["requests"] / (data["duration_us"] / 1e6),
+        "p50_ms": data["p50"] / 1000,
+        "p95_ms": data["p95"] / 1000,
+        "p99_ms": data["p99"] / 1000,
+        "errors": data["errors"] + data["non2xx"],
+        "requests": data["requests"],
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -164,16 +191,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-async def ws_latency(port: int, rpyc_port: int, poll: float, clients: int,
-                     changes: int) -> dict[str, float]:
+async def ws_latency(port: int, rpyc_port: int, poll: float, clients: int, changes: int) -> dict[str, float]:
     from mt5linux import MetaTrader5
     from websockets.asyncio.client import connect
 
     terminal = MetaTrader5(host="127.0.0.1", port=rpyc_port)
     terminal.initialize()
-    sockets = [await connect(f"ws://127.0.0.1:{port}/ws", compression=None, max_size=None,
-                             additional_headers={"X-API-Key": API_KEY})
-               for _ in range(clients)]
+    sockets = [
+        await connect(f"ws://127.0.0.1:{port}/ws", compression=None, max_size=None, additional_headers={"X-API-Key": API_KEY})
+        for _ in range(clients)
+    ]
     for ws in sockets:
         json.loads(await ws.recv())  # the snapshot
     first_seen: list[dict[int, float]] = [{} for _ in range(clients)]
@@ -189,8 +216,7 @@ async def ws_latency(port: int, rpyc_port: int, poll: float, clients: int,
     loop = asyncio.get_running_loop()
     for _ in range(changes):
         await asyncio.sleep(random.uniform(0, poll))  # a random phase against the poll
-        request = {"action": 1, "symbol": "BTCUSD", "volume": 0.01, "type": 0,
-                   "type_filling": 0}
+        request = {"action": 1, "symbol": "BTCUSD", "volume": 0.01, "type": 0, "type_filling": 0}
         start = time.perf_counter()
         result = await loop.run_in_executor(None, terminal.order_send, request)
         ticket = int(result.order)
@@ -200,15 +226,18 @@ async def ws_latency(port: int, rpyc_port: int, poll: float, clients: int,
                 raise SystemExit(f"bench: position {ticket} never reached every client")
             await asyncio.sleep(0.005)
         latencies.extend((seen[ticket] - start) * 1000 for seen in first_seen)
-        close = {"action": 1, "symbol": "BTCUSD", "volume": 0.01, "type": 1,
-                 "type_filling": 0, "position": ticket}
+        close = {"action": 1, "symbol": "BTCUSD", "volume": 0.01, "type": 1, "type_filling": 0, "position": ticket}
         await loop.run_in_executor(None, terminal.order_send, close)
     for task in tasks:
         task.cancel()
     for ws in sockets:
         await ws.close()
-    return {"p50_ms": statistics.median(latencies), "p95_ms": percentile(latencies, 95),
-            "max_ms": max(latencies), "samples": len(latencies)}
+    return {
+        "p50_ms": statistics.median(latencies),
+        "p95_ms": percentile(latencies, 95),
+        "max_ms": max(latencies),
+        "samples": len(latencies),
+    }
 
 
 def verdict(ok: bool) -> str:
@@ -216,11 +245,9 @@ def verdict(ok: bool) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="wrk seconds (default 10)")
-    parser.add_argument("--changes", type=int, default=30,
-                        help="account changes per WebSocket run (default 30)")
+    parser.add_argument("--changes", type=int, default=30, help="account changes per WebSocket run (default 30)")
     parser.add_argument("--clients", type=int, default=50)
     args = parser.parse_args()
     if args.duration > 60 or args.changes > 200 or args.clients > 500:
@@ -245,45 +272,64 @@ def main() -> int:
         for poll in (0.1, 0.5):
             port = free_port()
             service = procs.service(port, rpyc_port, poll)
-            ws_results[poll] = asyncio.run(
-                ws_latency(port, rpyc_port, poll, args.clients, args.changes))
+            ws_results[poll] = asyncio.run(ws_latency(port, rpyc_port, poll, args.clients, args.changes))
             rss_ws = max(rss_ws, rss_mib(service.pid))
             procs.stop(service)
     finally:
         procs.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    rows.append(("GET /api/account req/s (64 conn, %ds)" % args.duration, f"{http['rps']:,.0f}",
-                 f">= {TARGETS['rps']:,.0f}", verdict(http["rps"] >= TARGETS["rps"])))
+    rows.append(
+        (
+            "GET /api/account req/s (64 conn, %ds)" % args.duration,
+            f"{http['rps']:,.0f}",
+            f">= {TARGETS['rps']:,.0f}",
+            verdict(http["rps"] >= TARGETS["rps"]),
+        )
+    )
     rows.append(("GET /api/account p50 latency", f"{http['p50_ms']:.2f} ms", "", ""))
-    rows.append(("GET /api/account p95 latency", f"{http['p95_ms']:.2f} ms",
-                 f"<= {TARGETS['p95_ms']:.0f} ms", verdict(http["p95_ms"] <= TARGETS["p95_ms"])))
+    rows.append(
+        (
+            "GET /api/account p95 latency",
+            f"{http['p95_ms']:.2f} ms",
+            f"<= {TARGETS['p95_ms']:.0f} ms",
+            verdict(http["p95_ms"] <= TARGETS["p95_ms"]),
+        )
+    )
     rows.append(("GET /api/account p99 latency", f"{http['p99_ms']:.2f} ms", "", ""))
-    rows.append(("GET /api/account errors / non-2xx", f"{http['errors']}", "0",
-                 verdict(http["errors"] == 0)))
+    rows.append(("GET /api/account errors / non-2xx", f"{http['errors']}", "0", verdict(http["errors"] == 0)))
     for poll, res in ws_results.items():
         limit = poll * 1000 + TARGETS["ws_slack_ms"]
-        rows.append((f"WS change->client p50, POLL_INTERVAL {poll} s, {args.clients} clients",
-                     f"{res['p50_ms']:.1f} ms", "", ""))
-        rows.append((f"WS change->client p95, POLL_INTERVAL {poll} s ({res['samples']} samples)",
-                     f"{res['p95_ms']:.1f} ms", f"<= {limit:.0f} ms",
-                     verdict(res["p95_ms"] <= limit)))
+        rows.append((f"WS change->client p50, POLL_INTERVAL {poll} s, {args.clients} clients", f"{res['p50_ms']:.1f} ms", "", ""))
+        rows.append(
+            (
+                f"WS change->client p95, POLL_INTERVAL {poll} s ({res['samples']} samples)",
+                f"{res['p95_ms']:.1f} ms",
+                f"<= {limit:.0f} ms",
+                verdict(res["p95_ms"] <= limit),
+            )
+        )
     rss = max(rss_http, rss_ws)
-    rows.append(("service RSS after load (max of runs)", f"{rss:.1f} MiB",
-                 f"<= {TARGETS['rss_mib']:.0f} MiB", verdict(rss <= TARGETS["rss_mib"])))
+    rows.append(
+        ("service RSS after load (max of runs)", f"{rss:.1f} MiB", f"<= {TARGETS['rss_mib']:.0f} MiB", verdict(rss <= TARGETS["rss_mib"]))
+    )
 
     load = os.getloadavg()
-    print(f"\nmachine: {os.cpu_count()} cores, load average before/after "
-          f"{load_before[0]:.2f}/{load[0]:.2f} (other work on the cores inflates the tails)")
+    print(
+        f"\nmachine: {os.cpu_count()} cores, load average before/after "
+        f"{load_before[0]:.2f}/{load[0]:.2f} (other work on the cores inflates the tails)"
+    )
     width = max(len(r[0]) for r in rows)
     print(f"\n{'figure':<{width}}  {'measured':>12}  {'target':>10}  result")
     print("-" * (width + 36))
     for name, value, target, result in rows:
         print(f"{name:<{width}}  {value:>12}  {target:>10}  {result}")
-    print("\nagainst the PRD's own targets:"
-          f" throughput {http['rps'] / PRD['rps']:.1f}x its 100 req/s,"
-          f" p95 {PRD['p95_ms'] / max(http['p95_ms'], 1e-9):.0f}x under its 200 ms,"
-          f" WS p95 (0.5 s poll) {ws_results[0.5]['p95_ms']:.0f} ms vs its 500 ms.")
+    print(
+        "\nagainst the PRD's own targets:"
+        f" throughput {http['rps'] / PRD['rps']:.1f}x its 100 req/s,"
+        f" p95 {PRD['p95_ms'] / max(http['p95_ms'], 1e-9):.0f}x under its 200 ms,"
+        f" WS p95 (0.5 s poll) {ws_results[0.5]['p95_ms']:.0f} ms vs its 500 ms."
+    )
     missed = [r for r in rows if r[3] == "MISSED"]
     return 1 if missed else 0
 

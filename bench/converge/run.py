@@ -63,7 +63,7 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 BUSYBOX = Path("/bin/busybox")
 PREFIX = "mt5bench"
-GIB = 1024 ** 3
+GIB = 1024**3
 TARGETS = {"fresh 100": 60.0, "no-op 100": 15.0, "add 1 to 50": 10.0}
 RATIO_TARGET = 5.0
 
@@ -110,8 +110,7 @@ def standin_image(api) -> str:
     try:
         api.inspect_image(reference)
     except docker.errors.NotFound:
-        api.import_image_from_data(buffer.getvalue(), repository="mt5farm/bench-standin", tag=tag,
-                                   changes=['CMD ["/entry.sh"]'])
+        api.import_image_from_data(buffer.getvalue(), repository="mt5farm/bench-standin", tag=tag, changes=['CMD ["/entry.sh"]'])
     return reference
 
 
@@ -127,26 +126,28 @@ def specs(count: int, args, image: str, run_id: str, secrets: Path) -> list[dict
         (secrets / name / "api_key").chmod(0o644)
         env = {"MT5_LOGIN": str(login), "MT5_SERVER": "Bench-Demo", "PORT": str(args.container_port)}
         env.update(args.env)
-        result.append({
-            "name": name,
-            "image": image,
-            "env": env,
-            "labels": {"mt5farm.login": str(login), "mt5farm.server": "Bench-Demo", "mt5bench.run": run_id},
-            "ports": [{"container_port": args.container_port, "host_port": args.port_base + index,
-                       "host_ip": "127.0.0.1", "protocol": "tcp"}],
-            "mounts": [
-                {"type": "volume", "source": f"{name}-data", "target": "/data", "read_only": False},
-                {"type": "bind", "source": str(secrets / name), "target": "/run/secrets/mt5", "read_only": True},
-            ],
-            "memory": int(1.2 * GIB),
-            "memory_reservation": 1 * GIB,
-            "nano_cpus": 500_000_000,
-            "healthcheck": {"test": ["CMD-SHELL", args.health_cmd], "interval": 10, "timeout": 3, "retries": 3,
-                            "start_period": 5},
-            "restart_policy": "unless-stopped",
-            "stop_timeout": 10,
-            "init": False,
-        })
+        result.append(
+            {
+                "name": name,
+                "image": image,
+                "env": env,
+                "labels": {"mt5farm.login": str(login), "mt5farm.server": "Bench-Demo", "mt5bench.run": run_id},
+                "ports": [
+                    {"container_port": args.container_port, "host_port": args.port_base + index, "host_ip": "127.0.0.1", "protocol": "tcp"}
+                ],
+                "mounts": [
+                    {"type": "volume", "source": f"{name}-data", "target": "/data", "read_only": False},
+                    {"type": "bind", "source": str(secrets / name), "target": "/run/secrets/mt5", "read_only": True},
+                ],
+                "memory": int(1.2 * GIB),
+                "memory_reservation": 1 * GIB,
+                "nano_cpus": 500_000_000,
+                "healthcheck": {"test": ["CMD-SHELL", args.health_cmd], "interval": 10, "timeout": 3, "retries": 3, "start_period": 5},
+                "restart_policy": "unless-stopped",
+                "stop_timeout": 10,
+                "init": False,
+            }
+        )
     return result
 
 
@@ -203,20 +204,24 @@ class Bench:
         vars_file = self.workdir / "vars.json"
         vars_file.write_text(json.dumps(variables))
         playbook = HERE / ("module.yml" if method == "module" else "loop.yml")
-        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CALLBACKS_ENABLED="ansible.posix.json")
-        command = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", str(playbook),
-                   "-e", f"@{vars_file}"]
+        env = dict(
+            os.environ,
+            ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+            ANSIBLE_CALLBACKS_ENABLED="ansible.posix.json",
+        )
+        command = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", str(playbook), "-e", f"@{vars_file}"]
         started = time.monotonic()
         try:
-            done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                                  timeout=self.args.timeout, check=False)
+            done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=self.args.timeout, check=False)
         except subprocess.TimeoutExpired:
             return float("inf"), {"error": f"timed out after {self.args.timeout} s"}
         elapsed = time.monotonic() - started
         if done.returncode != 0:
-            raise SystemExit(f"bench: {method} converge of {count} failed:\n{failures(done.stdout) or done.stdout[-3000:]}\n"
-                             f"{done.stderr[-3000:]}")
+            raise SystemExit(
+                f"bench: {method} converge of {count} failed:\n{failures(done.stdout) or done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
         result = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
         running = self.running()
         if running != count:
@@ -229,19 +234,44 @@ class Bench:
         started = time.monotonic()
         for spec in containers:
             port = spec["ports"][0]
-            command = ["docker", "run", "-d", "--name", spec["name"], "--restart", spec["restart_policy"],
-                       "-p", f"127.0.0.1:{port['host_port']}:{port['container_port']}",
-                       "--memory", str(spec["memory"]), "--memory-reservation", str(spec["memory_reservation"]),
-                       "--cpus", "0.5", "--stop-timeout", str(spec["stop_timeout"]),
-                       "--health-cmd", self.args.health_cmd, "--health-interval", "10s", "--health-timeout", "3s",
-                       "--health-retries", "3", "--health-start-period", "5s"]
+            command = [
+                "docker",
+                "run",
+                "-d",
+                "--name",
+                spec["name"],
+                "--restart",
+                spec["restart_policy"],
+                "-p",
+                f"127.0.0.1:{port['host_port']}:{port['container_port']}",
+                "--memory",
+                str(spec["memory"]),
+                "--memory-reservation",
+                str(spec["memory_reservation"]),
+                "--cpus",
+                "0.5",
+                "--stop-timeout",
+                str(spec["stop_timeout"]),
+                "--health-cmd",
+                self.args.health_cmd,
+                "--health-interval",
+                "10s",
+                "--health-timeout",
+                "3s",
+                "--health-retries",
+                "3",
+                "--health-start-period",
+                "5s",
+            ]
             for key, value in spec["env"].items():
                 command += ["-e", f"{key}={value}"]
             for key, value in spec["labels"].items():
                 command += ["--label", f"{key}={value}"]
             for mount in spec["mounts"]:
-                command += ["--mount", f"type={mount['type']},source={mount['source']},target={mount['target']}"
-                            + (",readonly" if mount["read_only"] else "")]
+                command += [
+                    "--mount",
+                    f"type={mount['type']},source={mount['source']},target={mount['target']}" + (",readonly" if mount["read_only"] else ""),
+                ]
             done = subprocess.run([*command, spec["image"]], check=False, capture_output=True, text=True, timeout=120)
             if done.returncode != 0:
                 raise RuntimeError(f"docker run of {spec['name']} failed: {done.stderr.strip()}")
@@ -292,7 +322,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="10,50,100", help="fresh converge sizes; the largest is also rerun (no-op)")
     parser.add_argument("--add-base", type=int, default=50, help="accounts present before one is added (default 50)")
     parser.add_argument("--parallelism", type=int, default=8, help="mt5_containers worker threads (default 8)")
-    parser.add_argument("--port-base", type=int, default=28100, help="host ports base+1.. on 127.0.0.1, below the ephemeral range (default 28100)")
+    parser.add_argument(
+        "--port-base", type=int, default=28100, help="host ports base+1.. on 127.0.0.1, below the ephemeral range (default 28100)"
+    )
     parser.add_argument("--python", default=sys.executable, help="interpreter the module runs under (default: this one)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per converge (default 900)")
     parser.add_argument("--scenarios", default="fresh,add", help="which of fresh (with the no-op rerun), add (default both)")
@@ -383,8 +415,10 @@ def check_module_result(label: str, result: dict, count: int, before: int | None
 
 def print_table(rows, methods, docker_run, largest, version, load_start, load_end, args, image, notes) -> None:
     print()
-    print(f"Converge of one Docker host ({version.get('Version')}, API {version.get('ApiVersion')}, "
-          f"{os.cpu_count()} cores), image {image}, mt5_containers parallelism {args.parallelism}")
+    print(
+        f"Converge of one Docker host ({version.get('Version')}, API {version.get('ApiVersion')}, "
+        f"{os.cpu_count()} cores), image {image}, mt5_containers parallelism {args.parallelism}"
+    )
     print(f"load average at start {load_start}, at end {load_end}")
     print()
     header = f"| {'scenario':<14} | {'mt5_containers':>14} | {'docker_container loop':>21} | {'ratio':>7} | {'load':>5} | {'target':<22} | {'met':<4} |"
@@ -403,17 +437,23 @@ def print_table(rows, methods, docker_run, largest, version, load_start, load_en
         if "loop" in methods:
             goals.append(f">= {RATIO_TARGET:.0f}x")
             met.append(ratio is not None and ratio >= RATIO_TARGET)
-        print(f"| {label:<14} | {fmt(module_s):>14} | {fmt(loop_s):>21} | {(f'{ratio:.2f}x' if ratio else '-'):>7} | "
-              f"{load_1m:>5} | {', '.join(goals):<22} | {('yes' if all(met) else 'NO') if met else '-':<4} |")
+        print(
+            f"| {label:<14} | {fmt(module_s):>14} | {fmt(loop_s):>21} | {(f'{ratio:.2f}x' if ratio else '-'):>7} | "
+            f"{load_1m:>5} | {', '.join(goals):<22} | {('yes' if all(met) else 'NO') if met else '-':<4} |"
+        )
     totals = {method: sum(times.get(method) or 0.0 for _, times, _ in rows) for method in methods}
     if "loop" in methods and totals["module"]:
         ratio = totals["loop"] / totals["module"]
-        print(f"| {'all of them':<14} | {fmt(totals['module']):>14} | {fmt(totals['loop']):>21} | {f'{ratio:.2f}x':>7} | "
-              f"{'':>5} | {'>= 5x':<22} | {'yes' if ratio >= RATIO_TARGET else 'NO':<4} |")
+        print(
+            f"| {'all of them':<14} | {fmt(totals['module']):>14} | {fmt(totals['loop']):>21} | {f'{ratio:.2f}x':>7} | "
+            f"{'':>5} | {'>= 5x':<22} | {'yes' if ratio >= RATIO_TARGET else 'NO':<4} |"
+        )
     print("load: 1-minute load average right after the timed converge (the bench's own containers included)")
     if docker_run is not None:
-        print(f"\nreference: `docker run -d` of the same {largest} containers one after another: {fmt(docker_run)}"
-              f" (the seeds: about 30 s per 100)")
+        print(
+            f"\nreference: `docker run -d` of the same {largest} containers one after another: {fmt(docker_run)}"
+            f" (the seeds: about 30 s per 100)"
+        )
     for note in notes:
         print(f"note: {note}")
 

@@ -100,13 +100,42 @@ def start_accounts(image: str, secrets: Path, cpus: str) -> list[tuple[int, int]
     accounts = []
     for index in range(ACCOUNTS):
         login, port = FIRST_LOGIN + index, FIRST_PORT + index
-        run("docker", "run", "-d", "--name", f"{PREFIX}-{login}", "--cpuset-cpus", cpus, "--memory", "512m",
-            "--user", "10001:10001", "-p", f"127.0.0.1:{port}:8000",
-            "--tmpfs", "/data:uid=10001,gid=10001,mode=0750",
-            "-v", f"{secrets}:/run/secrets/mt5:ro",
-            "-e", f"MT5_LOGIN={login}", "-e", "MT5_SERVER=Bench-Sim", "-e", "MT5_BACKEND=simulator",
-            "-e", "POLL_INTERVAL=0.5", "-e", "SERVICE_PORT=8000", "-e", "MT5_SECRETS_DIR=/run/secrets/mt5",
-            "-e", "STATE_DIR=/data/service", "-e", "LOG_LEVEL=warning", image)
+        run(
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            f"{PREFIX}-{login}",
+            "--cpuset-cpus",
+            cpus,
+            "--memory",
+            "512m",
+            "--user",
+            "10001:10001",
+            "-p",
+            f"127.0.0.1:{port}:8000",
+            "--tmpfs",
+            "/data:uid=10001,gid=10001,mode=0750",
+            "-v",
+            f"{secrets}:/run/secrets/mt5:ro",
+            "-e",
+            f"MT5_LOGIN={login}",
+            "-e",
+            "MT5_SERVER=Bench-Sim",
+            "-e",
+            "MT5_BACKEND=simulator",
+            "-e",
+            "POLL_INTERVAL=0.5",
+            "-e",
+            "SERVICE_PORT=8000",
+            "-e",
+            "MT5_SECRETS_DIR=/run/secrets/mt5",
+            "-e",
+            "STATE_DIR=/data/service",
+            "-e",
+            "LOG_LEVEL=warning",
+            image,
+        )
         accounts.append((login, port))
     return accounts
 
@@ -132,13 +161,39 @@ def wait_answering(url: str, key: str | None, timeout: float = 120.0) -> None:
 def render_nginx(out: Path, accounts: list[tuple[int, int]]) -> None:
     """The role's own templates for these accounts (see render.yml), and a self-signed pair."""
     (out / "tls").mkdir(parents=True)
-    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-        "-subj", "/CN=127.0.0.1", "-keyout", str(out / "tls" / "key.pem"), "-out", str(out / "tls" / "cert.pem"))
+    run(
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        str(out / "tls" / "key.pem"),
+        "-out",
+        str(out / "tls" / "cert.pem"),
+    )
     spec = {
         "bench_out": str(out),
-        "bench_accounts": [{"login": login, "server": "Bench-Sim", "backend": "simulator", "host": "bench",
-                            "address": "127.0.0.1", "api_port": port, "vnc_port": None, "upstream": f"mt5_{login}"}
-                           for login, port in accounts],
+        "bench_accounts": [
+            {
+                "login": login,
+                "server": "Bench-Sim",
+                "backend": "simulator",
+                "host": "bench",
+                "address": "127.0.0.1",
+                "api_port": port,
+                "vnc_port": None,
+                "upstream": f"mt5_{login}",
+            }
+            for login, port in accounts
+        ],
         "bench_keys": [{"name": "bench", "key": CLIENT_KEY, "rate": "off"}],
         "bench_service_key": SERVICE_KEY,
         "bench_https_port": NGINX_PORT,
@@ -151,16 +206,23 @@ def render_nginx(out: Path, accounts: list[tuple[int, int]]) -> None:
     if not playbook.exists():
         playbook = REPO / ".venv" / "bin" / "ansible-playbook"
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    done = subprocess.run([str(playbook), "-i", "localhost,", "-c", "local", str(REPO / "bench/platform/render.yml"), "-e", f"@{extra}"],
-                          cwd=REPO, env=env, check=False, capture_output=True, text=True)
+    done = subprocess.run(
+        [str(playbook), "-i", "localhost,", "-c", "local", str(REPO / "bench/platform/render.yml"), "-e", f"@{extra}"],
+        cwd=REPO,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         sys.exit("rendering the Nginx config failed:\n" + done.stdout[-3000:] + done.stderr[-2000:])
 
 
 def wrk(url: str, targets: list[tuple[str, int, str]], key: str, duration: int, cpus: str, workdir: Path) -> dict:
     lua = workdir / "bench.lua"
-    lua.write_text(WRK_LUA.replace("{TARGETS}", "{" + ", ".join(f'{{"{h}", "{p}", "{path}"}}' for h, p, path in targets) + "}")
-                   .replace("{KEY}", key))
+    lua.write_text(
+        WRK_LUA.replace("{TARGETS}", "{" + ", ".join(f'{{"{h}", "{p}", "{path}"}}' for h, p, path in targets) + "}").replace("{KEY}", key)
+    )
     out = run("taskset", "-c", cpus, "wrk", "-t", "16", "-c", "64", "-d", f"{duration}s", "-s", str(lua), url)
     line = next(line for line in out.splitlines() if line.startswith("JSON "))
     result = json.loads(line[5:])
@@ -190,8 +252,20 @@ def main() -> int:
     try:
         accounts = start_accounts(account_image, workdir / "secrets", args.account_cpus)
         render_nginx(workdir / "nginx", accounts)
-        run("docker", "run", "-d", "--name", f"{PREFIX}-nginx", "--network", "host", "--cpuset-cpus", args.nginx_cpus,
-            "-v", f"{workdir / 'nginx'}:/etc/nginx:ro", nginx_image)
+        run(
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            f"{PREFIX}-nginx",
+            "--network",
+            "host",
+            "--cpuset-cpus",
+            args.nginx_cpus,
+            "-v",
+            f"{workdir / 'nginx'}:/etc/nginx:ro",
+            nginx_image,
+        )
         for login, port in accounts:
             wait_answering(f"http://127.0.0.1:{port}/api/account", SERVICE_KEY)
             wait_answering(f"https://127.0.0.1:{NGINX_PORT}/accounts/{login}/api/account", CLIENT_KEY)
@@ -199,8 +273,10 @@ def main() -> int:
         proxied = [("127.0.0.1", NGINX_PORT, f"/accounts/{login}/api/account") for login, _ in accounts]
         results: dict[str, list[dict]] = {"direct": [], "nginx": []}
         for _ in range(args.rounds):
-            for name, url, targets, key in (("direct", f"http://127.0.0.1:{FIRST_PORT}/", direct, SERVICE_KEY),
-                                            ("nginx", f"https://127.0.0.1:{NGINX_PORT}/", proxied, CLIENT_KEY)):
+            for name, url, targets, key in (
+                ("direct", f"http://127.0.0.1:{FIRST_PORT}/", direct, SERVICE_KEY),
+                ("nginx", f"https://127.0.0.1:{NGINX_PORT}/", proxied, CLIENT_KEY),
+            ):
                 wrk(url, targets, key, 2, args.nginx_cpus, workdir)  # warm-up: connections, TLS sessions, caches
                 results[name].append(wrk(url, targets, key, args.duration, args.nginx_cpus, workdir))
     finally:
@@ -214,31 +290,53 @@ def main() -> int:
     direct_rps, nginx_rps = median("direct", "rps"), median("nginx", "rps")
     figures = [
         ("requests/s", f"{direct_rps:,.0f}", f"{nginx_rps:,.0f}", f"{nginx_rps / direct_rps:.2f}"),
-        ("p50 (ms)", f"{median('direct', 'p50') / 1000:.2f}", f"{median('nginx', 'p50') / 1000:.2f}",
-         f"{median('nginx', 'p50') / median('direct', 'p50'):.2f}"),
-        ("p95 (ms)", f"{median('direct', 'p95') / 1000:.2f}", f"{median('nginx', 'p95') / 1000:.2f}",
-         f"{median('nginx', 'p95') / median('direct', 'p95'):.2f}"),
-        ("p99 (ms)", f"{median('direct', 'p99') / 1000:.2f}", f"{median('nginx', 'p99') / 1000:.2f}",
-         f"{median('nginx', 'p99') / median('direct', 'p99'):.2f}"),
-        ("errors / non-2xx", f"{median('direct', 'errors'):.0f} / {median('direct', 'non2xx'):.0f}",
-         f"{median('nginx', 'errors'):.0f} / {median('nginx', 'non2xx'):.0f}", ""),
+        (
+            "p50 (ms)",
+            f"{median('direct', 'p50') / 1000:.2f}",
+            f"{median('nginx', 'p50') / 1000:.2f}",
+            f"{median('nginx', 'p50') / median('direct', 'p50'):.2f}",
+        ),
+        (
+            "p95 (ms)",
+            f"{median('direct', 'p95') / 1000:.2f}",
+            f"{median('nginx', 'p95') / 1000:.2f}",
+            f"{median('nginx', 'p95') / median('direct', 'p95'):.2f}",
+        ),
+        (
+            "p99 (ms)",
+            f"{median('direct', 'p99') / 1000:.2f}",
+            f"{median('nginx', 'p99') / 1000:.2f}",
+            f"{median('nginx', 'p99') / median('direct', 'p99'):.2f}",
+        ),
+        (
+            "errors / non-2xx",
+            f"{median('direct', 'errors'):.0f} / {median('direct', 'non2xx'):.0f}",
+            f"{median('nginx', 'errors'):.0f} / {median('nginx', 'non2xx'):.0f}",
+            "",
+        ),
     ]
     added = (median("nginx", "p95") - median("direct", "p95")) / 1000
     ratio = nginx_rps / direct_rps
-    print(f"GET /accounts/<login>/api/account over {ACCOUNTS} accounts, 64 connections, {args.duration} s, "
-          f"median of {args.rounds} round(s); accounts on core(s) {args.account_cpus}, Nginx and wrk on {args.nginx_cpus}")
+    print(
+        f"GET /accounts/<login>/api/account over {ACCOUNTS} accounts, 64 connections, {args.duration} s, "
+        f"median of {args.rounds} round(s); accounts on core(s) {args.account_cpus}, Nginx and wrk on {args.nginx_cpus}"
+    )
     print(f"account image {account_image}, Nginx image {nginx_image}")
     print()
-    print(f"| figure | direct | through Nginx (TLS) | ratio |")
+    print("| figure | direct | through Nginx (TLS) | ratio |")
     print("|---|---|---|---|")
     for row in figures:
         print("| " + " | ".join(row) + " |")
     print()
-    print(f"| target | measured | met |")
+    print("| target | measured | met |")
     print("|---|---|---|")
-    print(f"| Nginx adds <= {TARGETS['p95_added_ms']:.0f} ms at p95 | {added:+.2f} ms | {'yes' if added <= TARGETS['p95_added_ms'] else 'NO'} |")
-    print(f"| Nginx keeps >= {TARGETS['throughput_ratio']:.0%} of the direct throughput | {ratio:.0%} | "
-          f"{'yes' if ratio >= TARGETS['throughput_ratio'] else 'NO'} |")
+    print(
+        f"| Nginx adds <= {TARGETS['p95_added_ms']:.0f} ms at p95 | {added:+.2f} ms | {'yes' if added <= TARGETS['p95_added_ms'] else 'NO'} |"
+    )
+    print(
+        f"| Nginx keeps >= {TARGETS['throughput_ratio']:.0%} of the direct throughput | {ratio:.0%} | "
+        f"{'yes' if ratio >= TARGETS['throughput_ratio'] else 'NO'} |"
+    )
     print()
     print(f"load average before {load_before[0]:.2f} / after {load_after[0]:.2f} (1 min; 2 cores)")
     return 0

@@ -57,8 +57,12 @@ def image():
             info.type, info.mode = tarfile.DIRTYPE, 0o755
             tar.addfile(info)
         tar.add(str(BUSYBOX), arcname="bin/busybox")
-    subprocess.run(["docker", "import", "-c", 'CMD ["/bin/busybox", "sleep", "2147483647"]', "-", IMAGE],
-                   input=buffer.getvalue(), capture_output=True, check=True)
+    subprocess.run(
+        ["docker", "import", "-c", 'CMD ["/bin/busybox", "sleep", "2147483647"]', "-", IMAGE],
+        input=buffer.getvalue(),
+        capture_output=True,
+        check=True,
+    )
     yield IMAGE
     for container in docker("ps", "-aq", "--filter", f"label=mt5farm.test-run={RUN}").stdout.split():
         docker("rm", "-f", container, check=False)
@@ -105,13 +109,15 @@ def state(name: str) -> dict:
 
 
 def guard(held: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(GUARD), "--scope", SCOPE, "--held-dir", str(held), *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(GUARD), "--scope", SCOPE, "--held-dir", str(held), *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def account(cli: Path, held: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(cli), "--scope", SCOPE, "--held-dir", str(held), *args],
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, str(cli), "--scope", SCOPE, "--held-dir", str(held), *args], capture_output=True, text=True, timeout=180
+    )
 
 
 def test_a_killed_account_container_is_started_by_one_pass(make, held):
@@ -124,8 +130,9 @@ def test_a_killed_account_container_is_started_by_one_pass(make, held):
     assert done.returncode == 0, done.stderr
     assert state(name)["Running"], done.stdout
     line = done.stdout.strip()
-    assert line.startswith(f"mt5farm-guard: login 7001001 container {name}: exited (exit code 137") and \
-        line.endswith("not held; started it"), line
+    assert line.startswith(f"mt5farm-guard: login 7001001 container {name}: exited (exit code 137") and line.endswith(
+        "not held; started it"
+    ), line
 
 
 def test_an_operators_stop_is_honoured_until_the_container_runs_again(make, held, account_cli):
@@ -174,8 +181,12 @@ def test_containers_without_the_farms_labels_are_never_touched(make, held):
 def test_recovery_time_with_the_loop_at_5_s(make, held):
     """docker kill -> running again, with the guard looping every 5 s (as installed)."""
     name = make("loop", login="7001005")
-    loop = subprocess.Popen([sys.executable, str(GUARD), "--scope", SCOPE, "--held-dir", str(held),
-                             "--interval", str(INTERVAL)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    loop = subprocess.Popen(
+        [sys.executable, str(GUARD), "--scope", SCOPE, "--held-dir", str(held), "--interval", str(INTERVAL)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     figures = []
     try:
         time.sleep(1)
@@ -194,6 +205,8 @@ def test_recovery_time_with_the_loop_at_5_s(make, held):
         output = loop.communicate(timeout=30)[0]
     assert loop.returncode == 0, output
     assert output.count("started it") == 1, output
-    print(f"\ndocker kill -> running again with the guard every {INTERVAL} s: "
-          f"{', '.join(f'{s:.1f}' for s in figures)} s (max {max(figures):.1f} s; bound {INTERVAL} s + docker start)")
+    print(
+        f"\ndocker kill -> running again with the guard every {INTERVAL} s: "
+        f"{', '.join(f'{s:.1f}' for s in figures)} s (max {max(figures):.1f} s; bound {INTERVAL} s + docker start)"
+    )
     assert max(figures) <= INTERVAL + 3

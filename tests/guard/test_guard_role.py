@@ -35,8 +35,11 @@ def paths(tmp_path):
     }
     yield values
     # A guard the role started in the background must not outlive the test.
-    subprocess.run(["start-stop-daemon", "--stop", "--oknodo", "--retry", "5", "--remove-pidfile",
-                    "--pidfile", values["_mt5_linux_guard_pidfile"]], capture_output=True, check=False)
+    subprocess.run(
+        ["start-stop-daemon", "--stop", "--oknodo", "--retry", "5", "--remove-pidfile", "--pidfile", values["_mt5_linux_guard_pidfile"]],
+        capture_output=True,
+        check=False,
+    )
 
 
 def background_guard(paths: dict) -> str | None:
@@ -52,14 +55,31 @@ def converge(tmp_path: Path, paths: dict, *extra: str, **variables) -> tuple[dic
     (tmp_path / "sbin").mkdir(exist_ok=True)
     playbook = tmp_path / "guard.yml"
     playbook.write_text("- hosts: localhost\n  gather_facts: false\n  roles: [mt5_linux]\n")
-    values = {"mt5_linux_image": "mt5farm/account:test", "mt5_linux_api_key": "k", "mt5_accounts": [],
-              **paths, **variables}
+    values = {"mt5_linux_image": "mt5farm/account:test", "mt5_linux_api_key": "k", "mt5_accounts": [], **paths, **variables}
     (tmp_path / "vars.json").write_text(json.dumps(values))
     env = dict(os.environ, ANSIBLE_FORCE_COLOR="false", NO_COLOR="1", ANSIBLE_CALLBACK_RESULT_FORMAT="yaml")
-    done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", "-e",
-                           f"ansible_python_interpreter={sys.executable}", "-e", f"@{tmp_path / 'vars.json'}",
-                           "--tags", "mt5_linux_guard", str(playbook), *extra],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            str(ANSIBLE_PLAYBOOK),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            "-e",
+            f"@{tmp_path / 'vars.json'}",
+            "--tags",
+            "mt5_linux_guard",
+            str(playbook),
+            *extra,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
     counts = re.search(r"^localhost\s+:\s+(ok=.*)$", done.stdout, re.M).group(1)
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)}, done.stdout
@@ -104,9 +124,27 @@ def test_an_interval_below_one_second_is_refused(tmp_path, paths):
     (tmp_path / "sbin").mkdir()
     playbook = tmp_path / "guard.yml"
     playbook.write_text("- hosts: localhost\n  gather_facts: false\n  roles: [mt5_linux]\n")
-    (tmp_path / "vars.json").write_text(json.dumps({"mt5_linux_image": "i", "mt5_linux_api_key": "k", "mt5_accounts": [],
-                                                    "mt5_linux_guard_interval": 0, **paths}))
-    done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", "-e", f"@{tmp_path / 'vars.json'}",
-                           "-e", f"ansible_python_interpreter={sys.executable}", "--tags", "mt5_linux_guard", str(playbook)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    (tmp_path / "vars.json").write_text(
+        json.dumps({"mt5_linux_image": "i", "mt5_linux_api_key": "k", "mt5_accounts": [], "mt5_linux_guard_interval": 0, **paths})
+    )
+    done = subprocess.run(
+        [
+            str(ANSIBLE_PLAYBOOK),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"@{tmp_path / 'vars.json'}",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            "--tags",
+            "mt5_linux_guard",
+            str(playbook),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode != 0 and "mt5_linux_guard_interval is 0" in done.stdout

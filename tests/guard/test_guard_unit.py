@@ -2,21 +2,31 @@
 
 import json
 
-import pytest
-
 import mt5farm_guard as guard
+import pytest
 from mt5farm_guard import Container, Guard, holds, judge
 
 
-def inspect(name="mt5-5001001", status="exited", login="5001001", scope="accounts", started="2026-11-30T10:00:00.1Z",
-            container_id=None, exit_code=137):
+def inspect(
+    name="mt5-5001001",
+    status="exited",
+    login="5001001",
+    scope="accounts",
+    started="2026-11-30T10:00:00.1Z",
+    container_id=None,
+    exit_code=137,
+):
     labels = {}
     if scope is not None:
         labels["mt5farm.scope"] = scope
     if login is not None:
         labels["mt5farm.login"] = login
-    return {"Id": container_id or ("c" + name), "Name": "/" + name, "Config": {"Labels": labels},
-            "State": {"Status": status, "StartedAt": started, "FinishedAt": "2026-11-30T11:00:00Z", "ExitCode": exit_code}}
+    return {
+        "Id": container_id or ("c" + name),
+        "Name": "/" + name,
+        "Config": {"Labels": labels},
+        "State": {"Status": status, "StartedAt": started, "FinishedAt": "2026-11-30T11:00:00Z", "ExitCode": exit_code},
+    }
 
 
 def test_an_exited_or_dead_account_container_is_started():
@@ -65,8 +75,12 @@ def test_marker_round_trip_and_names(tmp_path):
 
 
 def test_one_pass_starts_the_down_and_logs_one_line_each(tmp_path, capsys):
-    containers = [inspect("mt5-1", login="1"), inspect("mt5-2", login="2", status="running"),
-                  inspect("mt5-3", login="3"), inspect("other", login=None)]
+    containers = [
+        inspect("mt5-1", login="1"),
+        inspect("mt5-2", login="2", status="running"),
+        inspect("mt5-3", login="3"),
+        inspect("other", login=None),
+    ]
     held = Container.from_inspect(containers[2])
     guard.write_marker(held, tmp_path, by="bob")
     started = []

@@ -55,8 +55,9 @@ def _docker_problem() -> str | None:
 pytestmark = pytest.mark.skipif(_docker_problem() is not None, reason=str(_docker_problem()))
 
 
-def docker(*args: str, host: str | None = None, check: bool = True, timeout: float = 120,
-           capture: bool = True) -> subprocess.CompletedProcess:
+def docker(
+    *args: str, host: str | None = None, check: bool = True, timeout: float = 120, capture: bool = True
+) -> subprocess.CompletedProcess:
     command = ["docker", *(["-H", host] if host else []), *args]
     done = subprocess.run(command, capture_output=capture, text=True, timeout=timeout)
     if check and done.returncode != 0:
@@ -66,8 +67,14 @@ def docker(*args: str, host: str | None = None, check: bool = True, timeout: flo
 
 def run_playbook(inventory: Path, *extra: str, timeout: float = 1200) -> subprocess.CompletedProcess:
     env = dict(os.environ, ANSIBLE_FORCE_COLOR="false", NO_COLOR="1", PYTHONUNBUFFERED="1")
-    return subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), "playbooks/images.yml", *extra],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(ANSIBLE_PLAYBOOK), "-i", str(inventory), "playbooks/images.yml", *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def recap(output: str) -> dict[str, dict[str, int]]:
@@ -87,10 +94,14 @@ def inventory(path: Path, build_dir: Path, hosts: dict[str, dict]) -> Path:
     lines = ["all:", "  children:", "    mt5_linux:", "      hosts:"]
     for name, extra in hosts.items():
         lines.append(f"        {name}:")
-        values = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                  "mt5_image_archive_group": "root",
-                  "mt5_image_build_dir": str(build_dir / "build"),
-                  "mt5_image_archive_dir": str(build_dir / "images" / name), **extra}
+        values = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "mt5_image_archive_group": "root",
+            "mt5_image_build_dir": str(build_dir / "build"),
+            "mt5_image_archive_dir": str(build_dir / "images" / name),
+            **extra,
+        }
         lines += [f"          {key}: {json.dumps(value)}" for key, value in values.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -110,9 +121,26 @@ def second_engine(tmp_path_factory):
     if shutil.which("unshare") is None or shutil.which("dockerd") is None:
         pytest.fail("the shipping test starts a second dockerd with unshare (util-linux) and dockerd (docker.io)")
     process = subprocess.Popen(
-        ["unshare", "--net", "dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"), "--pidfile", str(pidfile),
-         "--host", f"unix://{sock}", "--bridge=none", "--iptables=false", "--ip-masq=false", "--ip-forward=false"],
-        stdout=log, stderr=subprocess.STDOUT)
+        [
+            "unshare",
+            "--net",
+            "dockerd",
+            "--data-root",
+            str(root / "data"),
+            "--exec-root",
+            str(root / "exec"),
+            "--pidfile",
+            str(pidfile),
+            "--host",
+            f"unix://{sock}",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--ip-forward=false",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     host = f"unix://{sock}"
     deadline = time.monotonic() + 60
     while docker("info", host=host, check=False).returncode != 0:
@@ -137,11 +165,15 @@ def second_engine(tmp_path_factory):
 @pytest.fixture(scope="module")
 def simulator(tmp_path_factory, second_engine):
     work = tmp_path_factory.mktemp("simulator")
-    hosts = inventory(work / "hosts.yml", work, {
-        "localhost": {},
-        # Same machine, its own engine: receives the image by export, fetch, copy, load.
-        "farm-b": {"mt5_image_docker_host": second_engine},
-    })
+    hosts = inventory(
+        work / "hosts.yml",
+        work,
+        {
+            "localhost": {},
+            # Same machine, its own engine: receives the image by export, fetch, copy, load.
+            "farm-b": {"mt5_image_docker_host": second_engine},
+        },
+    )
     started = time.monotonic()
     first = run_playbook(hosts)
     first_seconds = time.monotonic() - started
@@ -200,12 +232,33 @@ class Account:
         docker("rm", "-f", self.name, check=False)
         docker("volume", "rm", self.volume, check=False)
         docker("volume", "create", self.volume)
-        environment = {"MT5_LOGIN": "5001001", "MT5_SERVER": "Simulator-Demo", "MT5_BACKEND": backend,
-                       "POLL_INTERVAL": "0.5", "SERVICE_PORT": "8000", "MT5_SECRETS_DIR": "/run/secrets/mt5",
-                       "STATE_DIR": "/data/service", "MT5_VNC": "0", "WATCHDOG_GRACE": str(GRACE),
-                       "WATCHDOG_INTERVAL": str(INTERVAL), **env}
-        args = ["run", "-d", "--name", self.name, "--restart", "unless-stopped",
-                "-v", f"{secrets}:/run/secrets/mt5:ro", "-v", f"{self.volume}:/data", "-p", "127.0.0.1::8000"]
+        environment = {
+            "MT5_LOGIN": "5001001",
+            "MT5_SERVER": "Simulator-Demo",
+            "MT5_BACKEND": backend,
+            "POLL_INTERVAL": "0.5",
+            "SERVICE_PORT": "8000",
+            "MT5_SECRETS_DIR": "/run/secrets/mt5",
+            "STATE_DIR": "/data/service",
+            "MT5_VNC": "0",
+            "WATCHDOG_GRACE": str(GRACE),
+            "WATCHDOG_INTERVAL": str(INTERVAL),
+            **env,
+        }
+        args = [
+            "run",
+            "-d",
+            "--name",
+            self.name,
+            "--restart",
+            "unless-stopped",
+            "-v",
+            f"{secrets}:/run/secrets/mt5:ro",
+            "-v",
+            f"{self.volume}:/data",
+            "-p",
+            "127.0.0.1::8000",
+        ]
         for port in ports:
             args += ["-p", f"127.0.0.1::{port}"]
         for key, value in environment.items():
@@ -309,10 +362,11 @@ def test_start_ini_is_utf16_on_the_tmpfs_0600_and_never_printed(account):
     done = account.exec("mt5-terminal", "write-ini")
     assert PASSWORD not in done.stdout + done.stderr
     assert account.exec("stat", "-f", "-c", "%T", "/dev/shm/mt5farm").stdout.strip() == "tmpfs"
-    assert account.exec("stat", "-c", "%a %u", "/dev/shm/mt5farm", "/dev/shm/mt5farm/terminal.ini").stdout.split("\n")[:2] \
-        == [f"700 {UID}", f"600 {UID}"]
-    raw = subprocess.run(["docker", "exec", account.name, "cat", "/dev/shm/mt5farm/terminal.ini"],
-                         capture_output=True, check=True).stdout
+    assert account.exec("stat", "-c", "%a %u", "/dev/shm/mt5farm", "/dev/shm/mt5farm/terminal.ini").stdout.split("\n")[:2] == [
+        f"700 {UID}",
+        f"600 {UID}",
+    ]
+    raw = subprocess.run(["docker", "exec", account.name, "cat", "/dev/shm/mt5farm/terminal.ini"], capture_output=True, check=True).stdout
     assert raw[:2] == b"\xff\xfe"
     text = raw[2:].decode("utf-16-le")
     assert text.split("\r\n")[:4] == ["[Common]", "Login=5001001", f"Password={PASSWORD}", "Server=Simulator-Demo"]
@@ -331,8 +385,7 @@ def test_a_killed_service_is_restarted_by_supervisor(account):
 def test_the_entrypoint_refuses_to_start_without_an_api_key(simulator, tmp_path):
     empty = tmp_path / "secrets"
     empty.mkdir()
-    done = docker("run", "--rm", "-v", f"{empty}:/run/secrets/mt5:ro", "-e", "MT5_LOGIN=5001001",
-                  simulator["ref"], check=False)
+    done = docker("run", "--rm", "-v", f"{empty}:/run/secrets/mt5:ro", "-e", "MT5_LOGIN=5001001", simulator["ref"], check=False)
     assert done.returncode == 2
     assert "api_key is missing or not readable" in done.stdout + done.stderr
 
@@ -419,8 +472,20 @@ def test_wine_prefix_boots_and_cmd_ver_prints_a_windows_version(wine):
 
 
 def test_wine_image_without_a_terminal_refuses_the_mt5linux_backend_by_name(wine, secrets):
-    done = docker("run", "--rm", "-v", f"{secrets}:/run/secrets/mt5:ro", "-e", "MT5_LOGIN=5001001",
-                  "-e", "MT5_SERVER=Broker-Live", "-e", "MT5_BACKEND=mt5linux", wine["ref"], check=False)
+    done = docker(
+        "run",
+        "--rm",
+        "-v",
+        f"{secrets}:/run/secrets/mt5:ro",
+        "-e",
+        "MT5_LOGIN=5001001",
+        "-e",
+        "MT5_SERVER=Broker-Live",
+        "-e",
+        "MT5_BACKEND=mt5linux",
+        wine["ref"],
+        check=False,
+    )
     assert done.returncode == 2
     assert "no installer or archive supplied" in done.stdout + done.stderr
 
@@ -459,14 +524,31 @@ def _stand_in_inputs(work: Path, wine_ref: str) -> dict:
     tree = work / "src" / "MetaTrader 5"
     for sub in ("config", "profiles/default", "MQL5/Experts/Examples", "logs"):
         (tree / sub).mkdir(parents=True)
-    (tree / "terminal64.exe").write_bytes(subprocess.run(
-        ["docker", "run", "--rm", "--entrypoint", "cat", wine_ref,
-         "/usr/lib/x86_64-linux-gnu/wine/x86_64-windows/notepad.exe"], capture_output=True, check=True).stdout)
+    (tree / "terminal64.exe").write_bytes(
+        subprocess.run(
+            ["docker", "run", "--rm", "--entrypoint", "cat", wine_ref, "/usr/lib/x86_64-linux-gnu/wine/x86_64-windows/notepad.exe"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    )
     (tree / "config" / "common.ini").write_text("[Common]\r\n")
     (tree / "profiles" / "default" / "chart01.chr").write_text("chart\n")
     (tree / "MQL5" / "Experts" / "Examples" / "Sample.ex5").write_bytes(b"ex5")
-    subprocess.run(["tar", "-C", str(work / "src"), "--sort=name", "--mtime=@315532800", "--owner=0", "--group=0",
-                    "-cf", str(work / "terminal.tar"), "MetaTrader 5"], check=True)
+    subprocess.run(
+        [
+            "tar",
+            "-C",
+            str(work / "src"),
+            "--sort=name",
+            "--mtime=@315532800",
+            "--owner=0",
+            "--group=0",
+            "-cf",
+            str(work / "terminal.tar"),
+            "MetaTrader 5",
+        ],
+        check=True,
+    )
     (work / "Grid.ex5").write_bytes(b"a compiled expert stand-in")
 
     def sha(path: Path) -> str:
@@ -512,17 +594,28 @@ def test_a_wrong_sha256_stops_the_run_before_anything_is_built(wine_supplied):
 def test_supplied_parts_are_included_and_the_rest_skipped_by_name(wine_supplied):
     output = re.sub(r"\s+", " ", wine_supplied["output"])
     report = docker("run", "--rm", "--entrypoint", "cat", wine_supplied["ref"], "/usr/share/mt5farm/report/build.txt").stdout
-    for line in ("included: MT5 terminal (captured directory)", "included: MQL5/Experts/Grid.ex5",
-                 "included: MQL5/Indicators/GridLevels.ex5", "skipped: Windows Python (no installer supplied)"):
+    for line in (
+        "included: MT5 terminal (captured directory)",
+        "included: MQL5/Experts/Grid.ex5",
+        "included: MQL5/Indicators/GridLevels.ex5",
+        "skipped: Windows Python (no installer supplied)",
+    ):
         assert line in output, f"{line!r} is not in the playbook's output"
         assert line in report, f"{line!r} is not in the image's build report"
     assert "skipped: MT5 terminal" not in output
 
 
 def test_terminal_binaries_in_the_image_account_data_on_the_volume(wine_supplied):
-    listing = docker("run", "--rm", "--entrypoint", "sh", wine_supplied["ref"], "-c",
-                     "cd /home/mt5/.wine/drive_c/MT5 && ls -l terminal64.exe MQL5/Experts/Grid.ex5 "
-                     "MQL5/Indicators/GridLevels.ex5 MQL5/Experts/Examples/Sample.ex5 && readlink config MQL5/Files").stdout
+    listing = docker(
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        wine_supplied["ref"],
+        "-c",
+        "cd /home/mt5/.wine/drive_c/MT5 && ls -l terminal64.exe MQL5/Experts/Grid.ex5 "
+        "MQL5/Indicators/GridLevels.ex5 MQL5/Experts/Examples/Sample.ex5 && readlink config MQL5/Files",
+    ).stdout
     assert "/data/terminal/config\n/data/terminal/MQL5/Files" in listing, listing
     assert listing.count(" mt5 mt5 ") == 4, listing
 
@@ -555,8 +648,9 @@ def test_the_terminal_wrapper_runs_the_terminal_under_wine_and_exits_when_it_die
         assert time.monotonic() < deadline, supplied_account.exec("cat", "/tmp/term.log").stdout
         time.sleep(1)
     command_lines = supplied_account.exec("ps", "-eo", "args=").stdout
-    assert r"explorer.exe /desktop=MT5,1280x800 C:\MT5\terminal64.exe /portable /config:Z:\dev\shm\mt5farm\terminal.ini" \
-        in command_lines, command_lines
+    assert r"explorer.exe /desktop=MT5,1280x800 C:\MT5\terminal64.exe /portable /config:Z:\dev\shm\mt5farm\terminal.ini" in command_lines, (
+        command_lines
+    )
     assert PASSWORD not in command_lines
     assert supplied_account.exec("stat", "-c", "%a %u", "/dev/shm/mt5farm/terminal.ini").stdout.strip() == f"600 {UID}"
     supplied_account.exec("kill", *_terminal_pids(supplied_account))

@@ -3,12 +3,10 @@
 import os
 
 import pytest
-
 from mt5farm_runtime.common import clear_x_locks, windows_exe_pids, x_lock_paths
 from mt5farm_runtime.entrypoint import EntrypointError, check_environment, prepare_data, write_programs
 
-WINE = {"variant": "wine", "uid": os.getuid(), "terminal": {"included": True},
-        "terminal_data_dirs": ["config", "logs", "MQL5/Files"]}
+WINE = {"variant": "wine", "uid": os.getuid(), "terminal": {"included": True}, "terminal_data_dirs": ["config", "logs", "MQL5/Files"]}
 
 
 @pytest.fixture
@@ -85,9 +83,11 @@ def test_stale_x_locks_are_cleared(tmp_path):
 
 
 def test_windows_programs_are_found_by_their_argv0(tmp_path):
-    for pid, argv in {"11": b"C:\\MT5\\terminal64.exe\0/portable\0",
-                      "12": b"C:\\windows\\system32\\explorer.exe\0/desktop=MT5\0C:\\MT5\\terminal64.exe\0",
-                      "13": b"/usr/bin/python3\0"}.items():
+    for pid, argv in {
+        "11": b"C:\\MT5\\terminal64.exe\0/portable\0",
+        "12": b"C:\\windows\\system32\\explorer.exe\0/desktop=MT5\0C:\\MT5\\terminal64.exe\0",
+        "13": b"/usr/bin/python3\0",
+    }.items():
         (tmp_path / pid).mkdir()
         (tmp_path / pid / "cmdline").write_bytes(argv)
     (tmp_path / "self").mkdir()

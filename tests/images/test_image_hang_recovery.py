@@ -14,7 +14,6 @@ import re
 import time
 
 import pytest
-
 from mt5farm_runtime.watchdog import Policy
 from test_image_build import Account, _docker_problem, inventory, reported_image, run_playbook
 
@@ -42,8 +41,9 @@ def simulator_ref(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def defaults_account(simulator_ref, tmp_path_factory):
-    from test_image_build import API_KEY, PASSWORD, UID  # noqa: PLC0415 - the same secrets as the build test
     import os
+
+    from test_image_build import API_KEY, PASSWORD, UID
 
     directory = tmp_path_factory.mktemp("hang-secrets") / "mt5"
     directory.mkdir()
@@ -55,8 +55,7 @@ def defaults_account(simulator_ref, tmp_path_factory):
     os.chown(directory, UID, UID)
     directory.chmod(0o500)
     # The image's defaults, not the build test's short ones.
-    container = Account(simulator_ref, directory, "hang", "simulator",
-                        MT5_LOGIN="5001003", WATCHDOG_GRACE="60", WATCHDOG_INTERVAL="5")
+    container = Account(simulator_ref, directory, "hang", "simulator", MT5_LOGIN="5001003", WATCHDOG_GRACE="60", WATCHDOG_INTERVAL="5")
     yield container
     container.remove()
 
@@ -96,13 +95,25 @@ def test_a_hung_service_answers_again_within_30_s_with_the_image_defaults(defaul
         logs = account.logs()
         assert recovered is not None, f"hang {attempt + 1}: not answering after {PRD_BOUND + 30:g} s:\n{logs[-3000:]}"
         figures.append(recovered)
-        print(f"\nhang {attempt + 1}: SIGSTOP of the service -> /health 200 again after {recovered:.1f} s "
-              f"(bound {IMAGE_DEFAULTS.recovery_bound:g} s, PRD {PRD_BOUND:g} s)")
+        print(
+            f"\nhang {attempt + 1}: SIGSTOP of the service -> /health 200 again after {recovered:.1f} s "
+            f"(bound {IMAGE_DEFAULTS.recovery_bound:g} s, PRD {PRD_BOUND:g} s)"
+        )
         assert recovered <= PRD_BOUND, logs[-3000:]
     logs = account.logs()
-    assert len(re.findall(r"mt5-watchdog: /health has not answered for \d+ s \(grace 10 s\): restarting service "
-                          r"\(SIGKILL, no stop wait\)", logs)) == HANGS, logs[-4000:]
+    assert (
+        len(
+            re.findall(
+                r"mt5-watchdog: /health has not answered for \d+ s \(grace 10 s\): restarting service "
+                r"\(SIGKILL, no stop wait\)",
+                logs,
+            )
+        )
+        == HANGS
+    ), logs[-4000:]
     assert len(re.findall(r"exited: service \(terminated by SIGKILL", logs)) == HANGS, logs[-4000:]
     assert "waiting for service to stop" not in logs and "stopped: service" not in logs, "no SIGTERM stop was waited for"
-    print(f"\nhung service recovery with the image defaults: {', '.join(f'{s:.1f}' for s in figures)} s "
-          f"(max {max(figures):.1f} s; bound {IMAGE_DEFAULTS.recovery_bound:g} s)")
+    print(
+        f"\nhung service recovery with the image defaults: {', '.join(f'{s:.1f}' for s in figures)} s "
+        f"(max {max(figures):.1f} s; bound {IMAGE_DEFAULTS.recovery_bound:g} s)"
+    )

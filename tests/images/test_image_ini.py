@@ -5,13 +5,12 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from mt5farm_runtime.ini import BOM, IniError, mount_type, read_secret, start_ini, write_private
 
 
 def decode(data: bytes) -> str:
     assert data.startswith(BOM), "MT5 tells UTF-16 from its byte-order mark"
-    return data[len(BOM):].decode("utf-16-le")
+    return data[len(BOM) :].decode("utf-16-le")
 
 
 def test_ini_is_utf16le_with_bom_and_crlf_line_ends():
@@ -27,8 +26,15 @@ def test_ini_is_utf16le_with_bom_and_crlf_line_ends():
 def test_ini_has_the_common_and_experts_sections_in_order():
     text = decode(start_ini(12345678, "pw", "Broker-Live", True))
     assert text.split("\r\n") == [
-        "[Common]", "Login=12345678", "Password=pw", "Server=Broker-Live", "",
-        "[Experts]", "AllowLiveTrading=1", "Enabled=1", "",
+        "[Common]",
+        "Login=12345678",
+        "Password=pw",
+        "Server=Broker-Live",
+        "",
+        "[Experts]",
+        "AllowLiveTrading=1",
+        "Enabled=1",
+        "",
     ]
 
 
@@ -43,16 +49,19 @@ def test_non_ascii_password_and_server_survive_the_encoding():
     assert "Server=Брокер-Demo\r\n" in text
 
 
-@pytest.mark.parametrize("login, password, server, fragment", [
-    (0, "pw", "S", "positive whole number"),
-    (-5, "pw", "S", "positive whole number"),
-    (True, "pw", "S", "positive whole number"),
-    (1, "", "S", "password is empty"),
-    (1, "pw\nLogin=2", "S", "line break"),
-    (1, "pw\r", "S", "line break"),
-    (1, "pw", "", "server name"),
-    (1, "pw", "A\nB", "server name"),
-])
+@pytest.mark.parametrize(
+    "login, password, server, fragment",
+    [
+        (0, "pw", "S", "positive whole number"),
+        (-5, "pw", "S", "positive whole number"),
+        (True, "pw", "S", "positive whole number"),
+        (1, "", "S", "password is empty"),
+        (1, "pw\nLogin=2", "S", "line break"),
+        (1, "pw\r", "S", "line break"),
+        (1, "pw", "", "server name"),
+        (1, "pw", "A\nB", "server name"),
+    ],
+)
 def test_values_that_cannot_go_into_an_ini_line_are_refused(login, password, server, fragment):
     with pytest.raises(IniError, match=fragment):
         start_ini(login, password, server, True)
@@ -85,8 +94,9 @@ def test_private_file_is_0600_in_a_0700_directory_and_replaced_atomically(tmp_pa
 
 def test_private_file_is_refused_outside_a_tmpfs(tmp_path, monkeypatch):
     mounts = tmp_path / "mounts"
-    mounts.write_text(f"/dev/vda / ext4 rw 0 0\ntmpfs /dev/shm tmpfs rw 0 0\n")
+    mounts.write_text("/dev/vda / ext4 rw 0 0\ntmpfs /dev/shm tmpfs rw 0 0\n")
     import mt5farm_runtime.ini as ini
+
     monkeypatch.setattr(ini, "mount_type", lambda path: mount_type(path, str(mounts)))
     with pytest.raises(IniError, match="not on a tmpfs"):
         write_private(tmp_path / "dir" / "terminal.ini", b"x")
@@ -95,16 +105,16 @@ def test_private_file_is_refused_outside_a_tmpfs(tmp_path, monkeypatch):
 
 def test_mount_type_takes_the_longest_matching_mount_point(tmp_path):
     mounts = tmp_path / "mounts"
-    mounts.write_text("overlay / overlay rw 0 0\ntmpfs /dev/shm tmpfs rw 0 0\ntmpfs /dev tmpfs rw 0 0\n"
-                      "/dev/vda /data ext4 rw 0 0\n")
+    mounts.write_text("overlay / overlay rw 0 0\ntmpfs /dev/shm tmpfs rw 0 0\ntmpfs /dev tmpfs rw 0 0\n/dev/vda /data ext4 rw 0 0\n")
     assert mount_type(Path("/dev/shm/mt5farm"), str(mounts)) == "tmpfs"
     assert mount_type(Path("/data/service"), str(mounts)) == "ext4"
     assert mount_type(Path("/datax"), str(mounts)) == "overlay"
     assert mount_type(Path("/"), str(mounts)) == "overlay"
 
 
-@pytest.mark.skipif(not os.path.isdir("/dev/shm") or mount_type(Path("/dev/shm")) != "tmpfs",
-                    reason="this machine's /dev/shm is not a tmpfs")
+@pytest.mark.skipif(
+    not os.path.isdir("/dev/shm") or mount_type(Path("/dev/shm")) != "tmpfs", reason="this machine's /dev/shm is not a tmpfs"
+)
 def test_private_file_on_this_machines_dev_shm(tmp_path):
     target = Path("/dev/shm") / f"mt5farm-test-{os.getpid()}" / "terminal.ini"
     try:

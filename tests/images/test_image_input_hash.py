@@ -5,11 +5,10 @@ import copy
 import hashlib
 import tarfile
 
-import pytest
-from ansible.errors import AnsibleFilterError
-
 import mt5_image_context as context
 import mt5_image_wheelhouse as wheelhouse
+import pytest
+from ansible.errors import AnsibleFilterError
 from mt5_image import mt5_image_input_hash, mt5_image_sha256
 
 BASE = {
@@ -33,8 +32,12 @@ def test_the_tag_is_16_hex_digits_and_stable():
 
 
 def test_the_order_inputs_were_gathered_in_does_not_matter():
-    shuffled = {"modes": BASE["modes"], "files": dict(reversed(list(BASE["files"].items()))),
-                "base_image_id": BASE["base_image_id"], "variant": "simulator"}
+    shuffled = {
+        "modes": BASE["modes"],
+        "files": dict(reversed(list(BASE["files"].items()))),
+        "base_image_id": BASE["base_image_id"],
+        "variant": "simulator",
+    }
     assert mt5_image_input_hash(shuffled) == mt5_image_input_hash(BASE)
 
 
@@ -47,17 +50,20 @@ def _changed(path, value):
     return inputs
 
 
-@pytest.mark.parametrize("path, value", [
-    (("variant",), "wine"),
-    (("base_image_id",), "sha256:" + "b" * 64),
-    (("files", "Dockerfile"), hashlib.sha256(b"FROM y").hexdigest()),
-    (("files", "image.json"), "4" * 64),
-    (("files", "rootfs/usr/local/bin/mt5-entrypoint"), "5" * 64),
-    (("files", "wheels/linux/fastapi-0.165.0-py3-none-any.whl"), "6" * 64),
-    (("files", "inputs/terminal.tar"), "7" * 64),
-    (("files", "inputs/mql5/Experts/new.ex5"), "8" * 64),
-    (("modes", "rootfs/usr/local/bin/mt5-entrypoint"), "0644"),
-])
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        (("variant",), "wine"),
+        (("base_image_id",), "sha256:" + "b" * 64),
+        (("files", "Dockerfile"), hashlib.sha256(b"FROM y").hexdigest()),
+        (("files", "image.json"), "4" * 64),
+        (("files", "rootfs/usr/local/bin/mt5-entrypoint"), "5" * 64),
+        (("files", "wheels/linux/fastapi-0.165.0-py3-none-any.whl"), "6" * 64),
+        (("files", "inputs/terminal.tar"), "7" * 64),
+        (("files", "inputs/mql5/Experts/new.ex5"), "8" * 64),
+        (("modes", "rootfs/usr/local/bin/mt5-entrypoint"), "0644"),
+    ],
+)
 def test_any_changed_input_changes_the_tag(path, value):
     assert mt5_image_input_hash(_changed(path, value)) != mt5_image_input_hash(BASE)
 
@@ -74,14 +80,17 @@ def test_a_file_moved_in_the_context_changes_the_tag():
     assert mt5_image_input_hash(inputs) != mt5_image_input_hash(BASE)
 
 
-@pytest.mark.parametrize("inputs, fragment", [
-    ("nope", "expected a mapping"),
-    ({"variant": "x", "files": {"a": "1" * 64}}, "base_image_id"),
-    ({**BASE, "files": {}}, "non-empty"),
-    ({**BASE, "files": {"Dockerfile": "not-a-digest"}}, "Dockerfile"),
-    ({**BASE, "files": {"Dockerfile": "A" * 64}}, "lowercase"),
-    ({**BASE, "base_image_id": "mt5farm/base:debian13"}, "image id"),
-])
+@pytest.mark.parametrize(
+    "inputs, fragment",
+    [
+        ("nope", "expected a mapping"),
+        ({"variant": "x", "files": {"a": "1" * 64}}, "base_image_id"),
+        ({**BASE, "files": {}}, "non-empty"),
+        ({**BASE, "files": {"Dockerfile": "not-a-digest"}}, "Dockerfile"),
+        ({**BASE, "files": {"Dockerfile": "A" * 64}}, "lowercase"),
+        ({**BASE, "base_image_id": "mt5farm/base:debian13"}, "image id"),
+    ],
+)
 def test_bad_inputs_are_refused_with_the_filter_name(inputs, fragment):
     with pytest.raises(AnsibleFilterError, match="mt5_image_input_hash") as caught:
         mt5_image_input_hash(inputs)
@@ -95,8 +104,18 @@ def test_rendered_text_is_hashed_as_the_utf8_file_it_becomes():
 
 
 def _key_args(project, **overrides):
-    values = dict(python_version="3.13", abi="cp313", implementation="cp", platform=["manylinux_2_28_x86_64"],
-                  extras="mt5linux", requirements=[], index_url="", no_deps=False, constraint=[], project=str(project))
+    values = dict(
+        python_version="3.13",
+        abi="cp313",
+        implementation="cp",
+        platform=["manylinux_2_28_x86_64"],
+        extras="mt5linux",
+        requirements=[],
+        index_url="",
+        no_deps=False,
+        constraint=[],
+        project=str(project),
+    )
     values.update(overrides)
     return argparse.Namespace(**values)
 

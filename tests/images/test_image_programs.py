@@ -3,19 +3,28 @@
 import configparser
 
 import pytest
-
 from mt5farm_runtime.programs import ConfigurationError, Program, plan, windows_paths
 
 SIMULATOR = {"variant": "simulator", "uid": 10001, "bridge_port": 18812, "skipped": []}
 WINE_FULL = {
-    "variant": "wine", "uid": 10001, "display": ":99", "bridge_port": 18812, "vnc_port": 6080,
+    "variant": "wine",
+    "uid": 10001,
+    "display": ":99",
+    "bridge_port": 18812,
+    "vnc_port": 6080,
     "terminal": {"included": True, "windows_path": "C:\\MT5\\terminal64.exe"},
     "windows_python": {"included": True, "unix_path": "/home/mt5/.wine/drive_c/Python/python.exe"},
-    "windows_service": True, "skipped": [],
+    "windows_service": True,
+    "skipped": [],
 }
 WINE_BARE = {
-    "variant": "wine", "uid": 10001, "display": ":99", "bridge_port": 18812,
-    "terminal": {"included": False}, "windows_python": {"included": False}, "windows_service": False,
+    "variant": "wine",
+    "uid": 10001,
+    "display": ":99",
+    "bridge_port": 18812,
+    "terminal": {"included": False},
+    "windows_python": {"included": False},
+    "windows_service": False,
     "skipped": ["MT5 terminal (no installer or archive supplied)"],
 }
 
@@ -85,8 +94,9 @@ def test_vnc_runs_only_when_asked_and_a_password_file_exists():
     x11vnc = decided.programs[names(decided).index("x11vnc")]
     assert x11vnc.command[:3] == ["/usr/local/bin/mt5-xvfb", "wait", "--"], "x11vnc waits for the display"
     assert "-localhost" in x11vnc.command, "x11vnc only for noVNC inside the container"
-    assert x11vnc.command[x11vnc.command.index("-passwdfile") + 1] == "/run/secrets/mt5/vnc_password", \
+    assert x11vnc.command[x11vnc.command.index("-passwdfile") + 1] == "/run/secrets/mt5/vnc_password", (
         "the password is read from its file, never passed on the command line"
+    )
     novnc = decided.programs[names(decided).index("novnc")]
     assert novnc.command[-2:] == ["6080", "127.0.0.1:5900"]
 
@@ -114,8 +124,15 @@ def test_command_arguments_are_quoted():
 
 def test_watchdog_program_carries_the_ladder():
     watchdog = plan(WINE_FULL, {}, False).programs[-1]
-    assert watchdog.command == ["/usr/local/bin/mt5-watchdog", "--on-down", "service",
-                                "--on-degraded", "terminal,bridge", "--on-degraded", "terminal,bridge,service"]
+    assert watchdog.command == [
+        "/usr/local/bin/mt5-watchdog",
+        "--on-down",
+        "service",
+        "--on-degraded",
+        "terminal,bridge",
+        "--on-degraded",
+        "terminal,bridge,service",
+    ]
 
 
 def test_windows_paths_map_onto_drive_z():

@@ -8,12 +8,9 @@ import subprocess
 import threading
 
 import pytest
+from mt5farm_runtime.watchdog import DEGRADED, DOWN, OK, RESPAWN, Policy, Watchdog, describe, probe, run, supervisor_kill
 
-from mt5farm_runtime.watchdog import (DEGRADED, DOWN, OK, RESPAWN, Policy, Watchdog, describe, probe, run,
-                                      supervisor_kill)
-
-WINE = Policy(grace=60, interval=5, on_down=("service",),
-              on_degraded=(("terminal", "bridge"), ("terminal", "bridge", "service")))
+WINE = Policy(grace=60, interval=5, on_down=("service",), on_degraded=(("terminal", "bridge"), ("terminal", "bridge", "service")))
 
 
 def feed(dog, observations):
@@ -68,9 +65,13 @@ def test_the_down_clock_counts_from_any_answer_the_degraded_clock_from_the_last_
 def test_a_restarted_service_gets_its_start_before_it_is_judged_again():
     """After the SIGKILL the service is starting: no second kill until it has answered, or the long grace."""
     dog = Watchdog(WINE, started=0)
-    observations = [(0, OK), *[(t, DOWN) for t in range(2, 11, 2)],      # hung after 0: killed at 10
-                    *[(t, DOWN) for t in range(12, 40, 2)],              # a slow start: 30 s without an answer
-                    (40, OK), *[(t, DOWN) for t in range(42, 53, 2)]]    # answers, then hangs again
+    observations = [
+        (0, OK),
+        *[(t, DOWN) for t in range(2, 11, 2)],  # hung after 0: killed at 10
+        *[(t, DOWN) for t in range(12, 40, 2)],  # a slow start: 30 s without an answer
+        (40, OK),
+        *[(t, DOWN) for t in range(42, 53, 2)],
+    ]  # answers, then hangs again
     assert feed(dog, observations) == [(10, ("service",)), (50, ("service",))]
 
 
@@ -179,15 +180,23 @@ class FakeService:
 
     def run(self, policy, seconds):
         rounds = int(seconds / policy.recheck) + 5
-        run(policy, 8000, probe_fn=self.probe, restart_fn=self.restart, kill_fn=self.kill,
-            clock=lambda: self.clock, sleep=self.sleep, rounds=rounds)
+        run(
+            policy,
+            8000,
+            probe_fn=self.probe,
+            restart_fn=self.restart,
+            kill_fn=self.kill,
+            clock=lambda: self.clock,
+            sleep=self.sleep,
+            rounds=rounds,
+        )
 
 
 @pytest.mark.parametrize("grace, interval, hang_at", [(60, 5, 97.0), (60, 5, 99.99), (6, 1, 13.3), (10, 2, 0.5)])
 def test_run_kills_a_hung_service_within_the_down_bound(grace, interval, hang_at):
     """The loop with a simulated clock: the SIGKILL comes no later than hang + down bound."""
     policy = Policy(grace=grace, interval=interval)
-    service = FakeService(hang_at, start=10 ** 6)  # never comes back: only the first kill matters
+    service = FakeService(hang_at, start=10**6)  # never comes back: only the first kill matters
     service.run(policy, hang_at + 3 * policy.bound)
     assert service.kills, "the hung service was never killed"
     when, programs = service.kills[0]
@@ -232,10 +241,14 @@ class FakeSupervisor:
 
 
 def test_supervisor_kill_sends_sigkill_to_the_group_and_lets_supervisord_restart():
-    fake = FakeSupervisor(["service  RUNNING   pid 41, uptime 0:10:00",
-                           "service  RUNNING   pid 41, uptime 0:10:00",
-                           "service  STARTING",
-                           "service  RUNNING   pid 57, uptime 0:00:01"])
+    fake = FakeSupervisor(
+        [
+            "service  RUNNING   pid 41, uptime 0:10:00",
+            "service  RUNNING   pid 41, uptime 0:10:00",
+            "service  STARTING",
+            "service  RUNNING   pid 57, uptime 0:00:01",
+        ]
+    )
     assert supervisor_kill(["service"], ctl=fake.ctl, kill=fake.kill, sleep=lambda s: None) == 0
     assert fake.signals == [(41, signal.SIGKILL)]
     assert all(call[0] == "status" for call in fake.calls), "no stop, no restart, no start: supervisord restarts it"
@@ -261,7 +274,7 @@ def test_supervisor_kill_reports_a_failed_start():
 class _Health(http.server.BaseHTTPRequestHandler):
     mode = "ok"
 
-    def do_GET(self):  # noqa: N802 - http.server API
+    def do_GET(self):
         if self.mode == "ok":
             self._send(200, {"status": "ok", "connected": True})
         else:

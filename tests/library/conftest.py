@@ -99,8 +99,7 @@ def images(api):
     try:
         for version in (1, 2):
             tag = f"{PREFIX}/img:v{version}"
-            api.import_image_from_data(_image_tar(version), repository=f"{PREFIX}/img", tag=f"v{version}",
-                                       changes=['CMD ["/entry.sh"]'])
+            api.import_image_from_data(_image_tar(version), repository=f"{PREFIX}/img", tag=f"v{version}", changes=['CMD ["/entry.sh"]'])
             made[version] = (tag, api.inspect_image(tag)["Id"])
         yield made
     finally:

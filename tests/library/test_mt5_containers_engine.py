@@ -220,7 +220,9 @@ def test_a_batch_that_does_not_come_healthy_stops_the_update(farm) -> None:
     assert sorted(result["unhealthy"]) == [farm.name(3), farm.name(4)]
     assert result["not_updated"] == [farm.name(5), farm.name(6)]
     assert result["recreated"] == [farm.name(i) for i in range(1, 5)]
-    assert SECRET_MARKER not in str({k: v for k, v in result.items() if k != "invocation"}), [k for k in result if SECRET_MARKER in str(result[k])]
+    assert SECRET_MARKER not in str({k: v for k, v in result.items() if k != "invocation"}), [
+        k for k in result if SECRET_MARKER in str(result[k])
+    ]
     images = {name: data["Image"] for name, data in farm.containers().items()}
     assert [images[farm.name(i)] for i in range(1, 5)] == [farm.images[2][1]] * 4
     assert [images[farm.name(i)] for i in (5, 6)] == [farm.images[1][1]] * 2
@@ -243,12 +245,24 @@ def test_every_option_reaches_docker(farm, tmp_path) -> None:
     secrets.mkdir()
     spec = farm.spec(
         1,
-        mounts=[{"type": "volume", "source": farm.volume(1), "target": "/data"},
-                {"type": "bind", "source": str(secrets), "target": "/run/secrets/mt5", "read_only": True}],
-        memory=96 * 1024 * 1024, memory_reservation=32 * 1024 * 1024, nano_cpus=250_000_000,
-        hostname="acct-1", user="65534:65534", init=True, stop_timeout=7, cap_drop=["ALL"],
-        security_opt=["no-new-privileges"], read_only=True, tmpfs={"/tmp": "size=1m"}, command=["/entry.sh"],
-        pids_limit=64, restart_policy="on-failure",
+        mounts=[
+            {"type": "volume", "source": farm.volume(1), "target": "/data"},
+            {"type": "bind", "source": str(secrets), "target": "/run/secrets/mt5", "read_only": True},
+        ],
+        memory=96 * 1024 * 1024,
+        memory_reservation=32 * 1024 * 1024,
+        nano_cpus=250_000_000,
+        hostname="acct-1",
+        user="65534:65534",
+        init=True,
+        stop_timeout=7,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        read_only=True,
+        tmpfs={"/tmp": "size=1m"},
+        command=["/entry.sh"],
+        pids_limit=64,
+        restart_policy="on-failure",
         healthcheck=dict(farm.spec(1)["healthcheck"], start_period=2),
     )
     code, result = farm.run([spec], wait_healthy=True, health_timeout=30)

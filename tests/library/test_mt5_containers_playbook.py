@@ -42,7 +42,12 @@ def play(tmp_path: Path, variables: dict, *extra: str, callback: str = "ansible.
         env["ANSIBLE_CALLBACKS_ENABLED"] = callback  # profile_tasks would print into the JSON
     done = subprocess.run(
         [ANSIBLE_PLAYBOOK, "-i", "localhost,", str(tmp_path / "play.yml"), "-e", f"@{tmp_path / 'vars.json'}", *extra],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     if callback != "ansible.posix.json":
         return done.returncode, done.stdout + done.stderr
@@ -72,7 +77,7 @@ def test_a_missing_image_fails_the_task_with_its_name(farm, tmp_path: Path) -> N
 def test_without_the_docker_sdk_the_message_says_what_to_install(farm, tmp_path: Path) -> None:
     # -S: no site-packages, so no docker SDK (the module needs nothing else but the stdlib).
     wrapper = tmp_path / "python-without-sdk"
-    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
     wrapper.chmod(0o755)
     code, result = play(tmp_path, {"containers": [farm.spec(1)], "scope": farm.scope}, python=str(wrapper))
     assert code == 2, result

@@ -66,8 +66,12 @@ def specs(engine, prefix: str, logins: list[int]) -> list[dict]:
             "memory": 64 * 1024 * 1024,
             "nano_cpus": 500_000_000,
             "command": ["/entry.sh"],
-            "healthcheck": {"test": ["CMD", "/bin/busybox", "wget", "-q", "-O-", "http://127.0.0.1:8000/health"],
-                            "interval": 1, "timeout": 2, "retries": 3},
+            "healthcheck": {
+                "test": ["CMD", "/bin/busybox", "wget", "-q", "-O-", "http://127.0.0.1:8000/health"],
+                "interval": 1,
+                "timeout": 2,
+                "retries": 3,
+            },
             "stop_timeout": 2,
         }
         for index, login in enumerate(logins)
@@ -109,8 +113,9 @@ def test_reconciles_a_remote_engine_over_mutual_tls(engine) -> None:
 
 
 def test_an_engine_refuses_a_client_without_the_client_certificate(engine) -> None:
-    anonymous = docker.APIClient(base_url=engine.docker_host, tls=docker.tls.TLSConfig(ca_cert=engine.tls["ca_cert"], verify=True),
-                                 version="1.41", timeout=10)
+    anonymous = docker.APIClient(
+        base_url=engine.docker_host, tls=docker.tls.TLSConfig(ca_cert=engine.tls["ca_cert"], verify=True), version="1.41", timeout=10
+    )
     with pytest.raises((docker.errors.DockerException, ssl.SSLError, OSError, Exception)) as raised:
         anonymous.version()
     assert "certificate" in str(raised.value).lower() or "ssl" in str(raised.value).lower() or "reset" in str(raised.value).lower()
@@ -123,9 +128,18 @@ def test_an_engine_refuses_a_client_without_the_client_certificate(engine) -> No
 def test_a_client_certificate_from_another_ca_is_refused(engine, tmp_path) -> None:
     other = tmp_path / "other-ca"
     mtls_engine.run_pki(other)
-    code, result = run({"scope": "mt5r-other", "containers": [], "docker_host": engine.docker_host,
-                        "tls": {"ca_cert": engine.tls["ca_cert"], "client_cert": str(other / "client.pem"),
-                                "client_key": str(other / "client-key.pem")}})
+    code, result = run(
+        {
+            "scope": "mt5r-other",
+            "containers": [],
+            "docker_host": engine.docker_host,
+            "tls": {
+                "ca_cert": engine.tls["ca_cert"],
+                "client_cert": str(other / "client.pem"),
+                "client_key": str(other / "client-key.pem"),
+            },
+        }
+    )
     assert code == 1
     assert "cannot reach the Docker engine at" in result["msg"] or "Docker engine error" in result["msg"], result
 
@@ -133,9 +147,14 @@ def test_a_client_certificate_from_another_ca_is_refused(engine, tmp_path) -> No
 def test_the_module_verifies_the_engine_certificate(engine, tmp_path) -> None:
     other = tmp_path / "other-ca"
     mtls_engine.run_pki(other)
-    code, result = run({"scope": "mt5r-verify", "containers": [], "docker_host": engine.docker_host,
-                        "tls": {"ca_cert": str(other / "ca.pem"), "client_cert": engine.tls["client_cert"],
-                                "client_key": engine.tls["client_key"]}})
+    code, result = run(
+        {
+            "scope": "mt5r-verify",
+            "containers": [],
+            "docker_host": engine.docker_host,
+            "tls": {"ca_cert": str(other / "ca.pem"), "client_cert": engine.tls["client_cert"], "client_key": engine.tls["client_key"]},
+        }
+    )
     assert code == 1 and "engine" in result["msg"], result
 
 
@@ -145,15 +164,34 @@ def test_a_network_engine_without_tls_is_refused_before_any_connection() -> None
     assert "is a network engine: give tls" in result["msg"]
     code, result = run({"scope": "x", "containers": [], "tls": {"ca_cert": "a", "client_cert": "b", "client_key": "c"}})
     assert code == 1 and "tls needs docker_host" in result["msg"]
-    code, result = run({"scope": "x", "containers": [], "docker_host": "tcp://127.0.0.1:9",
-                        "tls": {"ca_cert": "/nonexistent/ca.pem", "client_cert": "/nonexistent/c.pem", "client_key": "/nonexistent/k.pem"}})
+    code, result = run(
+        {
+            "scope": "x",
+            "containers": [],
+            "docker_host": "tcp://127.0.0.1:9",
+            "tls": {"ca_cert": "/nonexistent/ca.pem", "client_cert": "/nonexistent/c.pem", "client_key": "/nonexistent/k.pem"},
+        }
+    )
     assert code == 1 and "tls: no such file" in result["msg"]
 
 
 def test_isolation_unset_hashes_as_before() -> None:
-    spec = module.normalize({"name": "mt5-1", "image": "x", "env": {}, "labels": {}, "ports": [], "mounts": [],
-                             "cap_drop": [], "security_opt": [], "tmpfs": {}, "restart_policy": "unless-stopped",
-                             "init": False, "read_only": False})
+    spec = module.normalize(
+        {
+            "name": "mt5-1",
+            "image": "x",
+            "env": {},
+            "labels": {},
+            "ports": [],
+            "mounts": [],
+            "cap_drop": [],
+            "security_opt": [],
+            "tmpfs": {},
+            "restart_policy": "unless-stopped",
+            "init": False,
+            "read_only": False,
+        }
+    )
     with_none = dict(spec, isolation=None)
     assert module.config_hash(spec, "sha256:1") == module.config_hash(with_none, "sha256:1")
     assert module.config_hash(dict(spec, isolation="process"), "sha256:1") != module.config_hash(spec, "sha256:1")
@@ -182,14 +220,28 @@ def test_windows_paths_and_isolation_reach_the_api_unchanged(monkeypatch) -> Non
     recorder = RecordingClient()
     engine = module.Engine.__new__(module.Engine)
     monkeypatch.setattr(module.Engine, "client", lambda self: recorder)
-    spec = module.normalize({
-        "name": "mt5-32345678", "image": "mt5farm/account-windows:0123456789abcdef", "env": {"MT5_SECRETS_DIR": "C:\\secrets"},
-        "labels": {}, "cap_drop": [], "security_opt": [], "tmpfs": {}, "restart_policy": "unless-stopped", "init": False,
-        "read_only": False, "isolation": "process", "memory": 1932735283, "nano_cpus": 500_000_000,
-        "ports": [{"container_port": 8000, "host_port": 25678, "host_ip": "0.0.0.0", "protocol": "tcp"}],
-        "mounts": [{"type": "bind", "source": "C:\\mt5farm\\secrets\\32345678", "target": "C:\\secrets", "read_only": True},
-                   {"type": "volume", "source": "mt5-32345678-data", "target": "C:\\data", "read_only": False}],
-    })
+    spec = module.normalize(
+        {
+            "name": "mt5-32345678",
+            "image": "mt5farm/account-windows:0123456789abcdef",
+            "env": {"MT5_SECRETS_DIR": "C:\\secrets"},
+            "labels": {},
+            "cap_drop": [],
+            "security_opt": [],
+            "tmpfs": {},
+            "restart_policy": "unless-stopped",
+            "init": False,
+            "read_only": False,
+            "isolation": "process",
+            "memory": 1932735283,
+            "nano_cpus": 500_000_000,
+            "ports": [{"container_port": 8000, "host_port": 25678, "host_ip": "0.0.0.0", "protocol": "tcp"}],
+            "mounts": [
+                {"type": "bind", "source": "C:\\mt5farm\\secrets\\32345678", "target": "C:\\secrets", "read_only": True},
+                {"type": "volume", "source": "mt5-32345678-data", "target": "C:\\data", "read_only": False},
+            ],
+        }
+    )
     spec["_hash"], spec["_image_id"] = "h", "sha256:1"
     engine.create(spec, "accounts")
     payload = recorder.created[0]

@@ -55,11 +55,28 @@ def test_examples_and_return_parse_and_return_documents_every_key() -> None:
 
 def base_spec(**overrides) -> dict:
     spec = {
-        "name": "mt5-1001", "image": "sim:1", "env": {"A": "1"}, "labels": {}, "ports": [], "mounts": [],
-        "memory": None, "memory_reservation": None, "nano_cpus": None, "healthcheck": None,
-        "restart_policy": "unless-stopped", "network": None, "hostname": None, "user": None, "init": False,
-        "stop_timeout": None, "cap_drop": [], "security_opt": [], "read_only": False, "tmpfs": {},
-        "command": None, "pids_limit": None,
+        "name": "mt5-1001",
+        "image": "sim:1",
+        "env": {"A": "1"},
+        "labels": {},
+        "ports": [],
+        "mounts": [],
+        "memory": None,
+        "memory_reservation": None,
+        "nano_cpus": None,
+        "healthcheck": None,
+        "restart_policy": "unless-stopped",
+        "network": None,
+        "hostname": None,
+        "user": None,
+        "init": False,
+        "stop_timeout": None,
+        "cap_drop": [],
+        "security_opt": [],
+        "read_only": False,
+        "tmpfs": {},
+        "command": None,
+        "pids_limit": None,
     }
     spec.update(overrides)
     return spec
@@ -77,22 +94,31 @@ def test_hash_ignores_order_defaults_and_the_image_reference() -> None:
     reference = digest(base_spec(ports=[PORT_A, PORT_B], cap_drop=["ALL", "NET_RAW"]))
     assert digest(base_spec(ports=[PORT_B, PORT_A], cap_drop=["NET_RAW", "ALL"])) == reference
     # Options left out hash like their defaults, so a new optional field recreates nothing.
-    minimal = {"name": "mt5-1001", "image": "sim:1", "env": {"A": 1}, "ports": [PORT_B, PORT_A], "cap_drop": ["ALL", "NET_RAW"],
-               "restart_policy": "unless-stopped"}
+    minimal = {
+        "name": "mt5-1001",
+        "image": "sim:1",
+        "env": {"A": 1},
+        "ports": [PORT_B, PORT_A],
+        "cap_drop": ["ALL", "NET_RAW"],
+        "restart_policy": "unless-stopped",
+    }
     assert digest(minimal) == reference
     # Another tag of the same image id is the same container.
     assert digest(base_spec(image="sim:latest", ports=[PORT_A, PORT_B], cap_drop=["ALL", "NET_RAW"])) == reference
 
 
-@pytest.mark.parametrize("change", [
-    {"env": {"A": "2"}},
-    {"memory": 1024},
-    {"ports": [dict(PORT_A, host_port=18002)]},
-    {"init": True},
-    {"stop_timeout": 0},
-    {"command": ["/entry.sh", "--fast"]},
-    {"healthcheck": {"test": ["CMD", "true"], "interval": 5, "timeout": None, "retries": None, "start_period": None}},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"env": {"A": "2"}},
+        {"memory": 1024},
+        {"ports": [dict(PORT_A, host_port=18002)]},
+        {"init": True},
+        {"stop_timeout": 0},
+        {"command": ["/entry.sh", "--fast"]},
+        {"healthcheck": {"test": ["CMD", "true"], "interval": 5, "timeout": None, "retries": None, "start_period": None}},
+    ],
+)
 def test_hash_changes_with_the_config(change: dict) -> None:
     assert digest(base_spec(**change)) != digest(base_spec())
 
@@ -101,11 +127,14 @@ def test_hash_changes_with_the_image_id() -> None:
     assert digest(base_spec(), "sha256:bbb") != digest(base_spec(), "sha256:aaa")
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"labels": {"mt5farm.scope": "x"}}, "set by mt5_containers"),
-    ({"env": {"FLAG": True}}, "quote it"),
-    ({"name": "bad name"}, "not a valid Docker name"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"labels": {"mt5farm.scope": "x"}}, "set by mt5_containers"),
+        ({"env": {"FLAG": True}}, "quote it"),
+        ({"name": "bad name"}, "not a valid Docker name"),
+    ],
+)
 def test_invalid_specs_are_refused_with_what_to_fix(change: dict, message: str) -> None:
     with pytest.raises(module.SpecError, match=message):
         module.normalize(base_spec(**change))
@@ -128,7 +157,10 @@ def planned(name: str, image_id: str = "sha256:new", **overrides) -> dict:
 
 def listed(spec: dict, state: str = "running", image_id: str | None = None, config_hash: str | None = None) -> dict:
     return {
-        "Id": spec["name"] + "-id", "Names": ["/" + spec["name"]], "State": state, "ImageID": image_id or spec["_image_id"],
+        "Id": spec["name"] + "-id",
+        "Names": ["/" + spec["name"]],
+        "State": state,
+        "ImageID": image_id or spec["_image_id"],
         "Labels": {module.LABEL_HASH: config_hash or spec["_hash"]},
     }
 
@@ -144,8 +176,15 @@ def test_the_plan_sorts_every_container_into_one_action() -> None:
         "gone": {"Id": "gone-id", "Names": ["/gone"], "State": "running", "Labels": {}},
     }
     plan = module.make_plan([same, env, image, stopped, kick, planned("new")], current, ["c4", "nobody"])
-    assert plan.actions == {"c0": "unchanged", "c1": "recreated", "c2": "recreated", "c3": "started", "c4": "restarted",
-                            "new": "created", "gone": "removed"}
+    assert plan.actions == {
+        "c0": "unchanged",
+        "c1": "recreated",
+        "c2": "recreated",
+        "c3": "started",
+        "c4": "restarted",
+        "new": "created",
+        "gone": "removed",
+    }
     assert [spec["name"] for spec, _ in plan.recreate] == ["c1"]
     assert [spec["name"] for spec, _ in plan.roll] == ["c2"]
     assert plan.unknown_restarts == ["nobody"]
@@ -167,12 +206,18 @@ def test_isolation_left_unset_hashes_as_before_and_set_changes_the_hash() -> Non
     assert digest(base_spec(isolation="process")) != digest(base_spec())
 
 
-@pytest.mark.parametrize(("docker_host", "tls", "message"), [
-    ("tcp://192.0.2.1:2376", None, "give tls"),
-    (None, {"ca_cert": "a", "client_cert": "b", "client_key": "c"}, "tls needs docker_host"),
-    ("tcp://192.0.2.1:2376", {"ca_cert": "/nonexistent/ca.pem", "client_cert": "/nonexistent/c.pem",
-                              "client_key": "/nonexistent/k.pem"}, "no such file"),
-])
+@pytest.mark.parametrize(
+    ("docker_host", "tls", "message"),
+    [
+        ("tcp://192.0.2.1:2376", None, "give tls"),
+        (None, {"ca_cert": "a", "client_cert": "b", "client_key": "c"}, "tls needs docker_host"),
+        (
+            "tcp://192.0.2.1:2376",
+            {"ca_cert": "/nonexistent/ca.pem", "client_cert": "/nonexistent/c.pem", "client_key": "/nonexistent/k.pem"},
+            "no such file",
+        ),
+    ],
+)
 def test_a_network_engine_needs_mutual_tls(docker_host, tls, message) -> None:
     pytest.importorskip("docker")
     with pytest.raises(module.SpecError, match=message):

@@ -30,9 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -104,8 +105,11 @@ def adapt_for_test(conf: str, root: Path) -> str:
     conf = once(r"^pid /run/nginx\.pid;$", f"pid {root}/nginx.pid;", conf)
     conf = conf.replace("/etc/nginx/", f"{root}/")
     temp = "".join(f"    {kind}_temp_path {root}/temp/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    conf = once(r"^http \{\n", "http {\n    # TEST ADAPTATION (tests/nginx/conftest.py)\n" + temp
-                + "    client_header_timeout 1s;\n    client_body_timeout 1s;\n", conf)
+    conf = once(
+        r"^http \{\n",
+        "http {\n    # TEST ADAPTATION (tests/nginx/conftest.py)\n" + temp + "    client_header_timeout 1s;\n    client_body_timeout 1s;\n",
+        conf,
+    )
     return conf
 
 
@@ -189,7 +193,7 @@ def parse_response(data: bytes) -> Response:
             size = int(size_line.split(b";")[0], 16)
             if size == 0:
                 break
-            decoded, rest = decoded + rest[:size], rest[size + 2:]
+            decoded, rest = decoded + rest[:size], rest[size + 2 :]
         body = decoded
     return Response(int(match.group(1)), match.group(2), headers, body)
 
@@ -204,18 +208,53 @@ def render(out: Path, inventory: dict[str, Any]) -> None:
     inventory_file.write_text(yaml.safe_dump(inventory))
     roles = Path(os.environ.get("MT5FARM_NGINX_TEST_ROLES", REPO / "roles"))
     env = {**os.environ, "ANSIBLE_ROLES_PATH": str(roles), "ANSIBLE_NOCOLOR": "1"}
-    done = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory_file), str(REPO / "tests/nginx/render.yml"),
-                           "-e", f"nginx_test_out={out}", "-e", f"nginx_test_templates={roles}/platform_nginx/templates"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "-i",
+            str(inventory_file),
+            str(REPO / "tests/nginx/render.yml"),
+            "-e",
+            f"nginx_test_out={out}",
+            "-e",
+            f"nginx_test_templates={roles}/platform_nginx/templates",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, "rendering the role's templates failed:\n" + done.stdout[-4000:] + done.stderr[-2000:]
 
 
 def self_signed(out: Path) -> None:
     (out / "tls").mkdir(mode=0o700)
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                    "-keyout", str(out / "tls/key.pem"), "-out", str(out / "tls/cert.pem")],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(out / "tls/key.pem"),
+            "-out",
+            str(out / "tls/cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def start_service(root: Path, login: int, port: int, key: str) -> subprocess.Popen[bytes]:
@@ -223,12 +262,19 @@ def start_service(root: Path, login: int, port: int, key: str) -> subprocess.Pop
     home = root / f"service-{login}"
     (home / "secrets").mkdir(parents=True)
     (home / "secrets/api_key").write_text(key + "\n")
-    env = {**os.environ, "MT5_BACKEND": "simulator", "MT5_LOGIN": str(login), "SERVICE_PORT": str(port),
-           "MT5_SECRETS_DIR": str(home / "secrets"), "STATE_DIR": str(home / "state"), "POLL_INTERVAL": "0.2",
-           "LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "MT5_BACKEND": "simulator",
+        "MT5_LOGIN": str(login),
+        "SERVICE_PORT": str(port),
+        "MT5_SECRETS_DIR": str(home / "secrets"),
+        "STATE_DIR": str(home / "state"),
+        "POLL_INTERVAL": "0.2",
+        "LOG_LEVEL": "warning",
+    }
     for name in ("REDIS_URL", "DATABASE_URL"):
         env.pop(name, None)
-    log = open(home / "log", "wb")  # noqa: SIM115 - closed with the process
+    log = open(home / "log", "wb")
     return subprocess.Popen([str(VENV_BIN / "mt5-account-service")], env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -267,28 +313,43 @@ def nginx() -> Iterator[Nginx]:
         processes += services.values()
         out = root / "etc"
         out.mkdir()
-        render(out, {
-            "all": {"children": {
-                "mt5_linux": {"hosts": {"farm": {
-                    "ansible_connection": "local",
-                    "ansible_python_interpreter": sys.executable,
-                    "mt5_bind_address": "127.0.0.1",
-                    "mt5_accounts": [{"login": login, "server": "MT5Farm-Simulator", "backend": "simulator", "api_port": port}
-                                     for login, port in ports.items()],
-                }}},
-                "platform": {"hosts": {"farm": {
-                    "platform_nginx_image": "nginx:test",
-                    "platform_nginx_listen_address": "127.0.0.1",
-                    "platform_nginx_https_port": https_port,
-                    "platform_nginx_http_port": http_port,
-                    "platform_nginx_status_port": status_port,
-                    "platform_nginx_worker_processes": 1,
-                    "platform_nginx_worker_connections": 512,
-                    "platform_nginx_upstream_api_key": UPSTREAM_BASE,
-                    "platform_nginx_api_keys": API_KEYS,
-                }}},
-            }},
-        })
+        render(
+            out,
+            {
+                "all": {
+                    "children": {
+                        "mt5_linux": {
+                            "hosts": {
+                                "farm": {
+                                    "ansible_connection": "local",
+                                    "ansible_python_interpreter": sys.executable,
+                                    "mt5_bind_address": "127.0.0.1",
+                                    "mt5_accounts": [
+                                        {"login": login, "server": "MT5Farm-Simulator", "backend": "simulator", "api_port": port}
+                                        for login, port in ports.items()
+                                    ],
+                                }
+                            }
+                        },
+                        "platform": {
+                            "hosts": {
+                                "farm": {
+                                    "platform_nginx_image": "nginx:test",
+                                    "platform_nginx_listen_address": "127.0.0.1",
+                                    "platform_nginx_https_port": https_port,
+                                    "platform_nginx_http_port": http_port,
+                                    "platform_nginx_status_port": status_port,
+                                    "platform_nginx_worker_processes": 1,
+                                    "platform_nginx_worker_connections": 512,
+                                    "platform_nginx_upstream_api_key": UPSTREAM_BASE,
+                                    "platform_nginx_api_keys": API_KEYS,
+                                }
+                            }
+                        },
+                    }
+                },
+            },
+        )
         conf = out / "nginx.conf"
         conf.write_text(adapt_for_test(conf.read_text(), out))
         self_signed(out)
@@ -302,8 +363,9 @@ def nginx() -> Iterator[Nginx]:
             process = subprocess.Popen(command + ["-g", "daemon off;"], stdout=stdout, stderr=stderr)
         processes.append(process)
         server = Nginx(out, https_port, http_port, status_port, process, access_log, error_log, services, ports)
-        wait_until(lambda: process.poll() is not None or all(_listening(p) for p in (https_port, http_port, status_port)),
-                   15, "nginx to listen")
+        wait_until(
+            lambda: process.poll() is not None or all(_listening(p) for p in (https_port, http_port, status_port)), 15, "nginx to listen"
+        )
         assert process.poll() is None, f"nginx exited: {error_log.read_text()}"
         for login, service in services.items():
             wait_until(lambda: service.poll() is not None or service_healthy(ports[login]), 40, f"account service {login} to be healthy")

@@ -18,19 +18,68 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from nginx_testlib import (API_KEYS, FLEET_KEY, LIMITED_KEY, LOGIN_A, LOGIN_B, LOGIN_DOWN, REPO, SCOPED_KEY, UPSTREAM_BASE, Nginx,
-                           Response, mt5_account_credential, parse_response, raw_request)
+from nginx_testlib import (
+    API_KEYS,
+    FLEET_KEY,
+    LIMITED_KEY,
+    LOGIN_A,
+    LOGIN_B,
+    LOGIN_DOWN,
+    REPO,
+    SCOPED_KEY,
+    UPSTREAM_BASE,
+    Nginx,
+    Response,
+    mt5_account_credential,
+    parse_response,
+    raw_request,
+)
 
 ERRORS = yaml.safe_load((REPO / "roles/platform_nginx/vars/main.yml").read_text())["_platform_nginx_errors"]
 # Every 4xx/5xx status Nginx has a page of its own for (src/http/ngx_http_special_response.c):
 # the codes it can answer by itself. 444 and 499 send nothing.
-NGINX_ERROR_CODES = [400, 401, 402, 403, 404, 405, 406, 408, 409, 410, 411, 412, 413, 414, 415, 416, 421, 429,
-                     494, 495, 496, 497, 500, 501, 502, 503, 504, 505, 507]
+NGINX_ERROR_CODES = [
+    400,
+    401,
+    402,
+    403,
+    404,
+    405,
+    406,
+    408,
+    409,
+    410,
+    411,
+    412,
+    413,
+    414,
+    415,
+    416,
+    421,
+    429,
+    494,
+    495,
+    496,
+    497,
+    500,
+    501,
+    502,
+    503,
+    504,
+    505,
+    507,
+]
 
 
-def request(nginx: Nginx, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"",
-            port: int | None = None, tls: bool = True) -> Response:
+def request(
+    nginx: Nginx,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    port: int | None = None,
+    tls: bool = True,
+) -> Response:
     lines = [f"{method} {path} HTTP/1.1", "Host: localhost", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     if body:
@@ -60,8 +109,9 @@ def account(nginx: Nginx, login: int, headers: dict[str, str]) -> Response:
 
 
 # --- 1. keys are exact ----------------------------------------------------------------------------
-@pytest.mark.parametrize("key,login", [(FLEET_KEY, LOGIN_A), (FLEET_KEY, LOGIN_B), (SCOPED_KEY, LOGIN_A)],
-                         ids=["fleet-key-A", "fleet-key-B", "scoped-key-A"])
+@pytest.mark.parametrize(
+    "key,login", [(FLEET_KEY, LOGIN_A), (FLEET_KEY, LOGIN_B), (SCOPED_KEY, LOGIN_A)], ids=["fleet-key-A", "fleet-key-B", "scoped-key-A"]
+)
 def test_exact_key_opens_and_no_letter_case_variant_does(nginx: Nginx, key: str, login: int) -> None:
     for headers in ({"X-API-Key": key}, {"Authorization": f"Bearer {key}"}):
         response = account(nginx, login, headers)
@@ -96,11 +146,33 @@ def test_two_keys_differing_only_in_case_are_refused_by_the_preflight(tmp_path: 
 
     keys = API_KEYS + [{"name": "shout", "key": FLEET_KEY.upper()}]
     with pytest.raises(AssertionError, match="differ only in letter case"):
-        render(tmp_path / "etc", {"all": {"children": {
-            "mt5_linux": {"hosts": {"farm": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "mt5_accounts": [
-                {"login": LOGIN_A, "server": "S", "backend": "simulator"}]}}},
-            "platform": {"hosts": {"farm": {"platform_nginx_image": "nginx:test", "platform_nginx_api_keys": keys,
-                                            "platform_nginx_upstream_api_key": UPSTREAM_BASE}}}}}})
+        render(
+            tmp_path / "etc",
+            {
+                "all": {
+                    "children": {
+                        "mt5_linux": {
+                            "hosts": {
+                                "farm": {
+                                    "ansible_connection": "local",
+                                    "ansible_python_interpreter": sys.executable,
+                                    "mt5_accounts": [{"login": LOGIN_A, "server": "S", "backend": "simulator"}],
+                                }
+                            }
+                        },
+                        "platform": {
+                            "hosts": {
+                                "farm": {
+                                    "platform_nginx_image": "nginx:test",
+                                    "platform_nginx_api_keys": keys,
+                                    "platform_nginx_upstream_api_key": UPSTREAM_BASE,
+                                }
+                            }
+                        },
+                    }
+                }
+            },
+        )
 
 
 # --- 2. the Bearer scheme in any case -------------------------------------------------------------
@@ -128,24 +200,52 @@ MALFORMED = {
     "uri-too-long": ("https", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414, "uri_too_long"),
     "http-3.0": ("https", b"GET / HTTP/3.0\r\n" + H + b"\r\n", 505, "http_version_not_supported"),
     "trace": ("https", b"TRACE / HTTP/1.1\r\n" + H + b"\r\n", 405, "method_not_allowed"),
-    "unknown-transfer-encoding": ("https", b"POST " + API + b"/orders HTTP/1.1\r\n" + H + K + b"Transfer-Encoding: gzip\r\n\r\n",
-                                  501, "not_implemented"),
-    "body-too-large": ("https", b"POST " + API + b"/orders HTTP/1.1\r\n" + H + K + b"Content-Length: 70000\r\n\r\n",
-                       413, "request_too_large"),
-    "chunked-body-too-large": ("https", b"POST " + API + b"/orders HTTP/1.1\r\n" + H + K + b"Transfer-Encoding: chunked\r\n\r\n"
-                               + b"11170\r\n" + b"x" * 70000 + b"\r\n0\r\n\r\n", 413, "request_too_large"),
+    "unknown-transfer-encoding": (
+        "https",
+        b"POST " + API + b"/orders HTTP/1.1\r\n" + H + K + b"Transfer-Encoding: gzip\r\n\r\n",
+        501,
+        "not_implemented",
+    ),
+    "body-too-large": (
+        "https",
+        b"POST " + API + b"/orders HTTP/1.1\r\n" + H + K + b"Content-Length: 70000\r\n\r\n",
+        413,
+        "request_too_large",
+    ),
+    "chunked-body-too-large": (
+        "https",
+        b"POST "
+        + API
+        + b"/orders HTTP/1.1\r\n"
+        + H
+        + K
+        + b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"11170\r\n"
+        + b"x" * 70000
+        + b"\r\n0\r\n\r\n",
+        413,
+        "request_too_large",
+    ),
     "no-key": ("https", b"GET " + API + b"/account HTTP/1.1\r\n" + H + b"\r\n", 401, "unauthorized"),
     "unknown-account": ("https", b"GET /accounts/42/api/account HTTP/1.1\r\n" + H + K + b"\r\n", 404, "not_found"),
     "unknown-route": ("https", b"GET /nothing HTTP/1.1\r\n" + H + b"\r\n", 404, "not_found"),
     "error-page-uri-is-internal": ("https", b"GET /.mt5farm/errors/500 HTTP/1.1\r\n" + H + b"\r\n", 404, "not_found"),
-    "account-down": ("https", f"GET /accounts/{LOGIN_DOWN}/api/account HTTP/1.1\r\n".encode() + H + K + b"\r\n", 502,
-                     "account_unreachable"),
+    "account-down": (
+        "https",
+        f"GET /accounts/{LOGIN_DOWN}/api/account HTTP/1.1\r\n".encode() + H + K + b"\r\n",
+        502,
+        "account_unreachable",
+    ),
     "redirect-server-garbage": ("http", b"\x01\x02garbage\r\n\r\n", 400, "bad_request"),
     "redirect-server-http-3.0": ("http", b"GET / HTTP/3.0\r\n" + H + b"\r\n", 505, "http_version_not_supported"),
     "redirect-server-trace": ("http", b"TRACE / HTTP/1.1\r\n" + H + b"\r\n", 405, "method_not_allowed"),
     "redirect-server-uri-too-long": ("http", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414, "uri_too_long"),
-    "redirect-server-oversized-header": ("http", b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n", 400,
-                                         "header_too_large"),
+    "redirect-server-oversized-header": (
+        "http",
+        b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n",
+        400,
+        "header_too_large",
+    ),
     "status-server-unknown-route": ("status", b"GET /nothing HTTP/1.1\r\n" + H + b"\r\n", 404, "not_found"),
     "status-server-garbage": ("status", b"\x01\x02garbage\r\n\r\n", 400, "bad_request"),
     "status-server-http-3.0": ("status", b"GET / HTTP/3.0\r\n" + H + b"\r\n", 505, "http_version_not_supported"),
@@ -178,8 +278,9 @@ def test_every_error_nginx_answers_is_json(nginx: Nginx, server: str) -> None:
     failures = check_cases(nginx, server)
     if server == "https":  # plain HTTP on the TLS port
         try:
-            assert_json_error(parse_response(raw_request(nginx.https_port, b"GET / HTTP/1.1\r\n" + H + b"\r\n", tls=False)),
-                              400, "https_required")
+            assert_json_error(
+                parse_response(raw_request(nginx.https_port, b"GET / HTTP/1.1\r\n" + H + b"\r\n", tls=False)), 400, "https_required"
+            )
         except (AssertionError, ValueError) as failure:
             failures.append(f"plain-http-on-tls-port: {failure!r:.300}")
     assert not failures, "\n".join(failures)
@@ -190,8 +291,10 @@ def test_every_server_maps_every_nginx_error_code_to_json_and_408_sends_nothing(
     mechanism as those proved above: the same error_page and location on every server.
     408 is mapped too, but Nginx closes a timed-out connection without any answer (it is
     only in its log), so no page of any kind is sent: header and body timeouts (1 s here)."""
-    for data in (b"GET / HTTP/1.1\r\nHost: localhost\r\n", b"POST " + API + b"/orders HTTP/1.1\r\n" + H + K
-                 + b"Content-Length: 10\r\n\r\n{\"a\""):
+    for data in (
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n",
+        b"POST " + API + b"/orders HTTP/1.1\r\n" + H + K + b'Content-Length: 10\r\n\r\n{"a"',
+    ):
         assert raw_request(nginx.https_port, data, timeout=10) == b""
     conf = (nginx.root / "nginx.conf").read_text()
     servers = re.split(r"\n    server \{\n", conf)[1:]
@@ -203,14 +306,33 @@ def test_every_server_maps_every_nginx_error_code_to_json_and_408_sends_nothing(
             assert re.search(rf"\n        error_page {code}( ={wire})? /\.mt5farm/errors/{code};", server), (code, server[:200])
             block = re.search(rf"location = /\.mt5farm/errors/{code} \{{(.*?)\n        \}}", server, re.S)
             assert block and "internal;" in block.group(1) and "default_type application/json;" in block.group(1), code
-            assert f"return {wire} '{{\"error\":\"{ERRORS[code]['error']}\"" in block.group(1), code
+            assert f'return {wire} \'{{"error":"{ERRORS[code]["error"]}"' in block.group(1), code
 
 
 # --- 4. no key in the URL, no secret in a log -----------------------------------------------------
 SECRET_IN_URL = "SecretInTheUrl-0123456789abcdef"
-KEY_PARAMS = ["api_key", "apikey", "api-key", "key", "token", "access_token", "x-api-key", "authorization",
-              "API_KEY", "ApiKey", "Api-Key", "KEY", "Token", "Access_Token", "X-Api-Key", "Authorization",
-              "api%5Fkey", "%4Bey", "%74oken", "x%2Dapi%2dkey"]
+KEY_PARAMS = [
+    "api_key",
+    "apikey",
+    "api-key",
+    "key",
+    "token",
+    "access_token",
+    "x-api-key",
+    "authorization",
+    "API_KEY",
+    "ApiKey",
+    "Api-Key",
+    "KEY",
+    "Token",
+    "Access_Token",
+    "X-Api-Key",
+    "Authorization",
+    "api%5Fkey",
+    "%4Bey",
+    "%74oken",
+    "x%2Dapi%2dkey",
+]
 
 
 def test_key_in_the_query_is_refused_and_other_parameters_pass(nginx: Nginx) -> None:
@@ -244,17 +366,16 @@ def test_no_key_reaches_a_log(nginx: Nginx) -> None:
     # A key in the URL of requests that would otherwise reach the error log at warn/error:
     # over the rate limit, to an account that is down, with a body too large.
     for _ in range(4):
-        assert_json_error(request(nginx, "GET", f"/accounts/{LOGIN_B}/api/account?api_key={secret}", {"X-API-Key": LIMITED_KEY}),
-                          400, "key_in_url")
+        assert_json_error(
+            request(nginx, "GET", f"/accounts/{LOGIN_B}/api/account?api_key={secret}", {"X-API-Key": LIMITED_KEY}), 400, "key_in_url"
+        )
     assert_json_error(request(nginx, "GET", f"/accounts/{LOGIN_DOWN}/api/account?token={secret}", headers), 400, "key_in_url")
-    assert_json_error(request(nginx, "POST", f"/accounts/{LOGIN_A}/api/orders?key={secret}", headers, body=b"x" * 70000),
-                      400, "key_in_url")
+    assert_json_error(request(nginx, "POST", f"/accounts/{LOGIN_A}/api/orders?key={secret}", headers, body=b"x" * 70000), 400, "key_in_url")
     # and in a request line Nginx cannot parse
     raw_request(nginx.https_port, f"GET /accounts/{LOGIN_A}/api/x%00?api_key={secret} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     # The same failures without a key in the URL do reach the error log (so it was looked at):
     assert account(nginx, LOGIN_DOWN, headers).status == 502
-    assert 429 in [request(nginx, "GET", f"/accounts/{LOGIN_B}/api/account?days=7", {"X-API-Key": LIMITED_KEY}).status
-                   for _ in range(3)]
+    assert 429 in [request(nginx, "GET", f"/accounts/{LOGIN_B}/api/account?days=7", {"X-API-Key": LIMITED_KEY}).status for _ in range(3)]
     assert request(nginx, "POST", f"/accounts/{LOGIN_A}/api/orders?days=7", headers, body=b"x" * 70000).status == 413
     # A query is logged without its values, and the keys sent in headers never.
     ok = request(nginx, "GET", f"/accounts/{LOGIN_A}/api/history?days=7&note={secret}", headers)
@@ -266,8 +387,15 @@ def test_no_key_reaches_a_log(nginx: Nginx) -> None:
     for line in ("connect() failed", "limiting requests", "client intended to send too large body"):
         assert line in errors, f"no {line!r} in the error log: it was not exercised"
     assert f'"uri":"/accounts/{LOGIN_A}/api/history"' in logs
-    for value in [secret, SECRET_IN_URL, FLEET_KEY, LIMITED_KEY, SCOPED_KEY, UPSTREAM_BASE,
-                  *(mt5_account_credential(UPSTREAM_BASE, "api_key", login) for login in (LOGIN_A, LOGIN_B))]:
+    for value in [
+        secret,
+        SECRET_IN_URL,
+        FLEET_KEY,
+        LIMITED_KEY,
+        SCOPED_KEY,
+        UPSTREAM_BASE,
+        *(mt5_account_credential(UPSTREAM_BASE, "api_key", login) for login in (LOGIN_A, LOGIN_B)),
+    ]:
         for form in {value, value.lower(), urllib.parse.quote(value)}:
             assert form not in logs, f"a secret ({value[:6]}...) is in Nginx's logs"
 
@@ -280,9 +408,15 @@ def test_each_account_is_reached_with_its_own_derived_key_which_opens_nothing_at
     assert response.status == 200 and response.json()["login"] == login
     other = LOGIN_B if login == LOGIN_A else LOGIN_A
     port = nginx.service_ports[login]
-    direct = {key: request(nginx, "GET", "/api/account", {"X-API-Key": key}, port=port, tls=False).status
-              for key in (mt5_account_credential(UPSTREAM_BASE, "api_key", login), FLEET_KEY, UPSTREAM_BASE,
-                          mt5_account_credential(UPSTREAM_BASE, "api_key", other))}
+    direct = {
+        key: request(nginx, "GET", "/api/account", {"X-API-Key": key}, port=port, tls=False).status
+        for key in (
+            mt5_account_credential(UPSTREAM_BASE, "api_key", login),
+            FLEET_KEY,
+            UPSTREAM_BASE,
+            mt5_account_credential(UPSTREAM_BASE, "api_key", other),
+        )
+    }
     assert list(direct.values()) == [200, 401, 401, 401], "the service must accept its own key only"
     # and a derived key (or their base) is no client key at Nginx, for any account
     for key in (mt5_account_credential(UPSTREAM_BASE, "api_key", login), UPSTREAM_BASE):

@@ -15,8 +15,10 @@ containers = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(containers)
 
 UNIT = {"login": 5001001, "server": "S", "backend": "simulator"}
-SETTINGS = {"poll_interval": 0.5, "env": {"REDIS_URL": "redis://mt5-redis:6379/0", "DATABASE_URL": "postgresql://mt5_writer@mt5-postgres:5432/mt5farm",
-                                          "OTHER": 1}}
+SETTINGS = {
+    "poll_interval": 0.5,
+    "env": {"REDIS_URL": "redis://mt5-redis:6379/0", "DATABASE_URL": "postgresql://mt5_writer@mt5-postgres:5432/mt5farm", "OTHER": 1},
+}
 
 
 def test_the_urls_name_the_accounts_own_user_and_role() -> None:

@@ -12,17 +12,22 @@ from ansible.errors import AnsibleFilterError
 
 
 def test_the_credential_is_hmac_sha256_of_purpose_and_login_in_base64url() -> None:
-    want = base64.urlsafe_b64encode(
-        hmac.new(b"fleet-base-secret-0123", b"mt5farm:api_key:5001001", hashlib.sha256).digest()).decode().rstrip("=")
+    want = (
+        base64.urlsafe_b64encode(hmac.new(b"fleet-base-secret-0123", b"mt5farm:api_key:5001001", hashlib.sha256).digest())
+        .decode()
+        .rstrip("=")
+    )
     assert c.mt5_account_credential("fleet-base-secret-0123", "api_key", 5001001) == want
     assert len(want) == 43
 
 
 def test_each_account_and_purpose_gets_its_own_and_the_base_rotates_them() -> None:
-    seen = {c.mt5_account_credential(base, purpose, login)
-            for base in ("base-one-0123456789", "base-two-0123456789")
-            for purpose in ("api_key", "redis_password")
-            for login in (5001001, 5001002)}
+    seen = {
+        c.mt5_account_credential(base, purpose, login)
+        for base in ("base-one-0123456789", "base-two-0123456789")
+        for purpose in ("api_key", "redis_password")
+        for login in (5001001, 5001002)
+    }
     assert len(seen) == 8
 
 
@@ -31,14 +36,17 @@ def test_a_key_list_derives_from_its_first_line_and_a_string_login_is_the_same_l
     assert one == c.mt5_account_credential("first-line-key-0123", "api_key", 5001001)
 
 
-@pytest.mark.parametrize(("base", "purpose", "login", "says"), [
-    ("", "api_key", 1, "base secret for 'api_key' is empty"),
-    (None, "api_key", 1, "is empty"),
-    ("base-0123456789abcdef", "API key", 1, "purpose must match"),
-    ("base-0123456789abcdef", "api_key", 0, "login must be a positive integer"),
-    ("base-0123456789abcdef", "api_key", True, "login must be a positive integer"),
-    ("base-0123456789abcdef", "api_key", "abc", "login must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    ("base", "purpose", "login", "says"),
+    [
+        ("", "api_key", 1, "base secret for 'api_key' is empty"),
+        (None, "api_key", 1, "is empty"),
+        ("base-0123456789abcdef", "API key", 1, "purpose must match"),
+        ("base-0123456789abcdef", "api_key", 0, "login must be a positive integer"),
+        ("base-0123456789abcdef", "api_key", True, "login must be a positive integer"),
+        ("base-0123456789abcdef", "api_key", "abc", "login must be a positive integer"),
+    ],
+)
 def test_bad_input_names_the_filter_and_never_the_secret(base: object, purpose: str, login: object, says: str) -> None:
     with pytest.raises(AnsibleFilterError, match="mt5_account_credential") as raised:
         c.mt5_account_credential(base, purpose, login)

@@ -22,16 +22,10 @@ PLATFORM_SERVICES = ["nginx", "redis", "postgres", "prometheus", "grafana", "nod
 @pytest.mark.parametrize(
     ("platform", "infrastructure", "expected", "reason"),
     [
-        pytest.param(
-            "linux", 16, 38, "memory-bound: (64 − 16 − 2) GiB / 1.2 GiB = 38.3 → 38", id="prd-linux-38"
-        ),
-        pytest.param(
-            "windows", 17.5, 24, "memory-bound: (64 − 17.5 − 2) GiB / 1.8 GiB = 24.7 → 24", id="prd-windows-24"
-        ),
+        pytest.param("linux", 16, 38, "memory-bound: (64 − 16 − 2) GiB / 1.2 GiB = 38.3 → 38", id="prd-linux-38"),
+        pytest.param("windows", 17.5, 24, "memory-bound: (64 − 17.5 − 2) GiB / 1.8 GiB = 24.7 → 24", id="prd-windows-24"),
         # The PRD's Linux 16 GiB leaves out its own 1 GiB Nginx; counted, the host holds 37.
-        pytest.param(
-            "linux", 17, 37, "memory-bound: (64 − 17 − 2) GiB / 1.2 GiB = 37.5 → 37", id="prd-linux-with-its-nginx-37"
-        ),
+        pytest.param("linux", 17, 37, "memory-bound: (64 − 17 − 2) GiB / 1.2 GiB = 37.5 → 37", id="prd-linux-with-its-nginx-37"),
     ],
 )
 def test_prd_inputs_reproduce_prd_caps(platform: str, infrastructure: float, expected: int, reason: str) -> None:
@@ -101,22 +95,38 @@ def test_infrastructure_sums_the_service_table(services: list[str], table: dict 
     ("platform", "services", "cpus", "cap", "bound", "reason"),
     [
         pytest.param(
-            "linux", PLATFORM_SERVICES, 16, 37, "memory",
+            "linux",
+            PLATFORM_SERVICES,
+            16,
+            37,
+            "memory",
             "memory-bound: (64 − 17.0625 − 2) GiB / 1.2 GiB = 37.4 → 37 (CPU would allow 60: (16 − 1) CPUs / 0.25 CPU = 60 → 60)",
             id="linux-platform-host",
         ),
         pytest.param(
-            "linux", None, 16, 51, "memory",
+            "linux",
+            None,
+            16,
+            51,
+            "memory",
             "memory-bound: (64 − 0.0625 − 2) GiB / 1.2 GiB = 51.6 → 51 (CPU would allow 60: (16 − 1) CPUs / 0.25 CPU = 60 → 60)",
             id="linux-farm-only",
         ),
         pytest.param(
-            "windows", None, 8, 28, "cpu",
+            "windows",
+            None,
+            8,
+            28,
+            "cpu",
             "cpu-bound: (8 − 1) CPUs / 0.25 CPU = 28 → 28 (memory would allow 34: (64 − 0.0625 − 2) GiB / 1.8 GiB = 34.4 → 34)",
             id="windows-cpu-bound",
         ),
         pytest.param(
-            "linux", None, 1, 0, "cpu",
+            "linux",
+            None,
+            1,
+            0,
+            "cpu",
             "cpu-bound: (1 − 1) CPUs leaves no CPU for accounts → 0 (memory would allow 51: (64 − 0.0625 − 2) GiB / 1.2 GiB = 51.6 → 51)",
             id="one-cpu-host-holds-none",
         ),
@@ -138,8 +148,21 @@ def test_small_host_leaves_nothing_for_accounts() -> None:
 def test_result_is_plain_data_for_jinja() -> None:
     result = d.mt5_density_cap(64, "linux", cpus=16)
     assert set(result) == {
-        "cap", "memory_cap", "cpu_cap", "bound", "reason", "platform", "host_memory_gib", "infrastructure_gib", "services",
-        "headroom_gib", "available_memory_gib", "account_memory_gib", "host_cpus", "reserved_cpus", "account_cpu_reservation",
+        "cap",
+        "memory_cap",
+        "cpu_cap",
+        "bound",
+        "reason",
+        "platform",
+        "host_memory_gib",
+        "infrastructure_gib",
+        "services",
+        "headroom_gib",
+        "available_memory_gib",
+        "account_memory_gib",
+        "host_cpus",
+        "reserved_cpus",
+        "account_cpu_reservation",
     }
     assert all(not isinstance(v, Fraction) for v in result.values())
 
@@ -180,9 +203,22 @@ def test_headroom_and_reserved_cpus_are_overridable() -> None:
 @pytest.mark.parametrize(
     ("value", "gib"),
     [
-        (64, 64.0), (1.2, 1.2), ("64", 64.0), ("64G", 64.0), ("64g", 64.0), ("64GiB", 64.0), ("64GB", 64.0),
-        ("768M", 0.75), ("768MiB", 0.75), ("1.2g", 1.2), ("65536MiB", 64.0), ("1T", 1024.0), ("1048576K", 1.0),
-        (" 2 G ", 2.0), ("1073741824b", 1.0), (".5G", 0.5),
+        (64, 64.0),
+        (1.2, 1.2),
+        ("64", 64.0),
+        ("64G", 64.0),
+        ("64g", 64.0),
+        ("64GiB", 64.0),
+        ("64GB", 64.0),
+        ("768M", 0.75),
+        ("768MiB", 0.75),
+        ("1.2g", 1.2),
+        ("65536MiB", 64.0),
+        ("1T", 1024.0),
+        ("1048576K", 1.0),
+        (" 2 G ", 2.0),
+        ("1073741824b", 1.0),
+        (".5G", 0.5),
     ],
 )
 def test_size_accepts_numbers_and_binary_units(value: object, gib: float) -> None:
@@ -192,10 +228,20 @@ def test_size_accepts_numbers_and_binary_units(value: object, gib: float) -> Non
 @pytest.mark.parametrize(
     ("value", "why"),
     [
-        (True, "is not a number"), (False, "is not a number"), (None, "is not a number"), (0, "must be more than zero"),
-        (-1, "must be more than zero"), ("-3G", "must be more than zero"), ("0M", "must be more than zero"),
-        (float("nan"), "is not a finite number"), (float("inf"), "is not a finite number"), ("lots", "is not a size"),
-        ("", "is not a size"), ("64 gigs", "is not a size"), ("1e3", "is not a size"), ([64], "is not a number"),
+        (True, "is not a number"),
+        (False, "is not a number"),
+        (None, "is not a number"),
+        (0, "must be more than zero"),
+        (-1, "must be more than zero"),
+        ("-3G", "must be more than zero"),
+        ("0M", "must be more than zero"),
+        (float("nan"), "is not a finite number"),
+        (float("inf"), "is not a finite number"),
+        ("lots", "is not a size"),
+        ("", "is not a size"),
+        ("64 gigs", "is not a size"),
+        ("1e3", "is not a size"),
+        ([64], "is not a number"),
     ],
 )
 def test_size_rejects_bad_values_naming_filter_argument_value_and_fix(value: object, why: str) -> None:
@@ -209,7 +255,10 @@ def test_size_rejects_bad_values_naming_filter_argument_value_and_fix(value: obj
 @pytest.mark.parametrize(
     ("kwargs", "fragments"),
     [
-        ({"host_memory": 64, "platform": "solaris"}, ["mt5_density_cap: platform is not a known platform: got 'solaris'", "'linux' or 'windows'"]),
+        (
+            {"host_memory": 64, "platform": "solaris"},
+            ["mt5_density_cap: platform is not a known platform: got 'solaris'", "'linux' or 'windows'"],
+        ),
         ({"host_memory": 64, "platform": None}, ["platform is not a known platform: got None"]),
         ({"host_memory": 0}, ["mt5_density_cap: host_memory must be more than zero: got 0"]),
         ({"host_memory": "lots"}, ["mt5_density_cap: host_memory is not a size: got 'lots'"]),
@@ -220,12 +269,18 @@ def test_size_rejects_bad_values_naming_filter_argument_value_and_fix(value: obj
         ({"host_memory": 64, "infrastructure": -1}, ["infrastructure must be zero or more: got -1"]),
         ({"host_memory": 64, "headroom": "plenty"}, ["headroom is not a size: got 'plenty'"]),
         ({"host_memory": 64, "reserved_cpus": -1}, ["reserved_cpus must be zero or more: got -1"]),
-        ({"host_memory": 64, "services": ["nginx", "memcached"]}, ["services names a service of unknown size: got 'memcached'", "add it to service_memory"]),
+        (
+            {"host_memory": 64, "services": ["nginx", "memcached"]},
+            ["services names a service of unknown size: got 'memcached'", "add it to service_memory"],
+        ),
         ({"host_memory": 64, "services": "nginx"}, ["services is not a list of service names: got 'nginx'"]),
         ({"host_memory": 64, "profiles": {"linux": {"memory": "2G"}}}, ["profiles.linux has an unknown key: got 'memory'", "memory_limit"]),
         ({"host_memory": 64, "profiles": {"bsd": {}}}, ["profiles names an unknown platform: got ['bsd']"]),
         ({"host_memory": 64, "profiles": {"linux": {"memory_limit": 0}}}, ["profiles.linux.memory_limit must be more than zero: got 0"]),
-        ({"host_memory": 64, "profiles": {"linux": {"memory_reservation": "2G"}}}, ["memory_reservation (2 GiB) is above memory_limit (1.2 GiB)"]),
+        (
+            {"host_memory": 64, "profiles": {"linux": {"memory_reservation": "2G"}}},
+            ["memory_reservation (2 GiB) is above memory_limit (1.2 GiB)"],
+        ),
         ({"host_memory": 64, "service_memory": {"redis": "big"}}, ["service_memory.redis is not a size: got 'big'"]),
     ],
 )
@@ -247,7 +302,11 @@ def test_profile_and_services_errors_name_their_filter() -> None:
 
 def test_filter_module_exposes_the_filters() -> None:
     assert set(d.FilterModule().filters()) == {
-        "mt5_size_gib", "mt5_density_profile", "mt5_host_services", "mt5_infrastructure_gib", "mt5_density_cap",
+        "mt5_size_gib",
+        "mt5_density_profile",
+        "mt5_host_services",
+        "mt5_infrastructure_gib",
+        "mt5_density_cap",
     }
 
 
@@ -266,9 +325,14 @@ mib = st.integers  # sizes below are whole MiB, written as "<n>M" strings, check
     per_account=mib(64, 8 * 1024),
     platform=st.sampled_from(d.PLATFORMS),
 )
-def test_cap_never_overfills_memory_and_is_the_largest_that_fits(host: int, infra: int, headroom: int, per_account: int, platform: str) -> None:
+def test_cap_never_overfills_memory_and_is_the_largest_that_fits(
+    host: int, infra: int, headroom: int, per_account: int, platform: str
+) -> None:
     result = d.mt5_density_cap(
-        f"{host}M", platform, infrastructure=f"{infra}M", headroom=f"{headroom}M",
+        f"{host}M",
+        platform,
+        infrastructure=f"{infra}M",
+        headroom=f"{headroom}M",
         profiles={platform: {"memory_limit": f"{per_account}M", "memory_reservation": f"{min(per_account, 64)}M"}},
     )
     cap = result["cap"]

@@ -22,9 +22,17 @@ def run_endpoints(tmp_path: Path, extra: str) -> str:
         "all:\n  children:\n    platform:\n      hosts:\n        localhost:\n"
         "          ansible_connection: local\n"
         f"          ansible_python_interpreter: {sys.executable}\n"
-        f"  vars:\n    mt5_api_key: {KEY}\n{extra}", encoding="utf-8")
-    done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), "playbooks/endpoints.yml"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+        f"  vars:\n    mt5_api_key: {KEY}\n{extra}",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [str(ANSIBLE_PLAYBOOK), "-i", str(inventory), "playbooks/endpoints.yml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 

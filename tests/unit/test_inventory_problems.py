@@ -10,7 +10,7 @@ import mt5_inventory as inv
 import pytest
 from ansible.errors import AnsibleFilterError
 
-SECRET = "s3cr3t-Never-Print-Me"  # noqa: S105 - a marker that must never reach any message
+SECRET = "s3cr3t-Never-Print-Me"
 
 
 def acct(login: Any = 1001, **extra: Any) -> dict[str, Any]:
@@ -38,10 +38,15 @@ def only(hosts: dict[str, Any], groups: dict[str, Any] | None = None) -> str:
 
 def test_a_valid_inventory_has_no_problems() -> None:
     hosts = {
-        "lin1": linux(acct(1001), acct(1002, backend="mt5linux", vnc=True, vnc_password=SECRET, experts=["Grid.ex5"]),
-                      mt5_host_memory_gb=64, mt5_host_cpus=16),
-        "lin2": linux(acct(2001, backend="simulator", password=None, memory="2G", cpus=1, api_port=18001, enabled=False,
-                           name="paper", comment="demo")),
+        "lin1": linux(
+            acct(1001),
+            acct(1002, backend="mt5linux", vnc=True, vnc_password=SECRET, experts=["Grid.ex5"]),
+            mt5_host_memory_gb=64,
+            mt5_host_cpus=16,
+        ),
+        "lin2": linux(
+            acct(2001, backend="simulator", password=None, memory="2G", cpus=1, api_port=18001, enabled=False, name="paper", comment="demo")
+        ),
         "win1": linux(acct(3001, isolation="hyperv", backend="mt5"), mt5_host_memory_gb="64G"),
         "ctl": {"ansible_connection": "local"},
     }
@@ -61,36 +66,68 @@ def test_a_valid_inventory_has_no_problems() -> None:
 @pytest.mark.parametrize(
     ("account", "expected"),
     [
-        pytest.param({"server": "B", "password": "x"}, "host lin2, account #1 in mt5_accounts: login is missing; add `login: <MT5 account number>`", id="login-missing"),
-        pytest.param(acct("12345"), "host lin2, account #1 in mt5_accounts: login is quoted ('12345'); write 12345 without quotes", id="login-quoted"),
+        pytest.param(
+            {"server": "B", "password": "x"},
+            "host lin2, account #1 in mt5_accounts: login is missing; add `login: <MT5 account number>`",
+            id="login-missing",
+        ),
+        pytest.param(
+            acct("12345"), "host lin2, account #1 in mt5_accounts: login is quoted ('12345'); write 12345 without quotes", id="login-quoted"
+        ),
         pytest.param(acct(0), "login must be a positive whole number, got 0", id="login-zero"),
         pytest.param(acct(-5), "login must be a positive whole number, got -5", id="login-negative"),
         pytest.param(acct(12.5), "login must be a positive whole number, got 12.5", id="login-float"),
         pytest.param(acct("abc"), "login must be a positive whole number, got 'abc'", id="login-word"),
         pytest.param(acct(True), "login is true/false; write the MT5 account number", id="login-bool"),
-        pytest.param({"login": 1, "password": "x"}, "host lin2, account 1: server is missing; add `server: <broker server name", id="server-missing"),
+        pytest.param(
+            {"login": 1, "password": "x"}, "host lin2, account 1: server is missing; add `server: <broker server name", id="server-missing"
+        ),
         pytest.param(acct(server="  "), "server is empty; write the broker's server name", id="server-blank"),
         pytest.param(acct(server=42), "server must be text, got a whole number", id="server-number"),
-        pytest.param({"login": 1, "server": "B"}, "password is missing (the mt5linux backend logs in to a broker); add `password:", id="password-missing"),
+        pytest.param(
+            {"login": 1, "server": "B"},
+            "password is missing (the mt5linux backend logs in to a broker); add `password:",
+            id="password-missing",
+        ),
         pytest.param(acct(password=""), "password is empty (the mt5linux backend logs in to a broker)", id="password-empty"),
         pytest.param(acct(password=None, backend="mt5"), "password is empty (the mt5 backend logs in to a broker)", id="password-null"),
         pytest.param(acct(password=123456), "password must be a string, got a whole number; quote it", id="password-number"),
-        pytest.param(acct(backend="wine"), "backend 'wine' is not available on Linux hosts; use one of mt5linux, mt5, simulator", id="backend-unknown"),
+        pytest.param(
+            acct(backend="wine"),
+            "backend 'wine' is not available on Linux hosts; use one of mt5linux, mt5, simulator",
+            id="backend-unknown",
+        ),
         pytest.param(acct(enabled="yes"), "enabled must be true or false, got a string", id="enabled-string"),
         pytest.param(acct(name=7), "name must be text, got a whole number; quote it", id="name-number"),
         pytest.param(acct(memory="lots"), "memory 'lots' is not a size; write e.g. 1.5G, 2048M or 2 (GiB)", id="memory-junk"),
-        pytest.param(acct(memory="512M"), "memory '512M' (0.5 GiB) is below the profile's memory reservation (0.75 GiB)", id="memory-below-reservation"),
+        pytest.param(
+            acct(memory="512M"),
+            "memory '512M' (0.5 GiB) is below the profile's memory reservation (0.75 GiB)",
+            id="memory-below-reservation",
+        ),
         pytest.param(acct(cpus=0), "cpus must be a number of CPUs above zero, got 0", id="cpus-zero"),
         pytest.param(acct(api_port=80), "api_port 80 is outside 1024-65535", id="port-low"),
-        pytest.param(acct(api_port="8080"), "api_port must be a whole number from 1024 to 65535, got '8080'; write it without quotes", id="port-quoted"),
+        pytest.param(
+            acct(api_port="8080"),
+            "api_port must be a whole number from 1024 to 65535, got '8080'; write it without quotes",
+            id="port-quoted",
+        ),
         pytest.param(acct(experts="Grid.ex5"), "experts must be a list of .ex5 file names, got a string", id="experts-string"),
         pytest.param(acct(experts=["Grid.mq5"]), "experts item 1 ('Grid.mq5') is not a .ex5 file name", id="experts-source"),
         pytest.param(acct(vnc=True), "vnc_password is missing (vnc is true)", id="vnc-without-password"),
         pytest.param(acct(vnc="on"), "vnc must be true or false, got a string", id="vnc-string"),
-        pytest.param(acct(isolation="process"), "isolation is a Windows-only key but this is a Linux host; remove it, or move the account to a host in mt5_windows", id="windows-key-on-linux"),
+        pytest.param(
+            acct(isolation="process"),
+            "isolation is a Windows-only key but this is a Linux host; remove it, or move the account to a host in mt5_windows",
+            id="windows-key-on-linux",
+        ),
         pytest.param(acct(passwrd="x"), "unknown key 'passwrd' (did you mean 'password'?)", id="unknown-key-suggestion"),
         pytest.param(acct(colour="red"), "unknown key 'colour'; known keys: api_port, backend, comment", id="unknown-key-no-suggestion"),
-        pytest.param(12345, "host lin2, account #1 in mt5_accounts: is a whole number, not an account; write each account as a mapping", id="not-a-mapping"),
+        pytest.param(
+            12345,
+            "host lin2, account #1 in mt5_accounts: is a whole number, not an account; write each account as a mapping",
+            id="not-a-mapping",
+        ),
     ],
 )
 def test_one_bad_linux_account(account: Any, expected: str) -> None:
@@ -102,9 +139,17 @@ def test_one_bad_linux_account(account: Any, expected: str) -> None:
 @pytest.mark.parametrize(
     ("account", "expected"),
     [
-        pytest.param(acct(backend="mt5linux"), "backend 'mt5linux' is not available on Windows hosts; use one of mt5, simulator", id="linux-backend"),
-        pytest.param(acct(vnc=False), "vnc is a Linux-only key but this is a Windows host; remove it, or move the account to a host in mt5_linux", id="vnc-on-windows"),
-        pytest.param(acct(vnc_password=SECRET), "vnc_password is a Linux-only key but this is a Windows host", id="vnc-password-on-windows"),
+        pytest.param(
+            acct(backend="mt5linux"), "backend 'mt5linux' is not available on Windows hosts; use one of mt5, simulator", id="linux-backend"
+        ),
+        pytest.param(
+            acct(vnc=False),
+            "vnc is a Linux-only key but this is a Windows host; remove it, or move the account to a host in mt5_linux",
+            id="vnc-on-windows",
+        ),
+        pytest.param(
+            acct(vnc_password=SECRET), "vnc_password is a Linux-only key but this is a Windows host", id="vnc-password-on-windows"
+        ),
         pytest.param(acct(isolation="vm"), "isolation 'vm' is not one of process, hyperv", id="isolation-bad"),
     ],
 )
@@ -155,7 +200,9 @@ def test_disabled_accounts_still_need_unique_logins() -> None:
 
 def test_duplicate_api_port_on_one_host() -> None:
     message = only({"lin2": linux(acct(1, api_port=18000), acct(2, api_port=18000))})
-    assert message.startswith("host lin2, account 2: api_port 18000 (set) is also the api_port of account 1 on this host; set api_port on one of them")
+    assert message.startswith(
+        "host lin2, account 2: api_port 18000 (set) is also the api_port of account 1 on this host; set api_port on one of them"
+    )
 
 
 def test_computed_api_ports_that_clash_name_both_accounts_and_the_rule() -> None:
@@ -202,7 +249,18 @@ def test_units_name_port_and_limit_each_account_from_the_profile() -> None:
 
 def test_units_take_the_accounts_own_overrides() -> None:
     (unit,) = inv.mt5_account_units(
-        [{"login": 7, "server": "S", "memory": "512M", "cpus": 1.5, "api_port": 18007, "vnc": True, "vnc_password": SECRET, "enabled": False}]
+        [
+            {
+                "login": 7,
+                "server": "S",
+                "memory": "512M",
+                "cpus": 1.5,
+                "api_port": 18007,
+                "vnc": True,
+                "vnc_password": SECRET,
+                "enabled": False,
+            }
+        ]
     )
     assert unit["api_port"] == 18007
     assert unit["vnc_port"] == 30007
@@ -283,8 +341,13 @@ def test_platform_host_carries_the_platform_services() -> None:
 
 def test_density_settings_are_read_from_the_host() -> None:
     accounts = [acct(100 + i) for i in range(12)]
-    host = linux(*accounts, mt5_host_memory_gb=16, mt5_density_headroom_gb=0, mt5_platform_service_memory_gb={"node_exporter": 0},
-                 mt5_density_profiles={"linux": {"memory_limit": "1G", "memory_reservation": "512M"}})
+    host = linux(
+        *accounts,
+        mt5_host_memory_gb=16,
+        mt5_density_headroom_gb=0,
+        mt5_platform_service_memory_gb={"node_exporter": 0},
+        mt5_density_profiles={"linux": {"memory_limit": "1G", "memory_reservation": "512M"}},
+    )
     report = inv.mt5_inventory_report({"lin2": host}, GROUPS)
     assert report["problems"] == []
     assert report["hosts"]["lin2"]["density"]["cap"] == 16
@@ -298,7 +361,10 @@ def test_density_settings_are_read_from_the_host() -> None:
         ({"mt5_host_memory_gb": 64, "mt5_host_cpus": "eight"}, "host lin2: mt5_host_cpus must be a number of CPUs above zero, got 'eight'"),
         ({"mt5_host_memory_gb": 64, "mt5_density_headroom_gb": -1}, "host lin2: mt5_density_headroom_gb must be zero or more: got -1"),
         ({"mt5_host_memory_gb": 64, "mt5_density_reserved_cpus": "x"}, "host lin2: mt5_density_reserved_cpus is not a number: got 'x'"),
-        ({"mt5_host_memory_gb": 64, "mt5_platform_service_memory_gb": {"redis": "big"}}, "host lin2: mt5_platform_service_memory_gb.redis is not a size: got 'big'"),
+        (
+            {"mt5_host_memory_gb": 64, "mt5_platform_service_memory_gb": {"redis": "big"}},
+            "host lin2: mt5_platform_service_memory_gb.redis is not a size: got 'big'",
+        ),
         ({"mt5_density_profiles": {"linux": {"memory": 1}}}, "host lin2: mt5_density_profiles.linux has an unknown key: got 'memory'"),
     ],
 )
@@ -384,7 +450,12 @@ def test_wrong_call_shapes_raise(args: tuple, expected: str) -> None:
 
 
 def test_filter_module_exposes_the_filters() -> None:
-    assert set(inv.FilterModule().filters()) == {"mt5_inventory_report", "mt5_inventory_problems", "mt5_account_units", "mt5_account_secrets"}
+    assert set(inv.FilterModule().filters()) == {
+        "mt5_inventory_report",
+        "mt5_inventory_problems",
+        "mt5_account_units",
+        "mt5_account_secrets",
+    }
 
 
 def test_secrets_hold_each_enabled_accounts_files_and_the_common_ones() -> None:
@@ -407,8 +478,10 @@ def test_derived_secrets_are_each_accounts_own_credential() -> None:
 
     accounts = [acct(1), {"login": 2, "server": "S", "backend": "simulator"}, acct(3, enabled=False)]
     secrets = inv.mt5_account_secrets(
-        accounts, {"metrics_token_sha256": "ab" * 32},
-        {"api_key": "fleet-key-0123456789\nsecond-key-0123456789", "redis_password": "redis-base-0123456789", "postgres_password": ""})
+        accounts,
+        {"metrics_token_sha256": "ab" * 32},
+        {"api_key": "fleet-key-0123456789\nsecond-key-0123456789", "redis_password": "redis-base-0123456789", "postgres_password": ""},
+    )
     assert set(secrets) == {"1", "2"}
     for login in (1, 2):
         files = secrets[str(login)]

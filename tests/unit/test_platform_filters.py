@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import mt5_platform as platform
 import pytest
 from ansible.errors import AnsibleFilterError
-
-import mt5_platform as platform
 
 GROUPS = {"mt5_linux": ["farm-01", "farm-02"], "mt5_windows": ["win-01"], "platform": ["farm-01"]}
 
@@ -93,7 +92,10 @@ def test_node_targets_cover_linux_farm_hosts_and_the_platform_host_once():
     ]
 
 
-@pytest.mark.parametrize(("groups", "port", "message"), [(GROUPS, 0, "port must be a TCP port"), ({"mt5_linux": ["ghost"]}, 9100, "no variables given for host 'ghost'")])
+@pytest.mark.parametrize(
+    ("groups", "port", "message"),
+    [(GROUPS, 0, "port must be a TCP port"), ({"mt5_linux": ["ghost"]}, 9100, "no variables given for host 'ghost'")],
+)
 def test_node_targets_errors(groups, port, message):
     with pytest.raises(AnsibleFilterError, match=message):
         platform.mt5_platform_node_targets(hosts(), groups, port)
@@ -117,8 +119,12 @@ def test_url_is_the_container_name_on_the_platform_host_and_its_address_elsewher
 
 def test_url_reads_the_platform_address_ports_and_database():
     view = hosts()
-    view["farm-01"].update(mt5_platform_address="10.9.9.9", mt5_platform_redis_port=16379, mt5_platform_postgres_port=15432,
-                           mt5_platform_postgres_database="fund")
+    view["farm-01"].update(
+        mt5_platform_address="10.9.9.9",
+        mt5_platform_redis_port=16379,
+        mt5_platform_postgres_port=15432,
+        mt5_platform_postgres_database="fund",
+    )
     assert platform.mt5_platform_url(GROUPS, "redis", "farm-02", view) == "redis://10.9.9.9:16379/0"
     assert platform.mt5_platform_url(GROUPS, "postgres", "farm-02", view) == "postgresql://mt5_writer@10.9.9.9:15432/fund"
 
@@ -213,8 +219,14 @@ def test_dashboard_lays_panels_out_in_rows_and_points_at_the_datasources():
         {"x": 0, "y": 16, "w": 24, "h": 8},
     ]
     stat, rate, table = dashboard["panels"]
-    assert stat["targets"][0] == {"refId": "A", "datasource": {"type": "prometheus", "uid": "prom-uid"}, "expr": "up",
-                                  "legendFormat": "__auto", "instant": True, "range": False}
+    assert stat["targets"][0] == {
+        "refId": "A",
+        "datasource": {"type": "prometheus", "uid": "prom-uid"},
+        "expr": "up",
+        "legendFormat": "__auto",
+        "instant": True,
+        "range": False,
+    }
     assert rate["targets"][0]["legendFormat"] == "{{login}}" and rate["targets"][0]["range"] is True
     assert table["targets"][0]["rawSql"] == "SELECT 1" and table["datasource"]["type"] == "grafana-postgresql-datasource"
     assert dashboard["templating"]["list"][0]["query"]["query"] == "label_values(mt5_account_info, login)"

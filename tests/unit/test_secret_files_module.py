@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
-SECRET = "Pw-must-never-be-printed-7731"  # noqa: S105 - a marker that must never reach the output
+SECRET = "Pw-must-never-be-printed-7731"
 
 PLAYBOOK = """
 - hosts: localhost
@@ -38,7 +38,13 @@ def converge(tmp_path: Path, accounts: dict, *extra: str) -> tuple[dict, str]:
     root = tmp_path / "secrets"
     root.mkdir(mode=0o700, exist_ok=True)
     (tmp_path / "play.yml").write_text(PLAYBOOK)
-    variables = {"root": str(root), "uid": os.getuid(), "gid": os.getgid(), "accounts": accounts, "ansible_python_interpreter": sys.executable}
+    variables = {
+        "root": str(root),
+        "uid": os.getuid(),
+        "gid": os.getgid(),
+        "accounts": accounts,
+        "ansible_python_interpreter": sys.executable,
+    }
     (tmp_path / "vars.json").write_text(json.dumps(variables))
     run = subprocess.run(
         [ANSIBLE_PLAYBOOK, "-i", "localhost,", str(tmp_path / "play.yml"), "-e", f"@{tmp_path / 'vars.json'}", "--diff", "-v", *extra],
@@ -95,13 +101,19 @@ def test_path_like_names_are_refused(tmp_path: Path, key: str) -> None:
     (tmp_path / "secrets").mkdir(mode=0o700)
     (tmp_path / "play.yml").write_text(PLAYBOOK)
     variables = {
-        "root": str(tmp_path / "secrets"), "uid": os.getuid(), "gid": os.getgid(),
-        "accounts": {key: {"password": SECRET}}, "ansible_python_interpreter": sys.executable,
+        "root": str(tmp_path / "secrets"),
+        "uid": os.getuid(),
+        "gid": os.getgid(),
+        "accounts": {key: {"password": SECRET}},
+        "ansible_python_interpreter": sys.executable,
     }
     (tmp_path / "vars.json").write_text(json.dumps(variables))
     run = subprocess.run(
         [ANSIBLE_PLAYBOOK, "-i", "localhost,", str(tmp_path / "play.yml"), "-e", f"@{tmp_path / 'vars.json'}"],
-        cwd=REPO, capture_output=True, text=True, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert run.returncode != 0
     assert "must be plain names" in run.stdout

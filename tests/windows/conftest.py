@@ -95,20 +95,37 @@ def play(engine, stand_in_inputs, tmp_path_factory):
             **stand_in_inputs,
             **(extra_vars or {}),
         }
-        env = dict(os.environ,
-                   ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                   ANSIBLE_CONNECTION_PLUGINS=str(HERE / "connection_plugins"),
-                   ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-                   # (ansible.cfg's profile_tasks would print into the JSON; tree writes files only)
-                   ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.tree",
-                   ANSIBLE_CALLBACK_TREE_DIR=str(work / "tree"),
-                   ANSIBLE_NOCOLOR="1",
-                   MT5FARM_MOCK_WINRM_LOG=str(log),
-                   PATH=f"{BIN}:{os.environ.get('PATH', '')}")
+        env = dict(
+            os.environ,
+            ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+            ANSIBLE_CONNECTION_PLUGINS=str(HERE / "connection_plugins"),
+            ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+            # (ansible.cfg's profile_tasks would print into the JSON; tree writes files only)
+            ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.tree",
+            ANSIBLE_CALLBACK_TREE_DIR=str(work / "tree"),
+            ANSIBLE_NOCOLOR="1",
+            MT5FARM_MOCK_WINRM_LOG=str(log),
+            PATH=f"{BIN}:{os.environ.get('PATH', '')}",
+        )
         done = subprocess.run(
-            [str(BIN / "ansible-playbook"), "-i", str(HERE / "inventory"), "--check", "--diff",
-             "-e", json.dumps(variables), *extra, str(REPO / playbook)],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
+            [
+                str(BIN / "ansible-playbook"),
+                "-i",
+                str(HERE / "inventory"),
+                "--check",
+                "--diff",
+                "-e",
+                json.dumps(variables),
+                *extra,
+                str(REPO / playbook),
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
         return PlayRun(done, log)
 
     return run

@@ -85,7 +85,9 @@ class Engine:
         }
 
     def client(self) -> docker.APIClient:
-        config = docker.tls.TLSConfig(client_cert=(self.tls["client_cert"], self.tls["client_key"]), ca_cert=self.tls["ca_cert"], verify=True)
+        config = docker.tls.TLSConfig(
+            client_cert=(self.tls["client_cert"], self.tls["client_key"]), ca_cert=self.tls["ca_cert"], verify=True
+        )
         # trust_env off: requests would prefer REQUESTS_CA_BUNDLE from the environment over ca_cert.
         api = docker.APIClient(base_url=self.docker_host, tls=config, version="1.41", timeout=60)
         api.trust_env = False
@@ -103,8 +105,9 @@ def run_pki(tls_dir: Path) -> subprocess.CompletedProcess:
     inventory.write_text("[none]\n")
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_NOCOLOR="1")
     env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
-    done = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), str(playbook)], cwd=REPO, env=env,
-                          capture_output=True, text=True, check=False, timeout=300)
+    done = subprocess.run(
+        [ANSIBLE_PLAYBOOK, "-i", str(inventory), str(playbook)], cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=300
+    )
     if done.returncode != 0:
         raise RuntimeError(f"pki.yml failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
     return done
@@ -178,9 +181,22 @@ def start(work_dir: Path) -> Engine:
     container = local.create_container(
         ENGINE_IMAGE,
         name=name,
-        command=["dockerd", "--host", "tcp://0.0.0.0:2376", "--tlsverify", "--tlscacert", "/certs/ca.pem",
-                 "--tlscert", "/certs/server-cert.pem", "--tlskey", "/certs/server-key.pem",
-                 "--storage-driver", "overlay2", "--log-level", "warn"],
+        command=[
+            "dockerd",
+            "--host",
+            "tcp://0.0.0.0:2376",
+            "--tlsverify",
+            "--tlscacert",
+            "/certs/ca.pem",
+            "--tlscert",
+            "/certs/server-cert.pem",
+            "--tlskey",
+            "/certs/server-key.pem",
+            "--storage-driver",
+            "overlay2",
+            "--log-level",
+            "warn",
+        ],
         volumes=["/var/lib/docker"],
         ports=[2376],
         host_config=host_config,
@@ -201,7 +217,7 @@ def start(work_dir: Path) -> Engine:
         try:
             engine.client().ping()
             break
-        except Exception as error:  # noqa: BLE001 - the engine is still starting
+        except Exception as error:
             if time.monotonic() > deadline:
                 logs = local.logs(container["Id"]).decode(errors="replace")[-3000:]
                 remove()

@@ -43,8 +43,12 @@ def test_hosts_play_checks_features_engine_tls_firewall_and_defender(play, engin
     assert {"name": "docker", "start_mode": "auto", "state": "started"} in services
 
     copies = {c["files"][0]["dest"]: c["dest"] for c in args_of(run, "win_copy") if c.get("_copy_mode") == "query"}
-    assert copies == {"ca.pem": "C:/ProgramData/docker/certs.d", "server-cert.pem": "C:/ProgramData/docker/certs.d",
-                      "server-key.pem": "C:/ProgramData/docker/certs.d", "daemon.json": "C:/ProgramData/docker/config"}
+    assert copies == {
+        "ca.pem": "C:/ProgramData/docker/certs.d",
+        "server-cert.pem": "C:/ProgramData/docker/certs.d",
+        "server-key.pem": "C:/ProgramData/docker/certs.d",
+        "daemon.json": "C:/ProgramData/docker/config",
+    }
     assert not any("ca-key" in json.dumps(c) or "client-key" in json.dumps(c) for c in run.calls), "a controller key left the controller"
 
     present = {r["name"]: r for r in args_of(run, "win_firewall_rule") if r.get("state") != "absent"}
@@ -58,14 +62,20 @@ def test_hosts_play_checks_features_engine_tls_firewall_and_defender(play, engin
     assert [r["name"] for r in args_of(run, "win_firewall_rule") if r.get("state") == "absent"] == ["MT5 Farm account 99999999"]
 
     acl = {(a["path"], a["user"], a["rights"]) for a in args_of(run, "win_acl")}
-    assert acl == {(p, u, "FullControl") for p in ("C:\\mt5farm\\secrets", "C:\\ProgramData\\docker\\certs.d") for u in ("S-1-5-18", "S-1-5-32-544")}
+    assert acl == {
+        (p, u, "FullControl") for p in ("C:\\mt5farm\\secrets", "C:\\ProgramData\\docker\\certs.d") for u in ("S-1-5-18", "S-1-5-32-544")
+    }
     assert {(a["path"], a["state"], a["reorganize"]) for a in args_of(run, "win_acl_inheritance")} == {
-        ("C:\\mt5farm\\secrets", "absent", False), ("C:\\ProgramData\\docker\\certs.d", "absent", False)}
+        ("C:\\mt5farm\\secrets", "absent", False),
+        ("C:\\ProgramData\\docker\\certs.d", "absent", False),
+    }
 
     defender = [c for c in args_of(run, "win_powershell") if "MpPreference" in c["script"]]
     assert defender[0]["parameters"]["Paths"] == [
-        "C:\\ProgramData\\docker\\volumes\\mt5-32345678-data", "C:\\ProgramData\\docker\\volumes\\mt5-32345679-data",
-        "C:\\ProgramData\\docker\\volumes\\mt5-5002001-data"]
+        "C:\\ProgramData\\docker\\volumes\\mt5-32345678-data",
+        "C:\\ProgramData\\docker\\volumes\\mt5-32345679-data",
+        "C:\\ProgramData\\docker\\volumes\\mt5-5002001-data",
+    ]
 
 
 def test_accounts_play_writes_secrets_with_acl_and_plans_the_containers(play, engine) -> None:
@@ -76,9 +86,9 @@ def test_accounts_play_writes_secrets_with_acl_and_plans_the_containers(play, en
     readers = {(a["path"], a["user"], a["rights"]) for a in args_of(run, "win_acl")}
     assert readers == {(f"C:\\mt5farm\\secrets\\{x}", "S-1-5-93-2-1", "ReadAndExecute") for x in logins}
     written = sorted(f["dest"] for c in args_of(run, "win_copy") if c.get("_copy_mode") == "query" for f in c["files"])
-    assert written == sorted(
-        [f"{x}\\api_key" for x in logins] + ["32345678\\password", "32345679\\password"]) or all(
-        "secrets" in c["dest"] for c in args_of(run, "win_copy"))
+    assert written == sorted([f"{x}\\api_key" for x in logins] + ["32345678\\password", "32345679\\password"]) or all(
+        "secrets" in c["dest"] for c in args_of(run, "win_copy")
+    )
     removed = [a["path"] for a in args_of(run, "win_file") if a.get("state") == "absent"]
     assert sorted(removed) == ["C:\\mt5farm\\secrets\\99999999", "C:\\mt5farm\\secrets\\99999999\\password"]
 
@@ -95,7 +105,8 @@ def test_accounts_play_writes_secrets_with_acl_and_plans_the_containers(play, en
     assert one["ports"] == [{"container_port": 8000, "host_port": 25678, "host_ip": "0.0.0.0", "protocol": "tcp"}]
     assert one["mounts"] == [
         {"type": "bind", "source": "C:\\mt5farm\\secrets\\32345678", "target": "C:\\secrets", "read_only": True},
-        {"type": "volume", "source": "mt5-32345678-data", "target": "C:\\data", "read_only": False}]
+        {"type": "volume", "source": "mt5-32345678-data", "target": "C:\\data", "read_only": False},
+    ]
     assert one["restart_policy"] == "unless-stopped"
     assert one["healthcheck"]["test"] == ["CMD", "C:\\Python\\python.exe", "-m", "mt5_account_service", "healthcheck"]
     assert one["env"]["ADVERTISE_URL"] == "http://10.20.0.21:25678" and one["labels"]["mt5farm.endpoint"] == "http://10.20.0.21:25678"

@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from mt5_windows_testlib import BIN, REPO, SECRETS
 
 RENDER_PLAYBOOK = """---
@@ -66,8 +65,15 @@ def rendered(tmp_path_factory) -> Path:
     inventory = out.parent / "inventory.ini"
     inventory.write_text("[mt5_windows]\n")
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_NOCOLOR="1")
-    done = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     return out
 
@@ -83,18 +89,28 @@ def test_dockerfile_structure(rendered: Path) -> None:
     assert 'CMD ["C:\\\\Python\\\\python.exe", "-m", "mt5_account_service", "healthcheck"]' in text
     assert re.search(r"^HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 `$", text, re.M)
     entry = re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M)
-    assert json.loads(entry.group(1)) == ["powershell.exe", "-NoLogo", "-NoProfile", "-ExecutionPolicy", "Bypass", "-File",
-                                          "C:\\mt5farm\\runtime\\entrypoint.ps1"]
+    assert json.loads(entry.group(1)) == [
+        "powershell.exe",
+        "-NoLogo",
+        "-NoProfile",
+        "-ExecutionPolicy",
+        "Bypass",
+        "-File",
+        "C:\\mt5farm\\runtime\\entrypoint.ps1",
+    ]
     copies = re.findall(r"^COPY (\S+) (\S+)$", text, re.M)
-    assert copies == [("inputs/python-installer.exe", "C:/mt5farm/inputs/"), ("wheels/", "C:/mt5farm/wheels/"),
-                      ("inputs/terminal.zip", "C:/mt5farm/inputs/"),
-                      # the experts go into the terminal's MQL5 folder, after the terminal
-                      ("inputs/mql5-Experts-Grid.ex5", "C:/MT5/MQL5/Experts/Grid.ex5"),
-                      ("inputs/mql5-Indicators-Trend.ex5", "C:/MT5/MQL5/Indicators/Trend.ex5"),
-                      ("runtime/", "C:/mt5farm/runtime/")]
+    assert copies == [
+        ("inputs/python-installer.exe", "C:/mt5farm/inputs/"),
+        ("wheels/", "C:/mt5farm/wheels/"),
+        ("inputs/terminal.zip", "C:/mt5farm/inputs/"),
+        # the experts go into the terminal's MQL5 folder, after the terminal
+        ("inputs/mql5-Experts-Grid.ex5", "C:/MT5/MQL5/Experts/Grid.ex5"),
+        ("inputs/mql5-Indicators-Trend.ex5", "C:/MT5/MQL5/Indicators/Trend.ex5"),
+        ("runtime/", "C:/mt5farm/runtime/"),
+    ]
     assert "TargetDir=C:\\Python" in text and "terminal64.exe" in text and "Expand-Archive -Path C:\\mt5farm\\inputs\\terminal.zip" in text
     assert "pip install --no-index --no-deps" in text
-    env_block = text[text.index("\nENV "):text.index("\nEXPOSE")]
+    env_block = text[text.index("\nENV ") : text.index("\nEXPOSE")]
     assert "MT5_SECRETS_DIR=C:\\secrets" in env_block and "STATE_DIR=C:\\data\\service" in env_block
     assert "MT5_TERMINAL_PATH=C:\\MT5\\terminal64.exe" in env_block
     assert not re.search(r"(?i)password|api_key|secret_?key|token", env_block.replace("MT5_SECRETS_DIR", ""))
@@ -102,7 +118,9 @@ def test_dockerfile_structure(rendered: Path) -> None:
     for secret in SECRETS:
         assert secret not in text
     # the start ini's folder is closed to everyone but SYSTEM, Administrators, ContainerAdministrator
-    assert "icacls C:\\mt5farm\\run /inheritance:r /grant:r '*S-1-5-18:(OI)(CI)F' '*S-1-5-32-544:(OI)(CI)F' '*S-1-5-93-2-1:(OI)(CI)F'" in text
+    assert (
+        "icacls C:\\mt5farm\\run /inheritance:r /grant:r '*S-1-5-18:(OI)(CI)F' '*S-1-5-32-544:(OI)(CI)F' '*S-1-5-93-2-1:(OI)(CI)F'" in text
+    )
 
 
 def test_no_secret_in_anything_the_build_context_holds(rendered: Path) -> None:
@@ -132,10 +150,10 @@ def test_entrypoint_structure(rendered: Path) -> None:
     assert not re.search(r"Get-Content[^\n]*(Secrets|password|api_key)", code, re.I)
     assert not re.search(r"(Write-Output|Write-Host|Write-Log)[^\n]*\$(password|secret|apikey)", code, re.I)
     # ini written by Python (the shared writer), to a path inside the container, then the terminal, then the service
-    start_terminal = code[code.index("function Start-Terminal"):code.index("function Start-AccountService")]
+    start_terminal = code[code.index("function Start-Terminal") : code.index("function Start-AccountService")]
     assert "write_start_ini.py') --out $IniPath" in start_terminal
     assert "@('/portable', \"/config:$IniPath\")" in start_terminal
-    main = code[code.index("Assert-Settings\nInitialize-Data"):]
+    main = code[code.index("Assert-Settings\nInitialize-Data") :]
     assert main.index("Start-Terminal") < main.index("Start-AccountService")
     assert "while ($true)" in main and "HasExited" in main and "Get-Health" in main
     assert "Remove-StartIni" in main
@@ -148,22 +166,41 @@ def test_the_start_ini_is_utf16le_with_bom_and_crlf(rendered: Path, tmp_path: Pa
     (secrets / "api_key").write_text("windows-mock-api-key-0123456789\n")
     out = tmp_path / "run" / "terminal.ini"
     env = dict(os.environ, MT5_LOGIN="32345678", MT5_SERVER="Broker-Win02", MT5_SECRETS_DIR=str(secrets))
-    done = subprocess.run([sys.executable, str(rendered / "runtime" / "write_start_ini.py"), "--out", str(out)],
-                          env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, str(rendered / "runtime" / "write_start_ini.py"), "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "mock-broker-password" not in done.stdout + done.stderr
     data = out.read_bytes()
     assert data[:2] == b"\xff\xfe"
     text = data[2:].decode("utf-16-le")
     assert "\r\n" in text and "\n" not in text.replace("\r\n", "")
-    assert text.split("\r\n") == ["[Common]", "Login=32345678", "Password=mock-broker-password-5a1f", "Server=Broker-Win02", "",
-                                  "[Experts]", "AllowLiveTrading=1", "Enabled=1", ""]
+    assert text.split("\r\n") == [
+        "[Common]",
+        "Login=32345678",
+        "Password=mock-broker-password-5a1f",
+        "Server=Broker-Win02",
+        "",
+        "[Experts]",
+        "AllowLiveTrading=1",
+        "Enabled=1",
+        "",
+    ]
 
 
 def test_the_ini_writer_refuses_without_a_password_and_names_no_secret(rendered: Path, tmp_path: Path) -> None:
     env = dict(os.environ, MT5_LOGIN="32345678", MT5_SERVER="Broker-Win02", MT5_SECRETS_DIR=str(tmp_path))
-    done = subprocess.run([sys.executable, str(rendered / "runtime" / "write_start_ini.py"), "--out", str(tmp_path / "x.ini")],
-                          env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, str(rendered / "runtime" / "write_start_ini.py"), "--out", str(tmp_path / "x.ini")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 2 and "'password'" in done.stderr and not (tmp_path / "x.ini").exists()
 
 

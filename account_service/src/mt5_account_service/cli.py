@@ -1,9 +1,9 @@
 """The ``mt5-account-service`` command.
 
-    mt5-account-service                      serve (same as ``serve``)
-    mt5-account-service healthcheck          GET localhost /health; exit 0 when healthy
-    mt5-account-service simulator-rpyc       serve a simulated terminal over RPyC (mt5linux)
-    mt5-account-service migrate              apply the Postgres migrations and exit
+mt5-account-service                      serve (same as ``serve``)
+mt5-account-service healthcheck          GET localhost /health; exit 0 when healthy
+mt5-account-service simulator-rpyc       serve a simulated terminal over RPyC (mt5linux)
+mt5-account-service migrate              apply the Postgres migrations and exit
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from typing import Sequence
+from collections.abc import Sequence
 
 from .config import ConfigError, load_settings
 
 
 def _configure_logging() -> None:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def serve() -> int:
@@ -41,13 +40,24 @@ def serve() -> int:
         return 2
     try:
         import uvloop  # noqa: F401
+
         loop = "uvloop"
     except ImportError:  # Windows
         loop = "asyncio"
     # http: httptools with header/body read deadlines (uvicorn has none of its own).
-    uvicorn.run(app, host="0.0.0.0", port=settings.service_port, loop=loop, http=protocol(),
-                ws="websockets-sansio", lifespan="on", access_log=False,
-                ws_per_message_deflate=False, timeout_graceful_shutdown=5, log_level=os.environ.get("LOG_LEVEL", "info").lower())
+    uvicorn.run(
+        app,
+        host="0.0.0.0",
+        port=settings.service_port,
+        loop=loop,
+        http=protocol(),
+        ws="websockets-sansio",
+        lifespan="on",
+        access_log=False,
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=5,
+        log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+    )
     return 0
 
 
@@ -77,8 +87,7 @@ def simulator_rpyc(host: str, port: int, balance: float, leverage: int) -> int:
     _configure_logging()
     terminal = SimulatedTerminal(balance=balance, leverage=leverage)
     server = make_server(terminal, host, port)
-    logging.getLogger(__name__).info(
-        "simulated MT5 terminal (not MetaTrader 5) serving RPyC classic on %s:%d", host, port)
+    logging.getLogger(__name__).info("simulated MT5 terminal (not MetaTrader 5) serving RPyC classic on %s:%d", host, port)
     server.start()
     return 0
 
@@ -108,8 +117,7 @@ def migrate() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mt5-account-service", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="mt5-account-service", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the service (default)")
     hc = sub.add_parser("healthcheck", help="exit 0 when GET /health on SERVICE_PORT is 200")

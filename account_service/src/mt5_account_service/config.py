@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import urlsplit
 
 BACKENDS = ("simulator", "mt5linux", "mt5")
@@ -122,15 +122,16 @@ def _digests(directory: Path, name: str) -> tuple[str, ...]:
             raise ConfigError(
                 f"{directory / name}: entry {number} is not a SHA-256 hex digest (64 hex "
                 f"characters): write the digest of the token, e.g. `printf %s TOKEN | "
-                f"sha256sum`, never the token itself")
+                f"sha256sum`, never the token itself"
+            )
     return digests
 
 
 def _reject_inline_password(name: str, url: str | None) -> None:
     if url and urlsplit(url).password is not None:
         raise ConfigError(
-            f"{name} must not contain a password: put it in the secret file instead "
-            f"(redis_password / postgres_password in MT5_SECRETS_DIR)")
+            f"{name} must not contain a password: put it in the secret file instead (redis_password / postgres_password in MT5_SECRETS_DIR)"
+        )
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -143,14 +144,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     api_key_text = _read_secret(secrets_dir, "api_key")
     api_keys = tuple(line.strip() for line in (api_key_text or "").splitlines() if line.strip())
     if not api_keys:
-        raise ConfigError(
-            f"no API key: write at least one key (one per line) to {secrets_dir / 'api_key'}")
+        raise ConfigError(f"no API key: write at least one key (one per line) to {secrets_dir / 'api_key'}")
     if any(len(key) < 16 for key in api_keys):
         raise ConfigError(f"every API key in {secrets_dir / 'api_key'} must be at least 16 characters")
     password = _read_secret(secrets_dir, "password")
     if password is None and backend != "simulator":
-        raise ConfigError(
-            f"MT5_BACKEND={backend} needs the broker password in {secrets_dir / 'password'}")
+        raise ConfigError(f"MT5_BACKEND={backend} needs the broker password in {secrets_dir / 'password'}")
     redis_url, database_url = _get(env, "REDIS_URL"), _get(env, "DATABASE_URL")
     _reject_inline_password("REDIS_URL", redis_url)
     _reject_inline_password("DATABASE_URL", database_url)

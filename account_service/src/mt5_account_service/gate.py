@@ -21,8 +21,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from starlette.exceptions import HTTPException
@@ -36,16 +37,14 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 #: Query parameter names (compared lowercased) that carry a credential in common APIs.
-KEY_PARAMS = frozenset({"api_key", "apikey", "api-key", "key", "token", "access_token",
-                        "x-api-key", "authorization"})
+KEY_PARAMS = frozenset({"api_key", "apikey", "api-key", "key", "token", "access_token", "x-api-key", "authorization"})
 SECTIONS = {"/api/account": "account", "/api/positions": "positions", "/api/orders": "orders"}
 
-UNAUTHORIZED = ("missing or wrong API key: send it in the X-API-Key header "
-                "(or Authorization: Bearer <key>)")
-METRICS_UNAUTHORIZED = ("/metrics needs a credential: the account's API key (X-API-Key), or "
-                        "the Prometheus metrics token (Authorization: Bearer <token>)")
-KEY_IN_URL = ("send the key in the X-API-Key header; URLs end up in logs "
-              "(refused query parameter: {name!r})")
+UNAUTHORIZED = "missing or wrong API key: send it in the X-API-Key header (or Authorization: Bearer <key>)"
+METRICS_UNAUTHORIZED = (
+    "/metrics needs a credential: the account's API key (X-API-Key), or the Prometheus metrics token (Authorization: Bearer <token>)"
+)
+KEY_IN_URL = "send the key in the X-API-Key header; URLs end up in logs (refused query parameter: {name!r})"
 
 
 def error_body(error: str, message: str, retcode: int | None = None) -> bytes:
@@ -148,7 +147,7 @@ class Gate:
     """See the module docstring. ``routes`` maps the fast-path paths to their FastAPI routes
     (still declared for the schema), so request metrics label them like any other route."""
 
-    def __init__(self, app: Any, svc: "Service", routes: dict[str, Any]) -> None:
+    def __init__(self, app: Any, svc: Service, routes: dict[str, Any]) -> None:
         self.app, self.svc, self.routes = app, svc, routes
         settings = svc.settings
         self._keys, self._digests = settings.api_keys, settings.metrics_token_sha256
@@ -164,29 +163,27 @@ class Gate:
         query = scope.get("query_string")
         name = key_in_query(query) if query else None
         if name is not None:
-            await refuse(scope, receive, send, heads, 400, "key_in_url",
-                         KEY_IN_URL.format(name=name))
+            await refuse(scope, receive, send, heads, 400, "key_in_url", KEY_IN_URL.format(name=name))
             return
         if needs_key(path) and not keys_match(heads.key, self._keys):
             await refuse(scope, receive, send, heads, 401, "unauthorized", UNAUTHORIZED)
             return
         repeated = repeated_in_query(query) if query else None
         if repeated is not None:
-            await refuse(scope, receive, send, heads, 422, "invalid_input",
-                         f"{repeated}: given more than once in the query; send it once")
+            await refuse(scope, receive, send, heads, 422, "invalid_input", f"{repeated}: given more than once in the query; send it once")
             return
-        if path == "/metrics" and not (keys_match(heads.key, self._keys)
-                                       or token_matches_digest(heads.key, self._digests)):
+        if path == "/metrics" and not (keys_match(heads.key, self._keys) or token_matches_digest(heads.key, self._digests)):
             await refuse(scope, receive, send, heads, 401, "unauthorized", METRICS_UNAUTHORIZED)
             return
         if kind == "websocket":
             await self.app(scope, receive, send)
             return
-        if heads.content_length is not None and (heads.content_length > self._cap
-                                                 or heads.content_length < 0):
-            status, error, message = ((400, "bad_request", "Content-Length is not a number")
-                                      if heads.content_length < 0 else
-                                      (413, "body_too_large", body_too_large_message(self._cap)))
+        if heads.content_length is not None and (heads.content_length > self._cap or heads.content_length < 0):
+            status, error, message = (
+                (400, "bad_request", "Content-Length is not a number")
+                if heads.content_length < 0
+                else (413, "body_too_large", body_too_large_message(self._cap))
+            )
             await refuse(scope, receive, send, heads, status, error, message)
             return
         section = SECTIONS.get(path) if scope["method"] == "GET" else None
@@ -202,13 +199,16 @@ class Gate:
     async def _snapshot(self, section: str, send: Send) -> None:
         poller = self.svc.poller
         if poller.fresh_snapshot() is None:
-            status, body = 503, error_body("backend_unavailable",
-                                           f"no fresh account data: {poller.health()[1]}")
+            status, body = 503, error_body("backend_unavailable", f"no fresh account data: {poller.health()[1]}")
         else:
             status, body = 200, poller.cached_json(section)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def _capped(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -235,23 +235,20 @@ class Gate:
         except BodyTooLarge as exc:  # a route that read the body outside FastAPI's reader
             if started:
                 raise
-            await respond(send, 413, error_body("body_too_large", str(exc.detail)),
-                          close=True)
+            await respond(send, 413, error_body("body_too_large", str(exc.detail)), close=True)
 
 
-async def respond(send: Send, status: int, body: bytes, close: bool = False,
-                  extra: list[tuple[bytes, bytes]] | None = None,
-                  prefix: str = "http") -> None:
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode()), *(extra or [])]
+async def respond(
+    send: Send, status: int, body: bytes, close: bool = False, extra: list[tuple[bytes, bytes]] | None = None, prefix: str = "http"
+) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(extra or [])]
     if close:  # the body was not read: do not let the client keep the connection
         headers.append((b"connection", b"close"))
     await send({"type": f"{prefix}.response.start", "status": status, "headers": headers})
     await send({"type": f"{prefix}.response.body", "body": body})
 
 
-async def refuse(scope: Scope, receive: Receive, send: Send, heads: Heads, status: int,
-                 error: str, message: str) -> None:
+async def refuse(scope: Scope, receive: Receive, send: Send, heads: Heads, status: int, error: str, message: str) -> None:
     """Answer an error as JSON without reading the body. A WebSocket handshake gets the same
     HTTP answer through the ASGI denial-response extension (uvicorn has it); without it, the
     handshake is closed (the server then answers 403)."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .backends.base import RES_S_OK, to_plain
 from .config import Settings
@@ -106,8 +107,8 @@ class Gateway:
         account = self._checked("account_info")
         if int(account.get("login", 0)) != s.login:
             raise BackendUnavailable(
-                f"the terminal is logged in to account {account.get('login')}, "
-                f"not MT5_LOGIN={s.login}: check the terminal's saved account")
+                f"the terminal is logged in to account {account.get('login')}, not MT5_LOGIN={s.login}: check the terminal's saved account"
+            )
 
     async def snapshot(self) -> Snapshot:
         return await self.run(self._snapshot_sync)
@@ -119,9 +120,7 @@ class Gateway:
         account = self._checked("account_info")
         positions = self._checked("positions_get")
         orders = self._checked("orders_get")
-        return Snapshot(time.time(), terminal, account,
-                        {int(p["ticket"]): p for p in positions},
-                        {int(o["ticket"]): o for o in orders})
+        return Snapshot(time.time(), terminal, account, {int(p["ticket"]): p for p in positions}, {int(o["ticket"]): o for o in orders})
 
     async def close(self) -> None:
         def _shutdown() -> None:
@@ -132,10 +131,10 @@ class Gateway:
             closer = getattr(self.backend, "close", None)
             if callable(closer):
                 closer()
+
         try:
-            await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
-                self._executor, _shutdown), timeout=5)
-        except (asyncio.TimeoutError, RuntimeError):
+            await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self._executor, _shutdown), timeout=5)
+        except (TimeoutError, RuntimeError):
             pass
         self._executor.shutdown(wait=False, cancel_futures=True)
 

@@ -49,7 +49,8 @@ class IdempotencyStore:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS idempotency ("
             " key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, state TEXT NOT NULL,"
-            " status INTEGER, body TEXT, created REAL NOT NULL, boot TEXT NOT NULL)")
+            " status INTEGER, body TEXT, created REAL NOT NULL, boot TEXT NOT NULL)"
+        )
         self._lock = threading.Lock()
         self._boot = f"{time.time():.6f}"
         self.prune()
@@ -59,18 +60,16 @@ class IdempotencyStore:
         periodically by the app, so the store stays bounded by a week of trade requests."""
         cutoff = (time.time() if now is None else now) - RETENTION_SECONDS
         with self._lock:
-            return int(self._db.execute("DELETE FROM idempotency WHERE created < ?",
-                                        (cutoff,)).rowcount)
+            return int(self._db.execute("DELETE FROM idempotency WHERE created < ?", (cutoff,)).rowcount)
 
     def claim(self, key: str, fp: str) -> Claim:
         with self._lock:
-            row = self._db.execute(
-                "SELECT fingerprint, state, status, body, boot FROM idempotency WHERE key = ?",
-                (key,)).fetchone()
+            row = self._db.execute("SELECT fingerprint, state, status, body, boot FROM idempotency WHERE key = ?", (key,)).fetchone()
             if row is None:
                 self._db.execute(
-                    "INSERT INTO idempotency (key, fingerprint, state, created, boot)"
-                    " VALUES (?, ?, 'started', ?, ?)", (key, fp, time.time(), self._boot))
+                    "INSERT INTO idempotency (key, fingerprint, state, created, boot) VALUES (?, ?, 'started', ?, ?)",
+                    (key, fp, time.time(), self._boot),
+                )
                 return Claim("new")
             stored_fp, state, status, body, boot = row
             if stored_fp != fp:
@@ -83,15 +82,12 @@ class IdempotencyStore:
 
     def finish(self, key: str, status: int, body: Any) -> None:
         with self._lock:
-            self._db.execute(
-                "UPDATE idempotency SET state = 'done', status = ?, body = ? WHERE key = ?",
-                (status, json.dumps(body), key))
+            self._db.execute("UPDATE idempotency SET state = 'done', status = ?, body = ? WHERE key = ?", (status, json.dumps(body), key))
 
     def release(self, key: str) -> None:
         """Forget a claim whose request never reached the terminal (safe to retry)."""
         with self._lock:
-            self._db.execute("DELETE FROM idempotency WHERE key = ? AND state = 'started'",
-                             (key,))
+            self._db.execute("DELETE FROM idempotency WHERE key = ? AND state = 'started'", (key,))
 
     def close(self) -> None:
         with self._lock:

@@ -6,13 +6,36 @@ Names are a contract with the monitoring role: see the README's metrics table.
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 #: Fine around 1-200 ms so that p95 over 200 ms (the PRD's alert) is exact enough.
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03,
-                   0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 POLL_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0)
 
 Scope = dict[str, Any]
@@ -26,33 +49,32 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("mt5_api_requests_total", "HTTP requests by route, method and status",
-                                ["route", "method", "status"], registry=r)
+        self.requests = Counter(
+            "mt5_api_requests_total", "HTTP requests by route, method and status", ["route", "method", "status"], registry=r
+        )
         self.request_duration = Histogram(
-            "mt5_api_request_duration_seconds", "HTTP request latency by route and method",
-            ["route", "method"], buckets=LATENCY_BUCKETS, registry=r)
+            "mt5_api_request_duration_seconds",
+            "HTTP request latency by route and method",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.ws_clients = Gauge("mt5_ws_clients", "Connected WebSocket clients", registry=r)
-        self.poll_duration = Histogram("mt5_poll_duration_seconds",
-                                       "Duration of one backend snapshot poll",
-                                       buckets=POLL_BUCKETS, registry=r)
-        self.backend_connected = Gauge("mt5_backend_connected",
-                                       "1 when the backend (terminal) is connected", registry=r)
-        self.last_poll = Gauge("mt5_last_poll_timestamp_seconds",
-                               "Unix time of the last successful poll", registry=r)
+        self.poll_duration = Histogram(
+            "mt5_poll_duration_seconds", "Duration of one backend snapshot poll", buckets=POLL_BUCKETS, registry=r
+        )
+        self.backend_connected = Gauge("mt5_backend_connected", "1 when the backend (terminal) is connected", registry=r)
+        self.last_poll = Gauge("mt5_last_poll_timestamp_seconds", "Unix time of the last successful poll", registry=r)
         self.balance = Gauge("mt5_account_balance", "Account balance", registry=r)
         self.equity = Gauge("mt5_account_equity", "Account equity", registry=r)
-        self.margin_level = Gauge("mt5_account_margin_level",
-                                  "Margin level in percent (0 without open positions)",
-                                  registry=r)
+        self.margin_level = Gauge("mt5_account_margin_level", "Margin level in percent (0 without open positions)", registry=r)
         self.open_positions = Gauge("mt5_open_positions", "Open positions", registry=r)
         self.pending_orders = Gauge("mt5_pending_orders", "Pending orders", registry=r)
-        self.orders = Counter("mt5_orders_total", "Trade requests by result", ["result"],
-                              registry=r)
-        self.db_spool_pending = Gauge("mt5_db_spool_pending",
-                                      "Records spooled locally, not yet written to Postgres",
-                                      registry=r)
-        self.info = Gauge("mt5_account_info", "Static facts about this service (always 1)",
-                          ["login", "server", "backend", "version"], registry=r)
+        self.orders = Counter("mt5_orders_total", "Trade requests by result", ["result"], registry=r)
+        self.db_spool_pending = Gauge("mt5_db_spool_pending", "Records spooled locally, not yet written to Postgres", registry=r)
+        self.info = Gauge(
+            "mt5_account_info", "Static facts about this service (always 1)", ["login", "server", "backend", "version"], registry=r
+        )
         self._children: dict[tuple[str, str], Any] = {}
         self._counters: dict[tuple[str, str, int], Any] = {}
 
@@ -65,8 +87,7 @@ class Metrics:
         counter_key = (route, method, status)
         counter = self._counters.get(counter_key)
         if counter is None:
-            counter = self._counters[counter_key] = self.requests.labels(route, method,
-                                                                         str(status))
+            counter = self._counters[counter_key] = self.requests.labels(route, method, str(status))
         counter.inc()
 
     def observe_account(self, account: dict[str, Any], positions: int, orders: int) -> None:
@@ -105,5 +126,4 @@ class RequestMetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe_request(template, scope["method"], status,
-                                         time.perf_counter() - start)
+            self.metrics.observe_request(template, scope["method"], status, time.perf_counter() - start)

@@ -6,8 +6,7 @@ import re
 from enum import Enum
 from typing import Annotated, Any
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
-                      WithJsonSchema, model_validator)
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from .backends import base as c
 
@@ -34,9 +33,12 @@ class OrderType(str, Enum):
 
 
 _MT5_TYPES = {
-    OrderType.buy: c.ORDER_TYPE_BUY, OrderType.sell: c.ORDER_TYPE_SELL,
-    OrderType.buy_limit: c.ORDER_TYPE_BUY_LIMIT, OrderType.sell_limit: c.ORDER_TYPE_SELL_LIMIT,
-    OrderType.buy_stop: c.ORDER_TYPE_BUY_STOP, OrderType.sell_stop: c.ORDER_TYPE_SELL_STOP,
+    OrderType.buy: c.ORDER_TYPE_BUY,
+    OrderType.sell: c.ORDER_TYPE_SELL,
+    OrderType.buy_limit: c.ORDER_TYPE_BUY_LIMIT,
+    OrderType.sell_limit: c.ORDER_TYPE_SELL_LIMIT,
+    OrderType.buy_stop: c.ORDER_TYPE_BUY_STOP,
+    OrderType.sell_stop: c.ORDER_TYPE_SELL_STOP,
 }
 
 SYMBOL_PATTERN = r"^[A-Za-z0-9._#+\-]{1,32}$"
@@ -73,18 +75,20 @@ def on_volume_grid(volume: float) -> float:
 
 # The schema says multipleOf; the check itself is on_volume_grid, which runs after the
 # bounds (so 1e308 is "less than or equal to 1000000", not "not a multiple").
-_VOLUME_FIELD = Field(ge=VOLUME_STEP, le=MAX_VOLUME, allow_inf_nan=False,
-                      json_schema_extra={"multipleOf": VOLUME_STEP},
-                      description=f"lots: {VOLUME_STEP:g} to {MAX_VOLUME:g} in steps of "
-                                  f"{VOLUME_STEP:g}; the symbol's own volume_min, "
-                                  f"volume_max and volume_step are checked too (422)")
-Volume = Annotated[Annotated[float, Field(strict=True), _VOLUME_FIELD],
-                   AfterValidator(on_volume_grid)]
+_VOLUME_FIELD = Field(
+    ge=VOLUME_STEP,
+    le=MAX_VOLUME,
+    allow_inf_nan=False,
+    json_schema_extra={"multipleOf": VOLUME_STEP},
+    description=f"lots: {VOLUME_STEP:g} to {MAX_VOLUME:g} in steps of "
+    f"{VOLUME_STEP:g}; the symbol's own volume_min, "
+    f"volume_max and volume_step are checked too (422)",
+)
+Volume = Annotated[Annotated[float, Field(strict=True), _VOLUME_FIELD], AfterValidator(on_volume_grid)]
 Price = Annotated[float, Field(strict=True, gt=0, le=MAX_PRICE, allow_inf_nan=False)]
 #: SL/TP in a modification: 0 (or null) removes the level.
 Level = Annotated[float, Field(strict=True, ge=0, le=MAX_PRICE, allow_inf_nan=False)]
-Deviation = Annotated[int, Field(strict=True, ge=0, le=MAX_DEVIATION,
-                                 description="points of slippage accepted")]
+Deviation = Annotated[int, Field(strict=True, ge=0, le=MAX_DEVIATION, description="points of slippage accepted")]
 Magic = Annotated[int, Field(strict=True, ge=0, le=MAX_TICKET)]
 
 # Query and path parameters arrive as text, so they cannot be strict; but only the JSON
@@ -114,22 +118,23 @@ def integer_text(value: Any) -> Any:
 def query_int(low: int, high: int, exclusive_low: bool = False) -> Any:
     """An integer query/path parameter in [low, high] (or (low, high]): decimal digits only."""
     bound = {"exclusiveMinimum": low} if exclusive_low else {"minimum": low}
-    return Annotated[int, BeforeValidator(integer_text),
-                     WithJsonSchema({"type": "integer", **bound, "maximum": high})]
+    return Annotated[int, BeforeValidator(integer_text), WithJsonSchema({"type": "integer", **bound, "maximum": high})]
 
 
 def volume_in_bounds(volume: float) -> float:
     """The bounds of a query volume (a body's are native constraints of Volume)."""
     if not VOLUME_STEP <= volume <= MAX_VOLUME:
-        raise ValueError(f"{volume:g} lots is out of range: use {VOLUME_STEP:g} to "
-                         f"{MAX_VOLUME:g}")
+        raise ValueError(f"{volume:g} lots is out of range: use {VOLUME_STEP:g} to {MAX_VOLUME:g}")
     return volume
 
 
-QueryVolume = Annotated[float, BeforeValidator(number_text), AfterValidator(volume_in_bounds),
-                        AfterValidator(on_volume_grid),
-                        WithJsonSchema({"type": "number", "minimum": VOLUME_STEP,
-                                        "maximum": MAX_VOLUME, "multipleOf": VOLUME_STEP})]
+QueryVolume = Annotated[
+    float,
+    BeforeValidator(number_text),
+    AfterValidator(volume_in_bounds),
+    AfterValidator(on_volume_grid),
+    WithJsonSchema({"type": "number", "minimum": VOLUME_STEP, "maximum": MAX_VOLUME, "multipleOf": VOLUME_STEP}),
+]
 
 
 class OrderIn(BaseModel):
@@ -140,9 +145,9 @@ class OrderIn(BaseModel):
     symbol: str = Field(pattern=SYMBOL_PATTERN, examples=["EURUSD"])
     type: OrderType
     volume: Volume
-    price: Price | None = Field(None, description="required for pending orders; for market "
-                                                  "orders the expected price (checked against "
-                                                  "deviation)")
+    price: Price | None = Field(
+        None, description="required for pending orders; for market orders the expected price (checked against deviation)"
+    )
     sl: Price | None = None
     tp: Price | None = None
     deviation: Deviation = 20
@@ -150,7 +155,7 @@ class OrderIn(BaseModel):
     magic: Magic = 0
 
     @model_validator(mode="after")
-    def _price_for_pending(self) -> "OrderIn":
+    def _price_for_pending(self) -> OrderIn:
         if not self.type.is_market and self.price is None:
             raise ValueError(f"a {self.type.value} order needs a price")
         return self
@@ -166,7 +171,7 @@ class PositionModifyIn(BaseModel):
     tp: Level | None = None
 
     @model_validator(mode="after")
-    def _something(self) -> "PositionModifyIn":
+    def _something(self) -> PositionModifyIn:
         if not self.model_fields_set:
             raise ValueError("give sl and/or tp")
         return self
@@ -182,7 +187,7 @@ class OrderModifyIn(BaseModel):
     tp: Level | None = None
 
     @model_validator(mode="after")
-    def _something(self) -> "OrderModifyIn":
+    def _something(self) -> OrderModifyIn:
         if not self.model_fields_set:
             raise ValueError("give price, sl and/or tp")
         return self
@@ -220,9 +225,15 @@ class HealthOut(BaseModel):
 def trade_out(result: dict[str, Any], position: int | None = None) -> dict[str, Any]:
     retcode = int(result.get("retcode", 0))
     return TradeOut(
-        retcode=retcode, retcode_text=c.retcode_text(retcode),
-        order=int(result.get("order", 0)), deal=int(result.get("deal", 0)),
-        volume=float(result.get("volume", 0.0)), price=float(result.get("price", 0.0)),
-        bid=float(result.get("bid", 0.0)), ask=float(result.get("ask", 0.0)),
-        comment=str(result.get("comment", "")), request_id=int(result.get("request_id", 0)),
-        position=position).model_dump()
+        retcode=retcode,
+        retcode_text=c.retcode_text(retcode),
+        order=int(result.get("order", 0)),
+        deal=int(result.get("deal", 0)),
+        volume=float(result.get("volume", 0.0)),
+        price=float(result.get("price", 0.0)),
+        bid=float(result.get("bid", 0.0)),
+        ask=float(result.get("ask", 0.0)),
+        comment=str(result.get("comment", "")),
+        request_id=int(result.get("request_id", 0)),
+        position=position,
+    ).model_dump()

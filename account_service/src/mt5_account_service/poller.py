@@ -10,7 +10,8 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .gateway import BackendError, Gateway, Snapshot
 from .metrics import Metrics
@@ -44,10 +45,15 @@ def next_backoff(current: float) -> float:
 
 
 class Poller:
-    def __init__(self, gateway: Gateway, hub: Hub, metrics: Metrics, interval: float,
-                 stale_after: float,
-                 on_snapshot: Callable[[Snapshot, dict[str, Any] | None], None] | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        hub: Hub,
+        metrics: Metrics,
+        interval: float,
+        stale_after: float,
+        on_snapshot: Callable[[Snapshot, dict[str, Any] | None], None] | None = None,
+    ) -> None:
         self._gateway = gateway
         self._hub = hub
         self._metrics = metrics
@@ -98,7 +104,9 @@ class Poller:
     def snapshot_message(self) -> dict[str, Any]:
         snap = self.snapshot
         return {
-            "type": "snapshot", "seq": self.seq, "connected": self.connected,
+            "type": "snapshot",
+            "seq": self.seq,
+            "connected": self.connected,
             "reason": None if self.connected else self.reason,
             "time": snap.taken_at if snap else None,
             "account": snap.account if snap else None,
@@ -125,7 +133,7 @@ class Poller:
                     await self._sleep(backoff)
                     backoff = next_backoff(backoff)
                     continue
-                except Exception as exc:  # noqa: BLE001 - the loop must survive anything
+                except Exception as exc:
                     log.exception("unexpected error while connecting")
                     self._set_disconnected(f"unexpected error: {exc}")
                     await self._sleep(backoff)
@@ -139,7 +147,7 @@ class Poller:
                     log.warning("poll failed, reconnecting: %s", exc)
                     self._set_disconnected(str(exc))
                     continue
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     log.exception("unexpected error while polling")
                     self._set_disconnected(f"unexpected error: {exc}")
                     continue
@@ -152,7 +160,7 @@ class Poller:
     async def _sleep(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self._stopping.wait(), timeout=max(seconds, 0.0))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def poll_once(self) -> Snapshot:
@@ -174,8 +182,7 @@ class Poller:
                 self._hub.broadcast(self.snapshot_message())
             elif changes:
                 self.seq += 1
-                self._hub.broadcast({"type": "update", "seq": self.seq, "time": new.taken_at,
-                                     **changes})
+                self._hub.broadcast({"type": "update", "seq": self.seq, "time": new.taken_at, **changes})
             if self._on_snapshot is not None:
                 self._on_snapshot(new, changes)
             return new

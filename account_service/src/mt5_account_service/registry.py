@@ -23,17 +23,14 @@ def account_key(login: int) -> str:
 
 
 def registration(endpoint: str, server: str, backend: str, started: float) -> str:
-    return json.dumps({"endpoint": endpoint, "server": server, "backend": backend,
-                       "started": started}, separators=(",", ":"))
+    return json.dumps({"endpoint": endpoint, "server": server, "backend": backend, "started": started}, separators=(",", ":"))
 
 
 class Registry:
-    def __init__(self, url: str, password: str | None, login: int, value: str,
-                 ttl: int) -> None:
+    def __init__(self, url: str, password: str | None, login: int, value: str, ttl: int) -> None:
         import redis.asyncio as aioredis
 
-        self._client: Any = aioredis.Redis.from_url(
-            url, password=password, socket_timeout=3, socket_connect_timeout=3)
+        self._client: Any = aioredis.Redis.from_url(url, password=password, socket_timeout=3, socket_connect_timeout=3)
         self._login, self._value, self._ttl = login, value, ttl
         self.registered = False
 

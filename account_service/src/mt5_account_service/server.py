@@ -33,17 +33,24 @@ MAX_HEAD_BYTES = 32 * 1024
 
 def _json_response(status: bytes, error: str, message: str) -> bytes:
     body = json.dumps({"error": error, "retcode": None, "message": message}).encode()
-    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\ncontent-length: "
-            + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\ncontent-type: application/json\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\nconnection: close\r\n\r\n"
+        + body
+    )
 
 
-_HEAD_TOO_LARGE = _json_response(b"431 Request Header Fields Too Large", "header_too_large",
-                                 f"the request line and headers are larger than {MAX_HEAD_BYTES} bytes")
-_TIMEOUT_BODY = json.dumps({"error": "request_timeout", "retcode": None, "message":
-                            "the request was not received in time"}).encode()
-_TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                     b"content-length: " + str(len(_TIMEOUT_BODY)).encode() +
-                     b"\r\nconnection: close\r\n\r\n" + _TIMEOUT_BODY)
+_HEAD_TOO_LARGE = _json_response(
+    b"431 Request Header Fields Too Large", "header_too_large", f"the request line and headers are larger than {MAX_HEAD_BYTES} bytes"
+)
+_TIMEOUT_BODY = json.dumps({"error": "request_timeout", "retcode": None, "message": "the request was not received in time"}).encode()
+_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+    b"content-length: " + str(len(_TIMEOUT_BODY)).encode() + b"\r\nconnection: close\r\n\r\n" + _TIMEOUT_BODY
+)
 
 
 class DeadlineHttpToolsProtocol(HttpToolsProtocol):
@@ -73,8 +80,7 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         text/plain; every answer of the API is JSON."""
         self._disarm()
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(_json_response(b"400 Bad Request", "bad_request",
-                                                f"the request is not valid HTTP/1.1: {msg}"))
+            self.transport.write(_json_response(b"400 Bad Request", "bad_request", f"the request is not valid HTTP/1.1: {msg}"))
             self.transport.close()
 
     def _arm(self, seconds: float, in_headers: bool) -> None:
@@ -126,8 +132,6 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def protocol(header_timeout: float = HEADER_TIMEOUT,
-             body_timeout: float = BODY_TIMEOUT) -> type[DeadlineHttpToolsProtocol]:
+def protocol(header_timeout: float = HEADER_TIMEOUT, body_timeout: float = BODY_TIMEOUT) -> type[DeadlineHttpToolsProtocol]:
     """The protocol class to pass as ``uvicorn.run(http=...)`` with these deadlines."""
-    return type("DeadlineHttpToolsProtocol", (DeadlineHttpToolsProtocol,),
-                {"header_timeout": header_timeout, "body_timeout": body_timeout})
+    return type("DeadlineHttpToolsProtocol", (DeadlineHttpToolsProtocol,), {"header_timeout": header_timeout, "body_timeout": body_timeout})

@@ -18,10 +18,11 @@ import sqlite3
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,9 @@ class Spool:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY"
-                         " AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL)"
+        )
         self._db.execute("CREATE TABLE IF NOT EXISTS seen_deals (ticket INTEGER PRIMARY KEY)")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         self._lock = threading.Lock()
@@ -49,8 +51,7 @@ class Spool:
     def append(self, kind: str, payloads: list[dict[str, Any]]) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT INTO spool (kind, payload) VALUES (?, ?)",
-                                 [(kind, json.dumps(p)) for p in payloads])
+            self._db.executemany("INSERT INTO spool (kind, payload) VALUES (?, ?)", [(kind, json.dumps(p)) for p in payloads])
             self._db.execute("COMMIT")
 
     def append_new_deals(self, deals: list[dict[str, Any]]) -> int:
@@ -59,19 +60,16 @@ class Spool:
             self._db.execute("BEGIN IMMEDIATE")
             fresh = []
             for deal in deals:
-                cur = self._db.execute("INSERT OR IGNORE INTO seen_deals (ticket) VALUES (?)",
-                                       (int(deal["ticket"]),))
+                cur = self._db.execute("INSERT OR IGNORE INTO seen_deals (ticket) VALUES (?)", (int(deal["ticket"]),))
                 if cur.rowcount:
                     fresh.append(deal)
-            self._db.executemany("INSERT INTO spool (kind, payload) VALUES ('deal', ?)",
-                                 [(json.dumps(d),) for d in fresh])
+            self._db.executemany("INSERT INTO spool (kind, payload) VALUES ('deal', ?)", [(json.dumps(d),) for d in fresh])
             self._db.execute("COMMIT")
             return len(fresh)
 
     def batch(self, limit: int = BATCH) -> list[tuple[int, str, dict[str, Any]]]:
         with self._lock:
-            rows = self._db.execute("SELECT seq, kind, payload FROM spool ORDER BY seq LIMIT ?",
-                                    (limit,)).fetchall()
+            rows = self._db.execute("SELECT seq, kind, payload FROM spool ORDER BY seq LIMIT ?", (limit,)).fetchall()
         return [(seq, kind, json.loads(payload)) for seq, kind, payload in rows]
 
     def delete_through(self, seq: int) -> None:
@@ -89,8 +87,7 @@ class Spool:
 
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                             (key, value))
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def close(self) -> None:
         with self._lock:
@@ -112,17 +109,16 @@ async def apply_migrations(conn: Any) -> list[int]:
     applied: list[int] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        await conn.execute("CREATE TABLE IF NOT EXISTS mt5_schema_migrations ("
-                           " version integer PRIMARY KEY,"
-                           " applied_at timestamptz NOT NULL DEFAULT now())")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS mt5_schema_migrations ( version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
         cur = await conn.execute("SELECT version FROM mt5_schema_migrations")
         done = {row[0] for row in await cur.fetchall()}
         for version, sql in migrations():
             if version in done:
                 continue
             await conn.execute(sql)
-            await conn.execute("INSERT INTO mt5_schema_migrations (version) VALUES (%s)",
-                               (version,))
+            await conn.execute("INSERT INTO mt5_schema_migrations (version) VALUES (%s)", (version,))
             applied.append(version)
     return applied
 
@@ -137,7 +133,7 @@ async def connect_postgres(dsn: str, password: str | None) -> Any:
 
 
 def _ts(epoch: float) -> datetime:
-    return datetime.fromtimestamp(float(epoch), tz=timezone.utc)
+    return datetime.fromtimestamp(float(epoch), tz=UTC)
 
 
 async def _insert(conn: Any, kind: str, p: dict[str, Any]) -> None:
@@ -148,9 +144,19 @@ async def _insert(conn: Any, kind: str, p: dict[str, Any]) -> None:
             "INSERT INTO mt5_order_requests (record_id, login, server, requested_at, operation,"
             " idempotency_key, request, http_status, retcode, result)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (record_id) DO NOTHING",
-            (p["record_id"], p["login"], p["server"], _ts(p["requested_at"]), p["operation"],
-             p.get("idempotency_key"), Jsonb(p["request"]), p["http_status"], p.get("retcode"),
-             Jsonb(p["result"])))
+            (
+                p["record_id"],
+                p["login"],
+                p["server"],
+                _ts(p["requested_at"]),
+                p["operation"],
+                p.get("idempotency_key"),
+                Jsonb(p["request"]),
+                p["http_status"],
+                p.get("retcode"),
+                Jsonb(p["result"]),
+            ),
+        )
     elif kind == "deal":
         d = p["deal"]
         await conn.execute(
@@ -158,11 +164,27 @@ async def _insert(conn: Any, kind: str, p: dict[str, Any]) -> None:
             " position_id, reason, volume, price, commission, swap, profit, fee, symbol,"
             " comment, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
             " %s, %s, %s, %s) ON CONFLICT (login, ticket) DO NOTHING",
-            (p["login"], d["ticket"], d.get("order", 0), _ts(d.get("time", 0)), d.get("type", 0),
-             d.get("entry", 0), d.get("magic", 0), d.get("position_id", 0), d.get("reason", 0),
-             d.get("volume", 0.0), d.get("price", 0.0), d.get("commission", 0.0),
-             d.get("swap", 0.0), d.get("profit", 0.0), d.get("fee", 0.0), d.get("symbol", ""),
-             d.get("comment", ""), Jsonb(d)))
+            (
+                p["login"],
+                d["ticket"],
+                d.get("order", 0),
+                _ts(d.get("time", 0)),
+                d.get("type", 0),
+                d.get("entry", 0),
+                d.get("magic", 0),
+                d.get("position_id", 0),
+                d.get("reason", 0),
+                d.get("volume", 0.0),
+                d.get("price", 0.0),
+                d.get("commission", 0.0),
+                d.get("swap", 0.0),
+                d.get("profit", 0.0),
+                d.get("fee", 0.0),
+                d.get("symbol", ""),
+                d.get("comment", ""),
+                Jsonb(d),
+            ),
+        )
     elif kind == "snapshot":
         a = p["account"]
         await conn.execute(
@@ -170,10 +192,21 @@ async def _insert(conn: Any, kind: str, p: dict[str, Any]) -> None:
             " margin, margin_free, margin_level, profit, positions, orders, raw)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (record_id) DO NOTHING",
-            (p["record_id"], p["login"], _ts(p["taken_at"]), a.get("balance", 0.0),
-             a.get("equity", 0.0), a.get("margin", 0.0), a.get("margin_free", 0.0),
-             a.get("margin_level", 0.0), a.get("profit", 0.0), p["positions"], p["orders"],
-             Jsonb(a)))
+            (
+                p["record_id"],
+                p["login"],
+                _ts(p["taken_at"]),
+                a.get("balance", 0.0),
+                a.get("equity", 0.0),
+                a.get("margin", 0.0),
+                a.get("margin_free", 0.0),
+                a.get("margin_level", 0.0),
+                a.get("profit", 0.0),
+                p["positions"],
+                p["orders"],
+                Jsonb(a),
+            ),
+        )
     else:
         raise ValueError(f"unknown spool record kind {kind!r}")
 
@@ -181,8 +214,9 @@ async def _insert(conn: Any, kind: str, p: dict[str, Any]) -> None:
 class Store:
     """Records orders, deals and snapshots; see the module docstring for the guarantees."""
 
-    def __init__(self, spool_path: Path, login: int, server: str, dsn: str,
-                 password: str | None, on_pending: Callable[[int], None]) -> None:
+    def __init__(
+        self, spool_path: Path, login: int, server: str, dsn: str, password: str | None, on_pending: Callable[[int], None]
+    ) -> None:
         self.spool = Spool(spool_path)
         self._login, self._server = login, server
         self._dsn, self._password = dsn, password
@@ -194,20 +228,33 @@ class Store:
         self._on_pending(self.spool.pending())
 
     # --- producers (called from request handlers and the poller) ----------------------------
-    async def record_order(self, operation: str, request: dict[str, Any], http_status: int,
-                           result: dict[str, Any], idempotency_key: str | None) -> None:
-        payload = {"record_id": str(uuid.uuid4()), "login": self._login,
-                   "server": self._server, "requested_at": time.time(),
-                   "operation": operation, "idempotency_key": idempotency_key,
-                   "request": request, "http_status": http_status,
-                   "retcode": result.get("retcode"), "result": result}
+    async def record_order(
+        self, operation: str, request: dict[str, Any], http_status: int, result: dict[str, Any], idempotency_key: str | None
+    ) -> None:
+        payload = {
+            "record_id": str(uuid.uuid4()),
+            "login": self._login,
+            "server": self._server,
+            "requested_at": time.time(),
+            "operation": operation,
+            "idempotency_key": idempotency_key,
+            "request": request,
+            "http_status": http_status,
+            "retcode": result.get("retcode"),
+            "result": result,
+        }
         await asyncio.to_thread(self.spool.append, "order", [payload])
         self._after_append()
 
-    async def record_snapshot(self, taken_at: float, account: dict[str, Any], positions: int,
-                              orders: int) -> None:
-        payload = {"record_id": str(uuid.uuid4()), "login": self._login, "taken_at": taken_at,
-                   "account": account, "positions": positions, "orders": orders}
+    async def record_snapshot(self, taken_at: float, account: dict[str, Any], positions: int, orders: int) -> None:
+        payload = {
+            "record_id": str(uuid.uuid4()),
+            "login": self._login,
+            "taken_at": taken_at,
+            "account": account,
+            "positions": positions,
+            "orders": orders,
+        }
         await asyncio.to_thread(self.spool.append, "snapshot", [payload])
         self._after_append()
 
@@ -244,14 +291,13 @@ class Store:
                     continue
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=5.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Postgres down, network, ...
                 self.last_error = f"{type(exc).__name__}: {exc}".strip()
-                log.warning("postgres unavailable, %d records spooled: %s",
-                            self.spool.pending(), self.last_error)
+                log.warning("postgres unavailable, %d records spooled: %s", self.spool.pending(), self.last_error)
                 await self._drop_connection()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
@@ -289,13 +335,12 @@ class Store:
             return None
         try:
             cur = await conn.execute(
-                "DELETE FROM mt5_account_snapshots WHERE login = %s"
-                " AND taken_at < now() - make_interval(days => %s)",
-                (self._login, retention_days))
+                "DELETE FROM mt5_account_snapshots WHERE login = %s AND taken_at < now() - make_interval(days => %s)",
+                (self._login, retention_days),
+            )
             removed = int(cur.rowcount)
             if removed:
-                log.info("deleted %d account snapshots older than %d days", removed,
-                         retention_days)
+                log.info("deleted %d account snapshots older than %d days", removed, retention_days)
             return removed
         except Exception as exc:  # noqa: BLE001 - e.g. table not migrated yet
             log.warning("snapshot retention failed: %s", exc)

@@ -34,33 +34,25 @@ class TradeOutcome:
 
 #: retcode -> (HTTP status, error id, what to tell the caller)
 _RETCODE_ERRORS: dict[int, tuple[int, str, str]] = {
-    c.TRADE_RETCODE_MARKET_CLOSED: (409, "market_closed",
-                                    "the market for {symbol} is closed; try again when it opens"),
-    c.TRADE_RETCODE_TRADE_DISABLED: (409, "trade_disabled",
-                                     "trading {symbol} is disabled on this account or server"),
-    c.TRADE_RETCODE_NO_MONEY: (422, "insufficient_margin",
-                               "not enough free margin for this order"),
-    c.TRADE_RETCODE_INVALID_VOLUME: (422, "invalid_volume",
-                                     "the trade server refused the volume"),
+    c.TRADE_RETCODE_MARKET_CLOSED: (409, "market_closed", "the market for {symbol} is closed; try again when it opens"),
+    c.TRADE_RETCODE_TRADE_DISABLED: (409, "trade_disabled", "trading {symbol} is disabled on this account or server"),
+    c.TRADE_RETCODE_NO_MONEY: (422, "insufficient_margin", "not enough free margin for this order"),
+    c.TRADE_RETCODE_INVALID_VOLUME: (422, "invalid_volume", "the trade server refused the volume"),
     c.TRADE_RETCODE_INVALID_PRICE: (422, "invalid_price", "the trade server refused the price"),
-    c.TRADE_RETCODE_INVALID_STOPS: (422, "invalid_stops",
-                                    "the trade server refused the SL/TP levels (too close to the "
-                                    "price or on the wrong side)"),
-    c.TRADE_RETCODE_INVALID_FILL: (422, "invalid_filling",
-                                   "the symbol does not allow this filling mode"),
-    c.TRADE_RETCODE_INVALID_CLOSE_VOLUME: (422, "invalid_close_volume",
-                                           "the close volume exceeds the position's volume"),
-    c.TRADE_RETCODE_POSITION_CLOSED: (404, "position_not_found",
-                                      "the position does not exist or is already closed"),
-    c.TRADE_RETCODE_REQUOTE: (409, "price_changed",
-                              "the price moved beyond the allowed deviation; retry"),
+    c.TRADE_RETCODE_INVALID_STOPS: (
+        422,
+        "invalid_stops",
+        "the trade server refused the SL/TP levels (too close to the price or on the wrong side)",
+    ),
+    c.TRADE_RETCODE_INVALID_FILL: (422, "invalid_filling", "the symbol does not allow this filling mode"),
+    c.TRADE_RETCODE_INVALID_CLOSE_VOLUME: (422, "invalid_close_volume", "the close volume exceeds the position's volume"),
+    c.TRADE_RETCODE_POSITION_CLOSED: (404, "position_not_found", "the position does not exist or is already closed"),
+    c.TRADE_RETCODE_REQUOTE: (409, "price_changed", "the price moved beyond the allowed deviation; retry"),
     c.TRADE_RETCODE_PRICE_CHANGED: (409, "price_changed", "the price changed; retry"),
     c.TRADE_RETCODE_PRICE_OFF: (409, "no_quotes", "there are no quotes for {symbol} right now"),
     c.TRADE_RETCODE_NO_CHANGES: (409, "no_changes", "the request changes nothing"),
-    c.TRADE_RETCODE_TOO_MANY_REQUESTS: (429, "too_many_requests",
-                                        "the trade server says: too many requests; slow down"),
-    c.TRADE_RETCODE_CONNECTION: (503, "no_connection",
-                                 "the terminal has no connection to the trade server"),
+    c.TRADE_RETCODE_TOO_MANY_REQUESTS: (429, "too_many_requests", "the trade server says: too many requests; slow down"),
+    c.TRADE_RETCODE_CONNECTION: (503, "no_connection", "the terminal has no connection to the trade server"),
     c.TRADE_RETCODE_TIMEOUT: (504, "timeout", "the trade server did not answer in time"),
     c.TRADE_RETCODE_REJECT: (409, "rejected", "the trade server rejected the request"),
     c.TRADE_RETCODE_INVALID: (422, "invalid_request", "the trade server refused the request"),
@@ -68,8 +60,7 @@ _RETCODE_ERRORS: dict[int, tuple[int, str, str]] = {
 
 
 def failure_for(retcode: int, symbol: str = "", comment: str = "") -> TradeFailure:
-    status, error, text = _RETCODE_ERRORS.get(
-        retcode, (502, "trade_server_error", "the trade server refused the request"))
+    status, error, text = _RETCODE_ERRORS.get(retcode, (502, "trade_server_error", "the trade server refused the request"))
     message = text.format(symbol=symbol or "the symbol")
     detail = f"{c.retcode_text(retcode)}, retcode {retcode}"
     if comment and comment.lower() not in detail.lower():
@@ -83,18 +74,17 @@ def _fmt(value: float, digits: int) -> str:
 
 
 def volume_problem(volume: float, info: dict[str, Any]) -> str | None:
-    vmin, vmax, step = (float(info["volume_min"]), float(info["volume_max"]),
-                        float(info["volume_step"]))
+    vmin, vmax, step = (float(info["volume_min"]), float(info["volume_max"]), float(info["volume_step"]))
     steps = (volume - vmin) / step if step > 0 else 0.0
     on_grid = abs(steps - round(steps)) < 1e-6
     if vmin - 1e-9 <= volume <= vmax + 1e-9 and on_grid:
         return None
-    return (f"volume {volume:g} is not valid for {info['name']}: use {vmin:g} to {vmax:g} "
-            f"lots in steps of {step:g}")
+    return f"volume {volume:g} is not valid for {info['name']}: use {vmin:g} to {vmax:g} lots in steps of {step:g}"
 
 
-def stops_problem(is_buy: bool, sl: float | None, tp: float | None, bid: float, ask: float,
-                  info: dict[str, Any], reference: str = "") -> str | None:
+def stops_problem(
+    is_buy: bool, sl: float | None, tp: float | None, bid: float, ask: float, info: dict[str, Any], reference: str = ""
+) -> str | None:
     """SL/TP must sit on the correct side of the price the position closes at (bid for a
     buy, ask for a sell), at least ``trade_stops_level`` points away."""
     digits, point = int(info["digits"]), float(info["point"])
@@ -108,19 +98,22 @@ def stops_problem(is_buy: bool, sl: float | None, tp: float | None, bid: float, 
         ok = sl <= close_at - gap + 1e-12 if is_buy else sl >= close_at + gap - 1e-12
         if not ok:
             where = "below" if is_buy else "above"
-            return (f"sl {_fmt(sl, digits)} is on the wrong side for a {side}: it must be "
-                    f"{where} the {close_name} {_fmt(close_at, digits)}{away}")
+            return (
+                f"sl {_fmt(sl, digits)} is on the wrong side for a {side}: it must be "
+                f"{where} the {close_name} {_fmt(close_at, digits)}{away}"
+            )
     if tp:
         ok = tp >= close_at + gap - 1e-12 if is_buy else tp <= close_at - gap + 1e-12
         if not ok:
             where = "above" if is_buy else "below"
-            return (f"tp {_fmt(tp, digits)} is on the wrong side for a {side}: it must be "
-                    f"{where} the {close_name} {_fmt(close_at, digits)}{away}")
+            return (
+                f"tp {_fmt(tp, digits)} is on the wrong side for a {side}: it must be "
+                f"{where} the {close_name} {_fmt(close_at, digits)}{away}"
+            )
     return None
 
 
-def pending_price_problem(order_type: OrderType, price: float, bid: float, ask: float,
-                          info: dict[str, Any]) -> str | None:
+def pending_price_problem(order_type: OrderType, price: float, bid: float, ask: float, info: dict[str, Any]) -> str | None:
     digits, point = int(info["digits"]), float(info["point"])
     gap = int(info.get("trade_stops_level") or 0) * point
     rules = {
@@ -133,8 +126,7 @@ def pending_price_problem(order_type: OrderType, price: float, bid: float, ask: 
     if ok:
         return None
     away = f" by at least {int(info['trade_stops_level'])} points" if gap else ""
-    return (f"a {order_type.value} price must be {where} {_fmt(ref, digits)}{away}; "
-            f"got {_fmt(price, digits)}")
+    return f"a {order_type.value} price must be {where} {_fmt(ref, digits)}{away}; got {_fmt(price, digits)}"
 
 
 def filling_for(info: dict[str, Any]) -> int:
@@ -154,9 +146,11 @@ def round_price(value: float | None, digits: int) -> float:
 async def symbol_or_fail(gw: Gateway, symbol: str) -> tuple[dict[str, Any], dict[str, Any]]:
     info = await gw.call_optional("symbol_info", symbol)
     if info is None:
-        raise TradeFailure(422, "unknown_symbol",
-                           f"unknown symbol '{symbol}': the terminal has no such symbol (check "
-                           f"the spelling and your broker's suffix, e.g. EURUSD.m)")
+        raise TradeFailure(
+            422,
+            "unknown_symbol",
+            f"unknown symbol '{symbol}': the terminal has no such symbol (check the spelling and your broker's suffix, e.g. EURUSD.m)",
+        )
     if not info.get("visible", True):
         await gw.call_optional("symbol_select", symbol, True)
     tick = await gw.call_optional("symbol_info_tick", symbol)
@@ -165,8 +159,7 @@ async def symbol_or_fail(gw: Gateway, symbol: str) -> tuple[dict[str, Any], dict
     return info, tick
 
 
-async def check_and_send(gw: Gateway, request: dict[str, Any], symbol: str,
-                         account_currency: str = "") -> dict[str, Any]:
+async def check_and_send(gw: Gateway, request: dict[str, Any], symbol: str, account_currency: str = "") -> dict[str, Any]:
     """order_check, then order_send; return the send result or raise TradeFailure."""
     check = await gw.call("order_check", request)
     retcode = int(check.get("retcode", -1))
@@ -175,9 +168,11 @@ async def check_and_send(gw: Gateway, request: dict[str, Any], symbol: str,
         if retcode == c.TRADE_RETCODE_NO_MONEY:
             cur = f" {account_currency}" if account_currency else ""
             free_now = float(check.get("margin_free", 0.0)) + float(check.get("margin", 0.0))
-            failure.message = (f"not enough free margin: this order needs "
-                               f"{float(check.get('margin', 0.0)):.2f}{cur} of margin, free "
-                               f"margin is {free_now:.2f}{cur} (retcode 10019)")
+            failure.message = (
+                f"not enough free margin: this order needs "
+                f"{float(check.get('margin', 0.0)):.2f}{cur} of margin, free "
+                f"margin is {free_now:.2f}{cur} (retcode 10019)"
+            )
         raise failure
     result = await gw.call("order_send", request)
     retcode = int(result.get("retcode", -1))
@@ -201,19 +196,26 @@ async def place_order(gw: Gateway, order: OrderIn, account_currency: str) -> Tra
         assert order.price is not None
         problem = pending_price_problem(order.type, order.price, bid, ask, info)
         if problem is None:
-            problem = stops_problem(order.type.is_buy, order.sl, order.tp, order.price,
-                                    order.price, info, reference="order price")
+            problem = stops_problem(order.type.is_buy, order.sl, order.tp, order.price, order.price, info, reference="order price")
         price = order.price
         request = {"action": c.TRADE_ACTION_PENDING, "type_filling": c.ORDER_FILLING_RETURN}
     if problem:
         error = "invalid_stops" if problem.startswith(("sl", "tp")) else "invalid_price"
         raise TradeFailure(422, error, problem)
-    request.update({
-        "symbol": order.symbol, "volume": float(order.volume), "type": order.type.mt5,
-        "price": round(price, digits), "sl": round_price(order.sl, digits),
-        "tp": round_price(order.tp, digits), "deviation": order.deviation,
-        "magic": order.magic, "comment": order.comment, "type_time": c.ORDER_TIME_GTC,
-    })
+    request.update(
+        {
+            "symbol": order.symbol,
+            "volume": float(order.volume),
+            "type": order.type.mt5,
+            "price": round(price, digits),
+            "sl": round_price(order.sl, digits),
+            "tp": round_price(order.tp, digits),
+            "deviation": order.deviation,
+            "magic": order.magic,
+            "comment": order.comment,
+            "type_time": c.ORDER_TIME_GTC,
+        }
+    )
     result = await check_and_send(gw, request, order.symbol, account_currency)
     position = int(result.get("order", 0)) if order.type.is_market else None
     return TradeOutcome(201, trade_out(result, position), int(result["retcode"]))
@@ -222,40 +224,48 @@ async def place_order(gw: Gateway, order: OrderIn, account_currency: str) -> Tra
 async def _position(gw: Gateway, ticket: int) -> dict[str, Any]:
     rows = await gw.call("positions_get", ticket=ticket)
     if not rows:
-        raise TradeFailure(404, "position_not_found",
-                           f"no open position with ticket {ticket} (closed already, or another "
-                           f"account's ticket)")
+        raise TradeFailure(
+            404, "position_not_found", f"no open position with ticket {ticket} (closed already, or another account's ticket)"
+        )
     return rows[0]
 
 
 async def _pending(gw: Gateway, ticket: int) -> dict[str, Any]:
     rows = await gw.call("orders_get", ticket=ticket)
     if not rows:
-        raise TradeFailure(404, "order_not_found",
-                           f"no pending order with ticket {ticket} (filled, cancelled, or "
-                           f"another account's ticket)")
+        raise TradeFailure(
+            404, "order_not_found", f"no pending order with ticket {ticket} (filled, cancelled, or another account's ticket)"
+        )
     return rows[0]
 
 
-async def close_position(gw: Gateway, ticket: int, volume: float | None,
-                         deviation: int) -> TradeOutcome:
+async def close_position(gw: Gateway, ticket: int, volume: float | None, deviation: int) -> TradeOutcome:
     pos = await _position(gw, ticket)
     symbol = str(pos["symbol"])
     info, tick = await symbol_or_fail(gw, symbol)
     is_buy = int(pos["type"]) == c.POSITION_TYPE_BUY
     close_volume = float(pos["volume"]) if volume is None else volume
     if close_volume > float(pos["volume"]) + 1e-9:
-        raise TradeFailure(422, "invalid_close_volume",
-                           f"cannot close {close_volume:g} lots: position {ticket} has "
-                           f"{float(pos['volume']):g}", c.TRADE_RETCODE_INVALID_CLOSE_VOLUME)
+        raise TradeFailure(
+            422,
+            "invalid_close_volume",
+            f"cannot close {close_volume:g} lots: position {ticket} has {float(pos['volume']):g}",
+            c.TRADE_RETCODE_INVALID_CLOSE_VOLUME,
+        )
     problem = volume_problem(close_volume, info)
     if problem:
         raise TradeFailure(422, "invalid_volume", problem, c.TRADE_RETCODE_INVALID_VOLUME)
     request = {
-        "action": c.TRADE_ACTION_DEAL, "position": ticket, "symbol": symbol,
-        "volume": close_volume, "type": c.ORDER_TYPE_SELL if is_buy else c.ORDER_TYPE_BUY,
-        "price": float(tick["bid"] if is_buy else tick["ask"]), "deviation": deviation,
-        "magic": int(pos.get("magic", 0)), "comment": "close", "type_filling": filling_for(info),
+        "action": c.TRADE_ACTION_DEAL,
+        "position": ticket,
+        "symbol": symbol,
+        "volume": close_volume,
+        "type": c.ORDER_TYPE_SELL if is_buy else c.ORDER_TYPE_BUY,
+        "price": float(tick["bid"] if is_buy else tick["ask"]),
+        "deviation": deviation,
+        "magic": int(pos.get("magic", 0)),
+        "comment": "close",
+        "type_filling": filling_for(info),
         "type_time": c.ORDER_TIME_GTC,
     }
     result = await check_and_send(gw, request, symbol)
@@ -273,8 +283,13 @@ async def modify_position(gw: Gateway, ticket: int, change: PositionModifyIn) ->
     problem = stops_problem(is_buy, sl, tp, float(tick["bid"]), float(tick["ask"]), info)
     if problem:
         raise TradeFailure(422, "invalid_stops", problem, c.TRADE_RETCODE_INVALID_STOPS)
-    request = {"action": c.TRADE_ACTION_SLTP, "position": ticket, "symbol": symbol,
-               "sl": round_price(sl, digits), "tp": round_price(tp, digits)}
+    request = {
+        "action": c.TRADE_ACTION_SLTP,
+        "position": ticket,
+        "symbol": symbol,
+        "sl": round_price(sl, digits),
+        "tp": round_price(tp, digits),
+    }
     result = await check_and_send(gw, request, symbol)
     return TradeOutcome(200, trade_out(result, ticket), int(result["retcode"]))
 
@@ -291,16 +306,20 @@ async def modify_order(gw: Gateway, ticket: int, change: OrderModifyIn) -> Trade
     order_type = _ORDER_TYPES_BY_MT5.get(int(order["type"]))
     if order_type is None or order_type.is_market:
         raise TradeFailure(422, "invalid_request", f"order {ticket} is not a pending order")
-    problem = (pending_price_problem(order_type, price, float(tick["bid"]), float(tick["ask"]),
-                                     info)
-               or stops_problem(order_type.is_buy, sl, tp, price, price, info,
-                                reference="order price"))
+    problem = pending_price_problem(order_type, price, float(tick["bid"]), float(tick["ask"]), info) or stops_problem(
+        order_type.is_buy, sl, tp, price, price, info, reference="order price"
+    )
     if problem:
-        raise TradeFailure(422, "invalid_stops" if problem.startswith(("sl", "tp"))
-                           else "invalid_price", problem)
-    request = {"action": c.TRADE_ACTION_MODIFY, "order": ticket, "symbol": symbol,
-               "price": round(price, digits), "sl": round_price(sl, digits),
-               "tp": round_price(tp, digits), "type_time": c.ORDER_TIME_GTC}
+        raise TradeFailure(422, "invalid_stops" if problem.startswith(("sl", "tp")) else "invalid_price", problem)
+    request = {
+        "action": c.TRADE_ACTION_MODIFY,
+        "order": ticket,
+        "symbol": symbol,
+        "price": round(price, digits),
+        "sl": round_price(sl, digits),
+        "tp": round_price(tp, digits),
+        "type_time": c.ORDER_TIME_GTC,
+    }
     result = await check_and_send(gw, request, symbol)
     return TradeOutcome(200, trade_out(result), int(result["retcode"]))
 
@@ -313,4 +332,3 @@ async def cancel_order(gw: Gateway, ticket: int) -> TradeOutcome:
 
 
 _ORDER_TYPES_BY_MT5 = {t.mt5: t for t in OrderType}
-

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -96,8 +97,7 @@ class Hub:
             self.remove(client)
             if client.dropped.is_set():
                 try:
-                    await asyncio.wait_for(
-                        client.ws.close(code=client.close_code, reason=client.close_reason), 1.0)
+                    await asyncio.wait_for(client.ws.close(code=client.close_code, reason=client.close_reason), 1.0)
                 except Exception:  # noqa: BLE001 - the peer may already be gone
                     pass
 

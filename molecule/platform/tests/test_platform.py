@@ -21,13 +21,30 @@ ONLY_5001001 = "molecule-key-of-5001001-only"
 BURST_KEY = "molecule-burst-key-7a1d"
 NGINX = "https://127.0.0.1"
 PROMETHEUS = "http://127.0.0.1:9090"
-SECRETS = [KEY, ONLY_5001001, BURST_KEY, "molecule-test-redis-password", "molecule-test-postgres-superuser",
-           "molecule-test-postgres-owner", "molecule-test-postgres-writer", "molecule-test-postgres-reader",
-           "molecule-test-postgres-monitor", "molecule-test-grafana"]
+SECRETS = [
+    KEY,
+    ONLY_5001001,
+    BURST_KEY,
+    "molecule-test-redis-password",
+    "molecule-test-postgres-superuser",
+    "molecule-test-postgres-owner",
+    "molecule-test-postgres-writer",
+    "molecule-test-postgres-reader",
+    "molecule-test-postgres-monitor",
+    "molecule-test-grafana",
+]
 REDIS_BASE = "molecule-test-redis-password"
 WRITER_BASE = "molecule-test-postgres-writer"
-PLATFORM = ["mt5-nginx", "mt5-redis", "mt5-postgres", "mt5-prometheus", "mt5-node-exporter",
-            "mt5-redis-exporter", "mt5-postgres-exporter", "mt5-nginx-exporter"]
+PLATFORM = [
+    "mt5-nginx",
+    "mt5-redis",
+    "mt5-postgres",
+    "mt5-prometheus",
+    "mt5-node-exporter",
+    "mt5-redis-exporter",
+    "mt5-postgres-exporter",
+    "mt5-nginx-exporter",
+]
 
 
 def derived(base: str, purpose: str, login: int) -> str:
@@ -46,8 +63,9 @@ def logs_on_failure(request, host):
             print(f"--- {name}\n" + host.run(f"docker logs --tail 20 {name} 2>&1").stdout)
 
 
-def request(host, path: str, key: str | None = KEY, method: str = "GET", body: dict | None = None,
-            header: str = "X-API-Key") -> tuple[int, dict]:
+def request(
+    host, path: str, key: str | None = KEY, method: str = "GET", body: dict | None = None, header: str = "X-API-Key"
+) -> tuple[int, dict]:
     """One HTTPS request through Nginx from the host itself: (status, JSON body)."""
     args = ["curl", "-sk", "-o", "/tmp/body", "-w", "%{http_code}", "-X", method]
     if key is not None:
@@ -119,8 +137,10 @@ with concurrent.futures.ThreadPoolExecutor(10) as pool:
 
 
 def test_http_redirects_to_https(host):
-    assert host.check_output("curl -s -o /dev/null -w '%{http_code} %{redirect_url}' http://127.0.0.1/accounts/5001001/api/account") == \
-        "308 https://127.0.0.1/accounts/5001001/api/account"
+    assert (
+        host.check_output("curl -s -o /dev/null -w '%{http_code} %{redirect_url}' http://127.0.0.1/accounts/5001001/api/account")
+        == "308 https://127.0.0.1/accounts/5001001/api/account"
+    )
 
 
 def test_websocket_end_to_end_through_nginx(host):
@@ -153,8 +173,9 @@ asyncio.run(main())
 def test_the_access_log_is_json_with_request_and_upstream_time(host):
     request(host, "/accounts/5001001/api/account")
     time.sleep(2)  # the log is flushed every second
-    lines = [json.loads(line) for line in host.check_output("docker logs --tail 50 mt5-nginx 2>/dev/null").splitlines()
-             if line.startswith("{")]
+    lines = [
+        json.loads(line) for line in host.check_output("docker logs --tail 50 mt5-nginx 2>/dev/null").splitlines() if line.startswith("{")
+    ]
     proxied = [entry for entry in lines if entry["login"] == "5001001" and entry["status"] == 200]
     assert proxied, lines[-5:]
     assert isinstance(proxied[-1]["request_time"], float) and proxied[-1]["upstream_time"] and proxied[-1]["key"] == "fleet"
@@ -165,8 +186,10 @@ def test_the_access_log_is_json_with_request_and_upstream_time(host):
 
 
 def redis(host, command: str) -> str:
-    return host.check_output("docker exec mt5-redis sh -c 'REDISCLI_AUTH=\"$(cat /run/secrets/redis/password)\" "
-                             f"redis-cli --no-auth-warning --user mt5-admin {command}'")
+    return host.check_output(
+        'docker exec mt5-redis sh -c \'REDISCLI_AUTH="$(cat /run/secrets/redis/password)" '
+        f"redis-cli --no-auth-warning --user mt5-admin {command}'"
+    )
 
 
 def test_redis_has_every_account_registered(host):
@@ -190,14 +213,18 @@ def test_redis_wants_its_password_keeps_an_aof_and_is_not_published(host):
 def psql(host, sql: str, user: str = "postgres", password: str | None = None) -> str:
     env = f"-e PGPASSWORD={password} " if password else ""
     where = "-h 127.0.0.1 " if password else ""
-    return host.check_output(f"docker exec {env}mt5-postgres psql {where}-U {user} -d mt5farm -At -c \"{sql}\"")
+    return host.check_output(f'docker exec {env}mt5-postgres psql {where}-U {user} -d mt5farm -At -c "{sql}"')
 
 
 def test_postgres_has_the_orders_placed_through_nginx(host):
     placed = []
     for login in ACCOUNTS:
-        status, body = request(host, f"/accounts/{login}/api/orders", method="POST",
-                               body={"symbol": "BTCUSD", "type": "buy", "volume": 0.01, "comment": f"via nginx {login}"})
+        status, body = request(
+            host,
+            f"/accounts/{login}/api/orders",
+            method="POST",
+            body={"symbol": "BTCUSD", "type": "buy", "volume": 0.01, "comment": f"via nginx {login}"},
+        )
         assert status == 201, body
         placed.append((login, body["order"]))
     for _ in range(30):
@@ -211,16 +238,26 @@ def test_postgres_has_the_orders_placed_through_nginx(host):
 
 def test_postgres_roles_have_least_privilege(host):
     password = derived(WRITER_BASE, "postgres_password", 5001001)
-    cannot = host.run("docker exec -e PGPASSWORD=%s mt5-postgres psql -h 127.0.0.1 -U mt5_account_5001001 -d mt5farm -c "
-                      "'CREATE TABLE stolen (x int)'" % password)
+    cannot = host.run(
+        "docker exec -e PGPASSWORD=%s mt5-postgres psql -h 127.0.0.1 -U mt5_account_5001001 -d mt5farm -c "
+        "'CREATE TABLE stolen (x int)'" % password
+    )
     assert cannot.rc != 0 and "may not create" in cannot.stderr
-    assert host.run("docker exec -e PGPASSWORD=%s mt5-postgres psql -h 127.0.0.1 -U mt5_account_5001001 -d mt5farm -c "
-                    "'DELETE FROM mt5_order_requests'" % password).rc != 0
+    assert (
+        host.run(
+            "docker exec -e PGPASSWORD=%s mt5-postgres psql -h 127.0.0.1 -U mt5_account_5001001 -d mt5farm -c "
+            "'DELETE FROM mt5_order_requests'" % password
+        ).rc
+        != 0
+    )
     # The writer is the accounts' group: nobody logs in as it, with its base password or any.
-    assert host.run("docker exec -e PGPASSWORD=%s mt5-postgres psql -h 127.0.0.1 -U mt5_writer -d mt5farm -c 'SELECT 1'"
-                    % WRITER_BASE).rc != 0
-    reader = host.run("docker exec -e PGPASSWORD=molecule-test-postgres-reader mt5-postgres psql -h 127.0.0.1 -U mt5_reader "
-                      "-d mt5farm -c 'INSERT INTO mt5_deals (login) VALUES (1)'")
+    assert (
+        host.run("docker exec -e PGPASSWORD=%s mt5-postgres psql -h 127.0.0.1 -U mt5_writer -d mt5farm -c 'SELECT 1'" % WRITER_BASE).rc != 0
+    )
+    reader = host.run(
+        "docker exec -e PGPASSWORD=molecule-test-postgres-reader mt5-postgres psql -h 127.0.0.1 -U mt5_reader "
+        "-d mt5farm -c 'INSERT INTO mt5_deals (login) VALUES (1)'"
+    )
     assert reader.rc != 0 and "permission denied" in reader.stderr
     assert psql(host, "SELECT count(*) FROM mt5_order_requests", "mt5_reader", "molecule-test-postgres-reader").isdigit()
 
@@ -249,12 +286,14 @@ def test_no_secret_in_docker_inspect_or_the_environment(host):
 
 
 def test_secret_files_are_readable_by_their_service_only(host):
-    for path, uid in [("/etc/mt5farm/platform/redis/secrets/users.acl", 999),
-                      ("/etc/mt5farm/platform/prometheus/secrets/metrics_token", 65534),
-                      ("/etc/mt5farm/platform/postgres/secrets/superuser_password", 999),
-                      ("/etc/mt5farm/platform/nginx/live/secrets/api_keys.conf", 0),
-                      ("/etc/mt5farm/platform/nginx/live/tls/key.pem", 0),
-                      ("/etc/mt5farm/platform/postgres-exporter/password", 65534)]:
+    for path, uid in [
+        ("/etc/mt5farm/platform/redis/secrets/users.acl", 999),
+        ("/etc/mt5farm/platform/prometheus/secrets/metrics_token", 65534),
+        ("/etc/mt5farm/platform/postgres/secrets/superuser_password", 999),
+        ("/etc/mt5farm/platform/nginx/live/secrets/api_keys.conf", 0),
+        ("/etc/mt5farm/platform/nginx/live/tls/key.pem", 0),
+        ("/etc/mt5farm/platform/postgres-exporter/password", 65534),
+    ]:
         secret = host.file(path)
         assert secret.uid == uid and secret.mode in (0o400, 0o600), path
 
@@ -396,7 +435,9 @@ print(json.dumps(out))
 
 
 def test_an_accounts_postgres_role_sees_and_writes_its_own_rows_only(host):
-    request(host, "/accounts/5001002/api/orders", method="POST", body={"symbol": "BTCUSD", "type": "buy", "volume": 0.01, "comment": "other"})
+    request(
+        host, "/accounts/5001002/api/orders", method="POST", body={"symbol": "BTCUSD", "type": "buy", "volume": 0.01, "comment": "other"}
+    )
     script = """
 import json, os, psycopg
 out = {}
@@ -420,8 +461,9 @@ with psycopg.connect(os.environ["DATABASE_URL"], password=open("/run/secrets/mt5
 print(json.dumps(out))
 """
     for _ in range(30):  # the order of 5001002 and a snapshot of 5001001 reach Postgres
-        if int(psql(host, "SELECT count(*) FROM mt5_order_requests WHERE login = 5001002")) and \
-                int(psql(host, "SELECT count(*) FROM mt5_account_snapshots WHERE login = 5001001")):
+        if int(psql(host, "SELECT count(*) FROM mt5_order_requests WHERE login = 5001002")) and int(
+            psql(host, "SELECT count(*) FROM mt5_account_snapshots WHERE login = 5001001")
+        ):
             break
         time.sleep(1)
     out = in_account(host, 5001001, script)

@@ -62,9 +62,14 @@ def project_files(project: Path) -> list[Path]:
 def input_key(args: argparse.Namespace) -> str:
     digest = hashlib.sha256(RECIPE.encode())
     fields = {
-        "python_version": args.python_version, "abi": args.abi, "implementation": args.implementation,
-        "platforms": args.platform, "extras": args.extras, "requirements": args.requirements,
-        "index_url": args.index_url or "", "no_deps": args.no_deps,
+        "python_version": args.python_version,
+        "abi": args.abi,
+        "implementation": args.implementation,
+        "platforms": args.platform,
+        "extras": args.extras,
+        "requirements": args.requirements,
+        "index_url": args.index_url or "",
+        "no_deps": args.no_deps,
     }
     digest.update(json.dumps(fields, sort_keys=True).encode())
     for constraint in args.constraint:
@@ -102,8 +107,15 @@ def build(args: argparse.Namespace, out: Path) -> None:
             extras = f"[{args.extras}]" if args.extras else ""
             requirements.insert(0, f"{wheels[0]}{extras}")
         if requirements:
-            target = ["--only-binary=:all:", "--python-version", args.python_version,
-                      "--implementation", args.implementation, "--abi", args.abi]
+            target = [
+                "--only-binary=:all:",
+                "--python-version",
+                args.python_version,
+                "--implementation",
+                args.implementation,
+                "--abi",
+                args.abi,
+            ]
             for platform in args.platform:
                 target += ["--platform", platform]
             for constraint in args.constraint:
@@ -118,9 +130,12 @@ def build(args: argparse.Namespace, out: Path) -> None:
 
 def prune(dest: Path, keep: str) -> None:
     """Keep the newest KEEP wheelhouses (and always ``keep``)."""
-    houses = sorted((p for p in dest.iterdir() if (p / "manifest.json").is_file() and p.name != keep),
-                    key=lambda p: (p / "manifest.json").stat().st_mtime, reverse=True)
-    for old in houses[KEEP - 1:]:
+    houses = sorted(
+        (p for p in dest.iterdir() if (p / "manifest.json").is_file() and p.name != keep),
+        key=lambda p: (p / "manifest.json").stat().st_mtime,
+        reverse=True,
+    )
+    for old in houses[KEEP - 1 :]:
         shutil.rmtree(old, ignore_errors=True)
 
 
@@ -136,9 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extras", default="")
     parser.add_argument("--constraint", action="append", default=[])
     parser.add_argument("--index-url", default="")
-    parser.add_argument("--no-deps", action="store_true",
-                        help="download exactly the REQUIREMENTs (for Windows targets: pip evaluates "
-                             "environment markers such as sys_platform on this machine, not the target)")
+    parser.add_argument(
+        "--no-deps",
+        action="store_true",
+        help="download exactly the REQUIREMENTs (for Windows targets: pip evaluates "
+        "environment markers such as sys_platform on this machine, not the target)",
+    )
     parser.add_argument("requirements", nargs="*")
     args = parser.parse_args(argv)
     args.abi = args.abi or "cp" + args.python_version.replace(".", "")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
@@ -23,8 +24,7 @@ def _check_inputs(inputs: Any) -> None:
         raise AnsibleFilterError("mt5_image_input_hash: 'files' must be a non-empty mapping of path -> sha256")
     for path, digest in inputs["files"].items():
         if not isinstance(digest, str) or not _SHA256.match(digest):
-            raise AnsibleFilterError(
-                f"mt5_image_input_hash: the digest of {path!r} is not a lowercase sha256 hex string: {digest!r}")
+            raise AnsibleFilterError(f"mt5_image_input_hash: the digest of {path!r} is not a lowercase sha256 hex string: {digest!r}")
     base = inputs["base_image_id"]
     if not isinstance(base, str) or not base.startswith("sha256:"):
         raise AnsibleFilterError(f"mt5_image_input_hash: base_image_id must be an image id (sha256:...), got {base!r}")

@@ -22,14 +22,16 @@ def account_url(url: str, login: Any) -> str:
     account's role in place of the fleet's; any other URL (a site's own) is left as it is.
     """
     if url.startswith("redis://") and "@" not in url.split("/", 3)[2]:
-        return "redis://" + REDIS_USER.format(login=login) + "@" + url[len("redis://"):]
+        return "redis://" + REDIS_USER.format(login=login) + "@" + url[len("redis://") :]
     if url.startswith("postgresql://") and "@" in url.split("/", 3)[2]:
-        rest = url[len("postgresql://"):]
-        return "postgresql://" + DATABASE_ROLE.format(login=login) + rest[rest.index("@"):]
+        rest = url[len("postgresql://") :]
+        return "postgresql://" + DATABASE_ROLE.format(login=login) + rest[rest.index("@") :]
     return url
 
 
-def account_service_env(unit: Mapping[str, Any], settings: Mapping[str, Any], secrets_dir: str, state_dir: str, endpoint: str) -> dict[str, str]:
+def account_service_env(
+    unit: Mapping[str, Any], settings: Mapping[str, Any], secrets_dir: str, state_dir: str, endpoint: str
+) -> dict[str, str]:
     """The account service's environment in an account container, never a secret.
 
     The same on Linux and Windows (roles/mt5_windows loads this file for it): the service
@@ -74,7 +76,9 @@ def mt5_linux_container_specs(units: list[Mapping[str, Any]], settings: Mapping[
         }
         ports = [{"container_port": SERVICE_PORT, "host_port": unit["api_port"], "host_ip": settings["bind_address"], "protocol": "tcp"}]
         if unit["vnc"]:
-            ports.append({"container_port": NOVNC_PORT, "host_port": unit["vnc_port"], "host_ip": settings["bind_address"], "protocol": "tcp"})
+            ports.append(
+                {"container_port": NOVNC_PORT, "host_port": unit["vnc_port"], "host_ip": settings["bind_address"], "protocol": "tcp"}
+            )
         health = settings["healthcheck"]
         specs.append(
             {

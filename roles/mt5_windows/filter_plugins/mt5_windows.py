@@ -40,12 +40,17 @@ def _isolation_by_login(accounts: Any, default: str) -> dict[int, str]:
     for account in accounts:
         mode = account.get("isolation") or default
         if mode not in ISOLATION_MODES:
-            _fail("mt5_windows_container_specs", f"account {account.get('login')}: isolation {mode!r} is not one of {', '.join(ISOLATION_MODES)}")
+            _fail(
+                "mt5_windows_container_specs",
+                f"account {account.get('login')}: isolation {mode!r} is not one of {', '.join(ISOLATION_MODES)}",
+            )
         result[account.get("login")] = mode
     return result
 
 
-def mt5_windows_container_specs(units: list[Mapping[str, Any]], accounts: list[Mapping[str, Any]], settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+def mt5_windows_container_specs(
+    units: list[Mapping[str, Any]], accounts: list[Mapping[str, Any]], settings: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     """Container specs for the enabled units of one Windows host.
 
     settings: image, bind_address (the address Nginx and Prometheus reach the host at:
@@ -67,7 +72,8 @@ def mt5_windows_container_specs(units: list[Mapping[str, Any]], accounts: list[M
         login = str(unit["login"])
         endpoint = f"http://{settings['bind_address']}:{unit['api_port']}"
         env = _role_filters("mt5_linux", "mt5_linux_containers.py").account_service_env(
-            unit, settings, SECRETS_TARGET, f"{DATA_TARGET}\\service", endpoint)
+            unit, settings, SECRETS_TARGET, f"{DATA_TARGET}\\service", endpoint
+        )
         health = settings["healthcheck"]
         specs.append(
             {
@@ -105,7 +111,9 @@ def _addresses(name: str, value: Any, what: str) -> list[str]:
     return [str(item) for item in value]
 
 
-def mt5_windows_firewall_rules(units: list[Mapping[str, Any]], api_allowed_from: Any, docker_api_port: int, docker_api_allowed_from: Any) -> list[dict[str, Any]]:
+def mt5_windows_firewall_rules(
+    units: list[Mapping[str, Any]], api_allowed_from: Any, docker_api_port: int, docker_api_allowed_from: Any
+) -> list[dict[str, Any]]:
     """Every inbound rule the role keeps on a Windows host, and nothing else.
 
     One rule per enabled account (its published API port, from ``api_allowed_from``: the
@@ -113,7 +121,11 @@ def mt5_windows_firewall_rules(units: list[Mapping[str, Any]], api_allowed_from:
     from ``docker_api_allowed_from``: the controller). Each: {name, localport, remoteip
     (comma-separated), protocol, direction, action, group, description}.
     """
-    api_from = _addresses("mt5_windows_firewall_rules", api_allowed_from, "mt5_windows_api_allowed_from") if any(u["enabled"] for u in units) else []
+    api_from = (
+        _addresses("mt5_windows_firewall_rules", api_allowed_from, "mt5_windows_api_allowed_from")
+        if any(u["enabled"] for u in units)
+        else []
+    )
     docker_from = _addresses("mt5_windows_firewall_rules", docker_api_allowed_from, "mt5_windows_docker_api_allowed_from")
     rules = [
         {

@@ -53,20 +53,55 @@ TMP_RE = re.compile(r"ansible-tmp-[A-Za-z0-9_.-]+")
 def _win_copy(args: dict) -> dict:
     if args.get("_copy_mode") == "query":
         # Everything differs on the host: every file would be copied.
-        return {"changed": False, "files": list(args.get("files") or []), "directories": list(args.get("directories") or []), "symlinks": []}
+        return {
+            "changed": False,
+            "files": list(args.get("files") or []),
+            "directories": list(args.get("directories") or []),
+            "symlinks": [],
+        }
     return {"changed": True, "dest": args.get("dest"), "operation": "file_copy"}
 
 
 def _win_powershell(args: dict) -> dict:
     script = str(args.get("script") or "")
     if "Get-NetFirewallRule" in script:
-        return {"changed": False, "output": [f"MT5 Farm account {STALE_LOGIN}"], "result": {},
-                "error": [], "warning": [], "verbose": [], "debug": [], "information": [], "host_out": "", "host_err": ""}
+        return {
+            "changed": False,
+            "output": [f"MT5 Farm account {STALE_LOGIN}"],
+            "result": {},
+            "error": [],
+            "warning": [],
+            "verbose": [],
+            "debug": [],
+            "information": [],
+            "host_out": "",
+            "host_err": "",
+        }
     if "MpPreference" in script:
-        return {"changed": True, "output": [], "result": {"added": list((args.get("parameters") or {}).get("Paths") or []), "removed": []},
-                "error": [], "warning": [], "verbose": [], "debug": [], "information": [], "host_out": "", "host_err": ""}
-    return {"changed": False, "output": [], "result": {}, "error": [], "warning": [], "verbose": [], "debug": [],
-            "information": [], "host_out": "", "host_err": ""}
+        return {
+            "changed": True,
+            "output": [],
+            "result": {"added": list((args.get("parameters") or {}).get("Paths") or []), "removed": []},
+            "error": [],
+            "warning": [],
+            "verbose": [],
+            "debug": [],
+            "information": [],
+            "host_out": "",
+            "host_err": "",
+        }
+    return {
+        "changed": False,
+        "output": [],
+        "result": {},
+        "error": [],
+        "warning": [],
+        "verbose": [],
+        "debug": [],
+        "information": [],
+        "host_out": "",
+        "host_err": "",
+    }
 
 
 def _win_find(args: dict) -> dict:
@@ -84,8 +119,11 @@ CANNED: dict[str, Any] = {
     "win_file": {"changed": False},
     "win_acl": {"changed": False},
     "win_acl_inheritance": {"changed": False},
-    "win_service_info": {"changed": False, "exists": True,
-                         "services": [{"name": "docker", "display_name": "Docker Engine", "state": "started", "start_mode": "auto"}]},
+    "win_service_info": {
+        "changed": False,
+        "exists": True,
+        "services": [{"name": "docker", "display_name": "Docker Engine", "state": "started", "start_mode": "auto"}],
+    },
     "win_stat": {"changed": False, "stat": {"exists": True}},
     "win_get_url": {"changed": True},
     "win_copy": _win_copy,
@@ -114,7 +152,7 @@ class Connection(ConnectionBase):
         self._shell_type = "powershell"
         super().__init__(*args, **kwargs)
 
-    def _connect(self) -> "Connection":
+    def _connect(self) -> Connection:
         self._connected = True
         return self
 

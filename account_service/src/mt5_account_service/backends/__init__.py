@@ -13,13 +13,13 @@ if TYPE_CHECKING:
 __all__ = ["BackendImportError", "make_backend"]
 
 
-def make_backend(settings: "Settings") -> Any:
+def make_backend(settings: Settings) -> Any:
     """The backend chosen by ``MT5_BACKEND``; optional packages are imported only here."""
     if settings.backend == "simulator":
-        return SimulatedTerminal(balance=settings.simulator_balance,
-                                 leverage=settings.simulator_leverage)
+        return SimulatedTerminal(balance=settings.simulator_balance, leverage=settings.simulator_leverage)
     if settings.backend == "mt5linux":
         from .mt5linux import Mt5LinuxBackend
+
         return Mt5LinuxBackend(settings.mt5linux_host, settings.mt5linux_port)
     if settings.backend == "mt5":
         return load_metatrader5()

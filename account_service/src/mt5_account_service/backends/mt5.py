@@ -18,4 +18,5 @@ def load_metatrader5() -> Any:
         raise BackendImportError(
             "MT5_BACKEND=mt5 needs the official MetaTrader5 package, which exists only for "
             "Windows: pip install 'mt5-account-service[mt5]' on the Windows host, or choose "
-            "MT5_BACKEND=mt5linux (Linux + Wine) or MT5_BACKEND=simulator") from exc
+            "MT5_BACKEND=mt5linux (Linux + Wine) or MT5_BACKEND=simulator"
+        ) from exc

@@ -16,7 +16,7 @@ from typing import Any
 from .mt5 import BackendImportError
 
 #: Defined once per connection on the server (runs under Windows Python too).
-_SERVER_HELPER = '''
+_SERVER_HELPER = """
 def _mt5farm_plain(value):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -31,11 +31,24 @@ def _mt5farm_plain(value):
 def _mt5farm_json(value):
     import json as _json
     return _json.dumps(_mt5farm_plain(value))
-'''
+"""
 
-_FUNCTIONS = ("initialize", "login", "shutdown", "last_error", "terminal_info",
-              "account_info", "positions_get", "orders_get", "history_deals_get",
-              "symbol_info", "symbol_info_tick", "symbol_select", "order_check", "order_send")
+_FUNCTIONS = (
+    "initialize",
+    "login",
+    "shutdown",
+    "last_error",
+    "terminal_info",
+    "account_info",
+    "positions_get",
+    "orders_get",
+    "history_deals_get",
+    "symbol_info",
+    "symbol_info_tick",
+    "symbol_select",
+    "order_check",
+    "order_send",
+)
 
 
 class Mt5LinuxBackend:
@@ -55,8 +68,8 @@ class Mt5LinuxBackend:
             from mt5linux import MetaTrader5
         except ImportError as exc:
             raise BackendImportError(
-                "MT5_BACKEND=mt5linux needs the mt5linux package: "
-                "pip install 'mt5-account-service[mt5linux]'") from exc
+                "MT5_BACKEND=mt5linux needs the mt5linux package: pip install 'mt5-account-service[mt5linux]'"
+            ) from exc
         client = MetaTrader5(host=self._host, port=self._port, timeout=self._timeout)
         client.execute(_SERVER_HELPER)
         self._to_json = client.eval("_mt5farm_json")
@@ -74,8 +87,7 @@ class Mt5LinuxBackend:
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if self._client is None:
-            raise ConnectionError(
-                f"not connected to the mt5linux RPyC server at {self._host}:{self._port}")
+            raise ConnectionError(f"not connected to the mt5linux RPyC server at {self._host}:{self._port}")
         try:
             remote = getattr(self._client, name)(*args, **kwargs)
             if remote is None or isinstance(remote, (bool, int, float, str)):
@@ -83,9 +95,7 @@ class Mt5LinuxBackend:
             return json.loads(self._to_json(remote))
         except (EOFError, OSError) as exc:
             self.close()
-            raise ConnectionError(
-                f"lost the mt5linux RPyC connection to {self._host}:{self._port}: {exc}"
-            ) from exc
+            raise ConnectionError(f"lost the mt5linux RPyC connection to {self._host}:{self._port}: {exc}") from exc
 
     def initialize(self, path: str | None = None, **kwargs: Any) -> bool:
         if self._client is None:
@@ -93,9 +103,7 @@ class Mt5LinuxBackend:
                 self._connect()
             except (EOFError, OSError) as exc:
                 self.close()
-                raise ConnectionError(
-                    f"cannot reach the mt5linux RPyC server at {self._host}:{self._port}: "
-                    f"{exc}") from exc
+                raise ConnectionError(f"cannot reach the mt5linux RPyC server at {self._host}:{self._port}: {exc}") from exc
         args = (path,) if path else ()
         return bool(self._call("initialize", *args, **kwargs))
 

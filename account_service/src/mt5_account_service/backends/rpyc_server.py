@@ -38,6 +38,10 @@ def make_server(terminal: SimulatedTerminal, host: str, port: int) -> Any:
     from rpyc.utils.server import ThreadedServer
 
     sys.modules["MetaTrader5"] = as_module(terminal)
-    return ThreadedServer(ClassicService, hostname=host, port=port, reuse_addr=True,
-                          protocol_config={"allow_all_attrs": True, "allow_pickle": False,
-                                           "sync_request_timeout": 30})
+    return ThreadedServer(
+        ClassicService,
+        hostname=host,
+        port=port,
+        reuse_addr=True,
+        protocol_config={"allow_all_attrs": True, "allow_pickle": False, "sync_request_timeout": 30},
+    )

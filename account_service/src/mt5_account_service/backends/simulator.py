@@ -39,64 +39,241 @@ import threading
 import time
 import zlib
 from collections import namedtuple
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from . import base as c
 
-AccountInfo = namedtuple("AccountInfo", [
-    "login", "trade_mode", "leverage", "limit_orders", "margin_so_mode", "trade_allowed",
-    "trade_expert", "margin_mode", "currency_digits", "fifo_close", "balance", "credit",
-    "profit", "equity", "margin", "margin_free", "margin_level", "margin_so_call",
-    "margin_so_so", "margin_initial", "margin_maintenance", "assets", "liabilities",
-    "commission_blocked", "name", "server", "currency", "company",
-])
-TerminalInfo = namedtuple("TerminalInfo", [
-    "community_account", "community_connection", "connected", "dlls_allowed", "trade_allowed",
-    "tradeapi_disabled", "email_enabled", "ftp_enabled", "notifications_enabled", "mqid",
-    "build", "maxbars", "codepage", "ping_last", "community_balance", "retransmission",
-    "company", "name", "language", "path", "data_path", "commondata_path",
-])
-TradePosition = namedtuple("TradePosition", [
-    "ticket", "time", "time_msc", "time_update", "time_update_msc", "type", "magic",
-    "identifier", "reason", "volume", "price_open", "sl", "tp", "price_current", "swap",
-    "profit", "symbol", "comment", "external_id",
-])
-TradeOrder = namedtuple("TradeOrder", [
-    "ticket", "time_setup", "time_setup_msc", "time_done", "time_done_msc", "time_expiration",
-    "type", "type_time", "type_filling", "state", "magic", "position_id", "position_by_id",
-    "reason", "volume_initial", "volume_current", "price_open", "sl", "tp", "price_current",
-    "price_stoplimit", "symbol", "comment", "external_id",
-])
-TradeDeal = namedtuple("TradeDeal", [
-    "ticket", "order", "time", "time_msc", "type", "entry", "magic", "position_id", "reason",
-    "volume", "price", "commission", "swap", "profit", "fee", "symbol", "comment",
-    "external_id",
-])
-Tick = namedtuple("Tick", ["time", "bid", "ask", "last", "volume", "time_msc", "flags",
-                           "volume_real"])
-SymbolInfo = namedtuple("SymbolInfo", [
-    "custom", "select", "visible", "digits", "spread", "spread_float", "trade_stops_level",
-    "trade_freeze_level", "trade_mode", "trade_exemode", "filling_mode", "order_mode",
-    "time", "bid", "ask", "last", "point", "trade_tick_value", "trade_tick_size",
-    "trade_contract_size", "volume_min", "volume_max", "volume_step", "volume_limit",
-    "swap_long", "swap_short", "margin_initial", "margin_maintenance", "currency_base",
-    "currency_profit", "currency_margin", "description", "path", "name",
-])
-TradeRequest = namedtuple("TradeRequest", [
-    "action", "magic", "order", "symbol", "volume", "price", "stoplimit", "sl", "tp",
-    "deviation", "type", "type_filling", "type_time", "expiration", "comment", "position",
-    "position_by",
-])
-OrderCheckResult = namedtuple("OrderCheckResult", [
-    "retcode", "balance", "equity", "profit", "margin", "margin_free", "margin_level",
-    "comment", "request",
-])
-OrderSendResult = namedtuple("OrderSendResult", [
-    "retcode", "deal", "order", "volume", "price", "bid", "ask", "comment", "request_id",
-    "retcode_external", "request",
-])
+AccountInfo = namedtuple(
+    "AccountInfo",
+    [
+        "login",
+        "trade_mode",
+        "leverage",
+        "limit_orders",
+        "margin_so_mode",
+        "trade_allowed",
+        "trade_expert",
+        "margin_mode",
+        "currency_digits",
+        "fifo_close",
+        "balance",
+        "credit",
+        "profit",
+        "equity",
+        "margin",
+        "margin_free",
+        "margin_level",
+        "margin_so_call",
+        "margin_so_so",
+        "margin_initial",
+        "margin_maintenance",
+        "assets",
+        "liabilities",
+        "commission_blocked",
+        "name",
+        "server",
+        "currency",
+        "company",
+    ],
+)
+TerminalInfo = namedtuple(
+    "TerminalInfo",
+    [
+        "community_account",
+        "community_connection",
+        "connected",
+        "dlls_allowed",
+        "trade_allowed",
+        "tradeapi_disabled",
+        "email_enabled",
+        "ftp_enabled",
+        "notifications_enabled",
+        "mqid",
+        "build",
+        "maxbars",
+        "codepage",
+        "ping_last",
+        "community_balance",
+        "retransmission",
+        "company",
+        "name",
+        "language",
+        "path",
+        "data_path",
+        "commondata_path",
+    ],
+)
+TradePosition = namedtuple(
+    "TradePosition",
+    [
+        "ticket",
+        "time",
+        "time_msc",
+        "time_update",
+        "time_update_msc",
+        "type",
+        "magic",
+        "identifier",
+        "reason",
+        "volume",
+        "price_open",
+        "sl",
+        "tp",
+        "price_current",
+        "swap",
+        "profit",
+        "symbol",
+        "comment",
+        "external_id",
+    ],
+)
+TradeOrder = namedtuple(
+    "TradeOrder",
+    [
+        "ticket",
+        "time_setup",
+        "time_setup_msc",
+        "time_done",
+        "time_done_msc",
+        "time_expiration",
+        "type",
+        "type_time",
+        "type_filling",
+        "state",
+        "magic",
+        "position_id",
+        "position_by_id",
+        "reason",
+        "volume_initial",
+        "volume_current",
+        "price_open",
+        "sl",
+        "tp",
+        "price_current",
+        "price_stoplimit",
+        "symbol",
+        "comment",
+        "external_id",
+    ],
+)
+TradeDeal = namedtuple(
+    "TradeDeal",
+    [
+        "ticket",
+        "order",
+        "time",
+        "time_msc",
+        "type",
+        "entry",
+        "magic",
+        "position_id",
+        "reason",
+        "volume",
+        "price",
+        "commission",
+        "swap",
+        "profit",
+        "fee",
+        "symbol",
+        "comment",
+        "external_id",
+    ],
+)
+Tick = namedtuple("Tick", ["time", "bid", "ask", "last", "volume", "time_msc", "flags", "volume_real"])
+SymbolInfo = namedtuple(
+    "SymbolInfo",
+    [
+        "custom",
+        "select",
+        "visible",
+        "digits",
+        "spread",
+        "spread_float",
+        "trade_stops_level",
+        "trade_freeze_level",
+        "trade_mode",
+        "trade_exemode",
+        "filling_mode",
+        "order_mode",
+        "time",
+        "bid",
+        "ask",
+        "last",
+        "point",
+        "trade_tick_value",
+        "trade_tick_size",
+        "trade_contract_size",
+        "volume_min",
+        "volume_max",
+        "volume_step",
+        "volume_limit",
+        "swap_long",
+        "swap_short",
+        "margin_initial",
+        "margin_maintenance",
+        "currency_base",
+        "currency_profit",
+        "currency_margin",
+        "description",
+        "path",
+        "name",
+    ],
+)
+TradeRequest = namedtuple(
+    "TradeRequest",
+    [
+        "action",
+        "magic",
+        "order",
+        "symbol",
+        "volume",
+        "price",
+        "stoplimit",
+        "sl",
+        "tp",
+        "deviation",
+        "type",
+        "type_filling",
+        "type_time",
+        "expiration",
+        "comment",
+        "position",
+        "position_by",
+    ],
+)
+OrderCheckResult = namedtuple(
+    "OrderCheckResult",
+    [
+        "retcode",
+        "balance",
+        "equity",
+        "profit",
+        "margin",
+        "margin_free",
+        "margin_level",
+        "comment",
+        "request",
+    ],
+)
+OrderSendResult = namedtuple(
+    "OrderSendResult",
+    [
+        "retcode",
+        "deal",
+        "order",
+        "volume",
+        "price",
+        "bid",
+        "ask",
+        "comment",
+        "request_id",
+        "retcode_external",
+        "request",
+    ],
+)
 
 
 @dataclass(frozen=True)
@@ -122,19 +299,17 @@ class SymbolSpec:
 
     @property
     def point(self) -> float:
-        return 10.0 ** -self.digits
+        return 10.0**-self.digits
 
 
 DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
     SymbolSpec("EURUSD", "Euro vs US Dollar", 1.08500, 5, 12, 100_000, "EUR", "USD", "EUR"),
-    SymbolSpec("GBPUSD", "Pound Sterling vs US Dollar", 1.26500, 5, 15, 100_000, "GBP", "USD",
-               "GBP"),
-    SymbolSpec("USDJPY", "US Dollar vs Japanese Yen", 151.500, 3, 14, 100_000, "USD", "JPY",
-               "USD"),
-    SymbolSpec("XAUUSD", "Gold vs US Dollar", 2350.00, 2, 30, 100, "XAU", "USD", "XAU",
-               volume_max=50.0, stops_level=50),
-    SymbolSpec("BTCUSD", "Bitcoin vs US Dollar", 65000.00, 2, 1500, 1, "BTC", "USD", "BTC",
-               volume_max=10.0, stops_level=100, always_open=True),
+    SymbolSpec("GBPUSD", "Pound Sterling vs US Dollar", 1.26500, 5, 15, 100_000, "GBP", "USD", "GBP"),
+    SymbolSpec("USDJPY", "US Dollar vs Japanese Yen", 151.500, 3, 14, 100_000, "USD", "JPY", "USD"),
+    SymbolSpec("XAUUSD", "Gold vs US Dollar", 2350.00, 2, 30, 100, "XAU", "USD", "XAU", volume_max=50.0, stops_level=50),
+    SymbolSpec(
+        "BTCUSD", "Bitcoin vs US Dollar", 65000.00, 2, 1500, 1, "BTC", "USD", "BTC", volume_max=10.0, stops_level=100, always_open=True
+    ),
 )
 
 #: (relative amplitude, period in seconds) of the three sines of every price path.
@@ -153,7 +328,7 @@ def deterministic_mid(spec: SymbolSpec, t: float) -> float:
 
 def forex_market_open(t: float) -> bool:
     """Forex hours: closed from Friday 21:00 UTC until Sunday 21:00 UTC."""
-    moment = datetime.fromtimestamp(t, tz=timezone.utc)
+    moment = datetime.fromtimestamp(t, tz=UTC)
     weekday, hour = moment.weekday(), moment.hour  # Monday == 0
     if weekday == 5:
         return False
@@ -242,8 +417,7 @@ class _Reject(Exception):
 
 
 _BUY_TYPES = (c.ORDER_TYPE_BUY, c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_BUY_STOP)
-_PENDING_TYPES = (c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_SELL_LIMIT, c.ORDER_TYPE_BUY_STOP,
-                  c.ORDER_TYPE_SELL_STOP)
+_PENDING_TYPES = (c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_SELL_LIMIT, c.ORDER_TYPE_BUY_STOP, c.ORDER_TYPE_SELL_STOP)
 
 
 class SimulatedTerminal:
@@ -276,9 +450,19 @@ class SimulatedTerminal:
         self._next_order = 1_000_001
         self._next_deal = 5_000_001
         self._request_id = 0
-        self._add_deal(symbol="", type_=c.DEAL_TYPE_BALANCE, entry=c.DEAL_ENTRY_IN,
-                       volume=0.0, price=0.0, profit=float(balance), order=0, position_id=0,
-                       magic=0, reason=c.REASON_CLIENT, comment="Initial deposit")
+        self._add_deal(
+            symbol="",
+            type_=c.DEAL_TYPE_BALANCE,
+            entry=c.DEAL_ENTRY_IN,
+            volume=0.0,
+            price=0.0,
+            profit=float(balance),
+            order=0,
+            position_id=0,
+            magic=0,
+            reason=c.REASON_CLIENT,
+            comment="Initial deposit",
+        )
 
     # --- test and demo controls (not part of the MT5 interface) -----------------------
     def set_terminal_up(self, up: bool) -> None:
@@ -293,20 +477,25 @@ class SimulatedTerminal:
             self._price_path = path
 
     # --- connection -------------------------------------------------------------------
-    def initialize(self, path: str | None = None, *, login: int | None = None,
-                   password: str | None = None, server: str | None = None,
-                   timeout: int | None = None, portable: bool = False) -> bool:
+    def initialize(
+        self,
+        path: str | None = None,
+        *,
+        login: int | None = None,
+        password: str | None = None,
+        server: str | None = None,
+        timeout: int | None = None,
+        portable: bool = False,
+    ) -> bool:
         with self._lock:
             if not self._terminal_up:
-                return self._fail(c.RES_E_INTERNAL_FAIL_CONNECT,
-                                  "IPC initialize failed, terminal not reachable", False)
+                return self._fail(c.RES_E_INTERNAL_FAIL_CONNECT, "IPC initialize failed, terminal not reachable", False)
             self._initialized = True
             if login is not None:
                 return self._login(login, server)
             return self._ok(True)
 
-    def login(self, login: int, password: str | None = None, server: str | None = None,
-              timeout: int | None = None) -> bool:
+    def login(self, login: int, password: str | None = None, server: str | None = None, timeout: int | None = None) -> bool:
         with self._lock:
             if not self._ready():
                 return False
@@ -338,10 +527,32 @@ class SimulatedTerminal:
         with self._lock:
             if not self._ready():
                 return None
-            return self._ok(TerminalInfo(
-                False, False, True, False, True, False, False, False, False, 0, 4000, 100000,
-                0, 0, 0.0, 0.0, "MT5 Farm", "MT5 Farm simulator (not MetaTrader 5)", "English",
-                "", "", ""))
+            return self._ok(
+                TerminalInfo(
+                    False,
+                    False,
+                    True,
+                    False,
+                    True,
+                    False,
+                    False,
+                    False,
+                    False,
+                    0,
+                    4000,
+                    100000,
+                    0,
+                    0,
+                    0.0,
+                    0.0,
+                    "MT5 Farm",
+                    "MT5 Farm simulator (not MetaTrader 5)",
+                    "English",
+                    "",
+                    "",
+                    "",
+                )
+            )
 
     def account_info(self) -> AccountInfo | None:
         with self._lock:
@@ -350,39 +561,49 @@ class SimulatedTerminal:
             now = self._tick_world()
             return self._ok(self._account_info(now))
 
-    def positions_get(self, symbol: str | None = None, group: str | None = None,
-                      ticket: int | None = None) -> tuple[TradePosition, ...] | None:
+    def positions_get(
+        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
+    ) -> tuple[TradePosition, ...] | None:
         with self._lock:
             if not self._ready():
                 return None
             now = self._tick_world()
-            rows = [self._position_row(p, now) for p in self._state.positions.values()
-                    if (symbol is None or p.symbol == symbol)
-                    and (ticket is None or p.ticket == ticket)]
+            rows = [
+                self._position_row(p, now)
+                for p in self._state.positions.values()
+                if (symbol is None or p.symbol == symbol) and (ticket is None or p.ticket == ticket)
+            ]
             return self._ok(tuple(rows))
 
     def positions_total(self) -> int | None:
         with self._lock:
             return self._ok(len(self._state.positions)) if self._ready() else None
 
-    def orders_get(self, symbol: str | None = None, group: str | None = None,
-                   ticket: int | None = None) -> tuple[TradeOrder, ...] | None:
+    def orders_get(self, symbol: str | None = None, group: str | None = None, ticket: int | None = None) -> tuple[TradeOrder, ...] | None:
         with self._lock:
             if not self._ready():
                 return None
             now = self._tick_world()
-            rows = [self._order_row(o, now) for o in self._state.orders.values()
-                    if (symbol is None or o.symbol == symbol)
-                    and (ticket is None or o.ticket == ticket)]
+            rows = [
+                self._order_row(o, now)
+                for o in self._state.orders.values()
+                if (symbol is None or o.symbol == symbol) and (ticket is None or o.ticket == ticket)
+            ]
             return self._ok(tuple(rows))
 
     def orders_total(self) -> int | None:
         with self._lock:
             return self._ok(len(self._state.orders)) if self._ready() else None
 
-    def history_deals_get(self, date_from: Any = None, date_to: Any = None, *,
-                          group: str | None = None, ticket: int | None = None,
-                          position: int | None = None) -> tuple[TradeDeal, ...] | None:
+    def history_deals_get(
+        self,
+        date_from: Any = None,
+        date_to: Any = None,
+        *,
+        group: str | None = None,
+        ticket: int | None = None,
+        position: int | None = None,
+    ) -> tuple[TradeDeal, ...] | None:
         with self._lock:
             if not self._ready():
                 return None
@@ -408,15 +629,44 @@ class SimulatedTerminal:
                 return self._fail(c.RES_E_NOT_FOUND, "Terminal: Not found", None)
             now = self._clock()
             bid, ask = self._quote(spec, now)
-            return self._ok(SymbolInfo(
-                False, True, True, spec.digits, spec.spread_points, False, spec.stops_level,
-                0, spec.trade_mode, c.SYMBOL_TRADE_EXECUTION_INSTANT, spec.filling_mode, 127,
-                int(now), bid, ask, 0.0, spec.point,
-                spec.contract_size * spec.point * self._to_usd(spec.currency_profit, now),
-                spec.point, spec.contract_size, spec.volume_min, spec.volume_max,
-                spec.volume_step, 0.0, 0.0, 0.0, 0.0, 0.0, spec.currency_base,
-                spec.currency_profit, spec.currency_margin, spec.description,
-                f"Simulator\\{spec.name}", spec.name))
+            return self._ok(
+                SymbolInfo(
+                    False,
+                    True,
+                    True,
+                    spec.digits,
+                    spec.spread_points,
+                    False,
+                    spec.stops_level,
+                    0,
+                    spec.trade_mode,
+                    c.SYMBOL_TRADE_EXECUTION_INSTANT,
+                    spec.filling_mode,
+                    127,
+                    int(now),
+                    bid,
+                    ask,
+                    0.0,
+                    spec.point,
+                    spec.contract_size * spec.point * self._to_usd(spec.currency_profit, now),
+                    spec.point,
+                    spec.contract_size,
+                    spec.volume_min,
+                    spec.volume_max,
+                    spec.volume_step,
+                    0.0,
+                    0.0,
+                    0.0,
+                    0.0,
+                    0.0,
+                    spec.currency_base,
+                    spec.currency_profit,
+                    spec.currency_margin,
+                    spec.description,
+                    f"Simulator\\{spec.name}",
+                    spec.name,
+                )
+            )
 
     def symbol_info_tick(self, symbol: str) -> Tick | None:
         with self._lock:
@@ -455,9 +705,11 @@ class SimulatedTerminal:
             # level as they would be after it.
             total = info.margin + margin
             level = round(info.equity / total * 100.0, 2) if total else 0.0
-            return self._ok(OrderCheckResult(retcode, info.balance, info.equity, info.profit,
-                                             round(margin, 2), round(info.equity - total, 2),
-                                             level, comment, req))
+            return self._ok(
+                OrderCheckResult(
+                    retcode, info.balance, info.equity, info.profit, round(margin, 2), round(info.equity - total, 2), level, comment, req
+                )
+            )
 
     def order_send(self, request: dict[str, Any]) -> OrderSendResult | None:
         with self._lock:
@@ -472,11 +724,9 @@ class SimulatedTerminal:
                 self._validate(req, now)
                 deal, order, volume, price = self._execute(req, now)
             except _Reject as rej:
-                return self._ok(OrderSendResult(rej.retcode, 0, 0, 0.0, 0.0, bid, ask,
-                                                rej.comment, self._request_id, 0, req))
+                return self._ok(OrderSendResult(rej.retcode, 0, 0, 0.0, 0.0, bid, ask, rej.comment, self._request_id, 0, req))
             retcode = c.TRADE_RETCODE_DONE
-            return self._ok(OrderSendResult(retcode, deal, order, volume, price, bid, ask,
-                                            "Request executed", self._request_id, 0, req))
+            return self._ok(OrderSendResult(retcode, deal, order, volume, price, bid, ask, "Request executed", self._request_id, 0, req))
 
     # --- internals: bookkeeping ----------------------------------------------------------
     def _ready(self) -> bool:
@@ -526,43 +776,136 @@ class SimulatedTerminal:
     def _account_info(self, t: float) -> AccountInfo:
         a = self._account
         profit = round(float(sum(self._profit(p, t) for p in self._state.positions.values())), 2)
-        margin = round(float(sum(self._margin_for(self._symbols[p.symbol], p.volume, t)
-                                 for p in self._state.positions.values())), 2)
+        margin = round(float(sum(self._margin_for(self._symbols[p.symbol], p.volume, t) for p in self._state.positions.values())), 2)
         equity = round(a.balance + profit, 2)
         level = round(equity / margin * 100.0, 2) if margin else 0.0
         return AccountInfo(
-            a.login, c.ACCOUNT_TRADE_MODE_DEMO, a.leverage, 200, c.ACCOUNT_STOPOUT_MODE_PERCENT,
-            True, True, c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING, 2, False, round(a.balance, 2),
-            0.0, profit, equity, margin, round(equity - margin, 2), level, a.margin_so_call,
-            a.margin_so_so, 0.0, 0.0, 0.0, 0.0, 0.0, a.name, a.server, "USD",
-            "MT5 Farm simulator")
+            a.login,
+            c.ACCOUNT_TRADE_MODE_DEMO,
+            a.leverage,
+            200,
+            c.ACCOUNT_STOPOUT_MODE_PERCENT,
+            True,
+            True,
+            c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING,
+            2,
+            False,
+            round(a.balance, 2),
+            0.0,
+            profit,
+            equity,
+            margin,
+            round(equity - margin, 2),
+            level,
+            a.margin_so_call,
+            a.margin_so_so,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            a.name,
+            a.server,
+            "USD",
+            "MT5 Farm simulator",
+        )
 
     def _position_row(self, p: _Position, t: float) -> TradePosition:
         bid, ask = self._quote(self._symbols[p.symbol], t)
         current = bid if p.type == c.POSITION_TYPE_BUY else ask
-        return TradePosition(p.ticket, int(p.time), int(p.time * 1000), int(p.time_update),
-                             int(p.time_update * 1000), p.type, p.magic, p.ticket, p.reason,
-                             p.volume, p.price_open, p.sl, p.tp, current, 0.0,
-                             self._profit(p, t), p.symbol, p.comment, "")
+        return TradePosition(
+            p.ticket,
+            int(p.time),
+            int(p.time * 1000),
+            int(p.time_update),
+            int(p.time_update * 1000),
+            p.type,
+            p.magic,
+            p.ticket,
+            p.reason,
+            p.volume,
+            p.price_open,
+            p.sl,
+            p.tp,
+            current,
+            0.0,
+            self._profit(p, t),
+            p.symbol,
+            p.comment,
+            "",
+        )
 
     def _order_row(self, o: _Order, t: float) -> TradeOrder:
         bid, ask = self._quote(self._symbols[o.symbol], t)
         current = ask if o.type in _BUY_TYPES else bid
-        return TradeOrder(o.ticket, int(o.time_setup), int(o.time_setup * 1000),
-                          int(o.time_done), int(o.time_done * 1000), 0, o.type,
-                          c.ORDER_TIME_GTC, o.type_filling, o.state, o.magic, o.position_id,
-                          0, o.reason, o.volume, o.volume, o.price_open, o.sl, o.tp, current,
-                          0.0, o.symbol, o.comment, "")
+        return TradeOrder(
+            o.ticket,
+            int(o.time_setup),
+            int(o.time_setup * 1000),
+            int(o.time_done),
+            int(o.time_done * 1000),
+            0,
+            o.type,
+            c.ORDER_TIME_GTC,
+            o.type_filling,
+            o.state,
+            o.magic,
+            o.position_id,
+            0,
+            o.reason,
+            o.volume,
+            o.volume,
+            o.price_open,
+            o.sl,
+            o.tp,
+            current,
+            0.0,
+            o.symbol,
+            o.comment,
+            "",
+        )
 
-    def _add_deal(self, *, symbol: str, type_: int, entry: int, volume: float, price: float,
-                  profit: float, order: int, position_id: int, magic: int, reason: int,
-                  comment: str, t: float | None = None) -> int:
+    def _add_deal(
+        self,
+        *,
+        symbol: str,
+        type_: int,
+        entry: int,
+        volume: float,
+        price: float,
+        profit: float,
+        order: int,
+        position_id: int,
+        magic: int,
+        reason: int,
+        comment: str,
+        t: float | None = None,
+    ) -> int:
         now = self._clock() if t is None else t
         ticket = self._next_deal
         self._next_deal += 1
-        self._state.deals.append(TradeDeal(ticket, order, int(now), int(now * 1000), type_,
-                                           entry, magic, position_id, reason, volume, price,
-                                           0.0, 0.0, profit, 0.0, symbol, comment, ""))
+        self._state.deals.append(
+            TradeDeal(
+                ticket,
+                order,
+                int(now),
+                int(now * 1000),
+                type_,
+                entry,
+                magic,
+                position_id,
+                reason,
+                volume,
+                price,
+                0.0,
+                0.0,
+                profit,
+                0.0,
+                symbol,
+                comment,
+                "",
+            )
+        )
         return ticket
 
     def _new_order_ticket(self) -> int:
@@ -587,15 +930,13 @@ class SimulatedTerminal:
                 market = ask if req.type == c.ORDER_TYPE_BUY else bid
                 if req.price and abs(req.price - market) > req.deviation * spec.point + 1e-12:
                     raise _Reject(c.TRADE_RETCODE_REQUOTE)
-                self._check_stops(spec, req.type == c.ORDER_TYPE_BUY, market, req.sl, req.tp,
-                                  bid, ask)
+                self._check_stops(spec, req.type == c.ORDER_TYPE_BUY, market, req.sl, req.tp, bid, ask)
                 margin = self._margin_for(spec, req.volume, t)
                 if margin > self._account_info(t).margin_free:
                     raise _Reject(c.TRADE_RETCODE_NO_MONEY, "No money", margin)
                 return margin
             self._check_pending_price(spec, req.type, req.price, bid, ask)
-            self._check_stops(spec, req.type in _BUY_TYPES, req.price, req.sl, req.tp,
-                              req.price, req.price)
+            self._check_stops(spec, req.type in _BUY_TYPES, req.price, req.sl, req.tp, req.price, req.price)
             return 0.0
         if req.action == c.TRADE_ACTION_SLTP:
             pos = self._state.positions.get(req.position)
@@ -619,8 +960,7 @@ class SimulatedTerminal:
                 bid, ask = self._quote(spec, t)
                 price = req.price or order.price_open
                 self._check_pending_price(spec, order.type, price, bid, ask)
-                self._check_stops(spec, order.type in _BUY_TYPES, price, req.sl, req.tp,
-                                  price, price)
+                self._check_stops(spec, order.type in _BUY_TYPES, price, req.sl, req.tp, price, price)
                 if (price, req.sl, req.tp) == (order.price_open, order.sl, order.tp):
                     raise _Reject(c.TRADE_RETCODE_NO_CHANGES)
             return 0.0
@@ -645,15 +985,16 @@ class SimulatedTerminal:
 
     @staticmethod
     def _check_filling(spec: SymbolSpec, filling: int) -> None:
-        allowed = {c.ORDER_FILLING_FOK: spec.filling_mode & c.SYMBOL_FILLING_FOK,
-                   c.ORDER_FILLING_IOC: spec.filling_mode & c.SYMBOL_FILLING_IOC,
-                   c.ORDER_FILLING_RETURN: 1}
+        allowed = {
+            c.ORDER_FILLING_FOK: spec.filling_mode & c.SYMBOL_FILLING_FOK,
+            c.ORDER_FILLING_IOC: spec.filling_mode & c.SYMBOL_FILLING_IOC,
+            c.ORDER_FILLING_RETURN: 1,
+        }
         if not allowed.get(filling, 0):
             raise _Reject(c.TRADE_RETCODE_INVALID_FILL, "Unsupported filling mode")
 
     @staticmethod
-    def _check_stops(spec: SymbolSpec, is_buy: bool, ref: float, sl: float, tp: float,
-                     bid: float, ask: float) -> None:
+    def _check_stops(spec: SymbolSpec, is_buy: bool, ref: float, sl: float, tp: float, bid: float, ask: float) -> None:
         """SL/TP on the right side of the price they close at, stops_level points away."""
         gap = spec.stops_level * spec.point - 1e-12
         close_ref = bid if is_buy else ask
@@ -669,8 +1010,7 @@ class SimulatedTerminal:
                 raise _Reject(c.TRADE_RETCODE_INVALID_STOPS, "Invalid stops")
 
     @staticmethod
-    def _check_pending_price(spec: SymbolSpec, type_: int, price: float, bid: float,
-                             ask: float) -> None:
+    def _check_pending_price(spec: SymbolSpec, type_: int, price: float, bid: float, ask: float) -> None:
         gap = spec.stops_level * spec.point - 1e-12
         ok = {
             c.ORDER_TYPE_BUY_LIMIT: price <= ask - gap,
@@ -707,17 +1047,28 @@ class SimulatedTerminal:
             order = self._new_order_ticket()
             self._record_filled_order(order, req, price, t)
             if req.position:
-                deal = self._close(self._state.positions[req.position], req.volume, price,
-                                   order, c.REASON_EXPERT, req.comment, t)
+                deal = self._close(self._state.positions[req.position], req.volume, price, order, c.REASON_EXPERT, req.comment, t)
             else:
-                deal = self._open(order, req.symbol, req.type, req.volume, price, req.sl,
-                                  req.tp, req.magic, req.comment, c.REASON_EXPERT, t)
+                deal = self._open(
+                    order, req.symbol, req.type, req.volume, price, req.sl, req.tp, req.magic, req.comment, c.REASON_EXPERT, t
+                )
             return deal, order, req.volume, price
         if req.action == c.TRADE_ACTION_PENDING:
             order = self._new_order_ticket()
             self._state.orders[order] = _Order(
-                order, req.symbol, req.type, req.volume, req.price, req.sl, req.tp, req.magic,
-                req.comment, t, c.ORDER_FILLING_RETURN, reason=c.REASON_EXPERT)
+                order,
+                req.symbol,
+                req.type,
+                req.volume,
+                req.price,
+                req.sl,
+                req.tp,
+                req.magic,
+                req.comment,
+                t,
+                c.ORDER_FILLING_RETURN,
+                reason=c.REASON_EXPERT,
+            )
             return 0, order, req.volume, req.price
         if req.action == c.TRADE_ACTION_SLTP:
             pos = self._state.positions[req.position]
@@ -729,34 +1080,78 @@ class SimulatedTerminal:
             order.sl, order.tp = req.sl, req.tp
             return 0, order.ticket, order.volume, order.price_open
         del self._state.orders[order.ticket]
-        self._state.history_orders.append(
-            replace(order, state=c.ORDER_STATE_CANCELED, time_done=t))
+        self._state.history_orders.append(replace(order, state=c.ORDER_STATE_CANCELED, time_done=t))
         return 0, order.ticket, order.volume, order.price_open
 
-    def _record_filled_order(self, ticket: int, req: TradeRequest, price: float,
-                             t: float) -> None:
-        self._state.history_orders.append(_Order(
-            ticket, req.symbol, req.type, req.volume, price, req.sl, req.tp, req.magic,
-            req.comment, t, req.type_filling, c.ORDER_STATE_FILLED, t,
-            req.position or ticket, c.REASON_EXPERT))
+    def _record_filled_order(self, ticket: int, req: TradeRequest, price: float, t: float) -> None:
+        self._state.history_orders.append(
+            _Order(
+                ticket,
+                req.symbol,
+                req.type,
+                req.volume,
+                price,
+                req.sl,
+                req.tp,
+                req.magic,
+                req.comment,
+                t,
+                req.type_filling,
+                c.ORDER_STATE_FILLED,
+                t,
+                req.position or ticket,
+                c.REASON_EXPERT,
+            )
+        )
 
-    def _open(self, order: int, symbol: str, type_: int, volume: float, price: float,
-              sl: float, tp: float, magic: int, comment: str, reason: int, t: float) -> int:
+    def _open(
+        self,
+        order: int,
+        symbol: str,
+        type_: int,
+        volume: float,
+        price: float,
+        sl: float,
+        tp: float,
+        magic: int,
+        comment: str,
+        reason: int,
+        t: float,
+    ) -> int:
         self._state.positions[order] = _Position(
-            order, symbol, c.POSITION_TYPE_BUY if type_ in _BUY_TYPES else c.POSITION_TYPE_SELL,
-            volume, price, sl, tp, magic, comment, t, t, reason)
+            order,
+            symbol,
+            c.POSITION_TYPE_BUY if type_ in _BUY_TYPES else c.POSITION_TYPE_SELL,
+            volume,
+            price,
+            sl,
+            tp,
+            magic,
+            comment,
+            t,
+            t,
+            reason,
+        )
         deal_type = c.DEAL_TYPE_BUY if type_ in _BUY_TYPES else c.DEAL_TYPE_SELL
-        return self._add_deal(symbol=symbol, type_=deal_type, entry=c.DEAL_ENTRY_IN,
-                              volume=volume, price=price, profit=0.0, order=order,
-                              position_id=order, magic=magic, reason=reason, comment=comment,
-                              t=t)
+        return self._add_deal(
+            symbol=symbol,
+            type_=deal_type,
+            entry=c.DEAL_ENTRY_IN,
+            volume=volume,
+            price=price,
+            profit=0.0,
+            order=order,
+            position_id=order,
+            magic=magic,
+            reason=reason,
+            comment=comment,
+            t=t,
+        )
 
-    def _close(self, pos: _Position, volume: float, price: float, order: int, reason: int,
-               comment: str, t: float) -> int:
+    def _close(self, pos: _Position, volume: float, price: float, order: int, reason: int, comment: str, t: float) -> int:
         spec = self._symbols[pos.symbol]
         sign = 1.0 if pos.type == c.POSITION_TYPE_BUY else -1.0
-        profit = round(sign * (price - pos.price_open) * volume * spec.contract_size
-                       * self._to_usd(spec.currency_profit, t), 2)
+        profit = round(sign * (price - pos.price_open) * volume * spec.contract_size * self._to_usd(spec.currency_profit, t), 2)
         self._account.balance = round(self._account.balance + profit, 2)
         remaining = round(pos.volume - volume, 8)
         if remaining <= 1e-9:
@@ -764,10 +1159,20 @@ class SimulatedTerminal:
         else:
             pos.volume, pos.time_update = remaining, t
         deal_type = c.DEAL_TYPE_SELL if pos.type == c.POSITION_TYPE_BUY else c.DEAL_TYPE_BUY
-        return self._add_deal(symbol=pos.symbol, type_=deal_type, entry=c.DEAL_ENTRY_OUT,
-                              volume=volume, price=price, profit=profit, order=order,
-                              position_id=pos.ticket, magic=pos.magic, reason=reason,
-                              comment=comment, t=t)
+        return self._add_deal(
+            symbol=pos.symbol,
+            type_=deal_type,
+            entry=c.DEAL_ENTRY_OUT,
+            volume=volume,
+            price=price,
+            profit=profit,
+            order=order,
+            position_id=pos.ticket,
+            magic=pos.magic,
+            reason=reason,
+            comment=comment,
+            t=t,
+        )
 
     def _tick_world(self) -> float:
         """Trigger pending orders, SL/TP and stop-out at the current instant's prices."""
@@ -787,8 +1192,7 @@ class SimulatedTerminal:
             reason = _stop_hit(pos, bid, ask)
             if reason is not None:
                 price = bid if pos.type == c.POSITION_TYPE_BUY else ask
-                self._close(pos, pos.volume, price, self._new_order_ticket(), reason,
-                            "[sl]" if reason == c.REASON_SL else "[tp]", now)
+                self._close(pos, pos.volume, price, self._new_order_ticket(), reason, "[sl]" if reason == c.REASON_SL else "[tp]", now)
         self._stop_out(now)
         return now
 
@@ -796,14 +1200,13 @@ class SimulatedTerminal:
         del self._state.orders[order.ticket]
         spec = self._symbols[order.symbol]
         if self._margin_for(spec, order.volume, t) > self._account_info(t).margin_free:
-            self._state.history_orders.append(
-                replace(order, state=c.ORDER_STATE_REJECTED, time_done=t))
+            self._state.history_orders.append(replace(order, state=c.ORDER_STATE_REJECTED, time_done=t))
             return
         price = ask if order.type in _BUY_TYPES else bid
-        self._state.history_orders.append(
-            replace(order, state=c.ORDER_STATE_FILLED, time_done=t, position_id=order.ticket))
-        self._open(order.ticket, order.symbol, order.type, order.volume, price, order.sl,
-                   order.tp, order.magic, order.comment, order.reason, t)
+        self._state.history_orders.append(replace(order, state=c.ORDER_STATE_FILLED, time_done=t, position_id=order.ticket))
+        self._open(
+            order.ticket, order.symbol, order.type, order.volume, price, order.sl, order.tp, order.magic, order.comment, order.reason, t
+        )
 
     def _stop_out(self, t: float) -> None:
         while self._state.positions:
@@ -813,8 +1216,7 @@ class SimulatedTerminal:
             worst = min(self._state.positions.values(), key=lambda p: self._profit(p, t))
             bid, ask = self._quote(self._symbols[worst.symbol], t)
             price = bid if worst.type == c.POSITION_TYPE_BUY else ask
-            self._close(worst, worst.volume, price, self._new_order_ticket(), c.REASON_SO,
-                        f"[so {info.margin_level:.2f}%]", t)
+            self._close(worst, worst.volume, price, self._new_order_ticket(), c.REASON_SO, f"[so {info.margin_level:.2f}%]", t)
 
 
 def volume_fits(volume: float, vmin: float, vmax: float, step: float) -> bool:
@@ -851,13 +1253,14 @@ def _stop_hit(pos: _Position, bid: float, ask: float) -> int | None:
 def _epoch(value: Any) -> float:
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value.timestamp()
     return float(value)
 
 
 def _request_tuple(request: dict[str, Any]) -> TradeRequest:
     """MT5's TradeRequest from a request dict; missing fields default as in MT5."""
+
     def num(key: str, default: float = 0.0) -> float:
         value = request.get(key, default)
         return float(value) if value is not None else default
@@ -867,8 +1270,21 @@ def _request_tuple(request: dict[str, Any]) -> TradeRequest:
         return int(value) if value is not None else 0
 
     return TradeRequest(
-        integer("action"), integer("magic"), integer("order"), str(request.get("symbol", "")),
-        num("volume"), num("price"), num("stoplimit"), num("sl"), num("tp"),
-        integer("deviation"), integer("type"), integer("type_filling"), integer("type_time"),
-        integer("expiration"), str(request.get("comment", ""))[:31], integer("position"),
-        integer("position_by"))
+        integer("action"),
+        integer("magic"),
+        integer("order"),
+        str(request.get("symbol", "")),
+        num("volume"),
+        num("price"),
+        num("stoplimit"),
+        num("sl"),
+        num("tp"),
+        integer("deviation"),
+        integer("type"),
+        integer("type_filling"),
+        integer("type_time"),
+        integer("expiration"),
+        str(request.get("comment", ""))[:31],
+        integer("position"),
+        integer("position_by"),
+    )

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mt5farm_ini import IniError, read_secret, start_ini  # noqa: E402  (the Linux image's writer)
+from mt5farm_ini import IniError, read_secret, start_ini
 
 
 def build(environ: dict[str, str]) -> bytes:

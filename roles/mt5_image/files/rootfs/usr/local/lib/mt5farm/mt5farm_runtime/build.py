@@ -18,8 +18,8 @@ import sys
 import tarfile
 import time
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 from .common import load_image
 
@@ -68,7 +68,7 @@ def install_archive(image: dict, path: Path) -> None:
             if strip:
                 if not (name == strip or name.startswith(strip + "/")):
                     continue
-                name = name[len(strip):].lstrip("/")
+                name = name[len(strip) :].lstrip("/")
             if not name:
                 continue
             member.name = name
@@ -92,8 +92,7 @@ def install_terminal(image: dict, installer: Path, timeout: float = 900.0) -> No
     """Run MetaQuotes' (or a broker's) mt5setup.exe unattended, wait for terminal64.exe."""
     target = terminal_dir(image)
     exe = target / TERMINAL_EXE
-    say(f"MT5 terminal: running the installer /auto into {image['terminal']['windows_dir']} "
-        "(it downloads the terminal from MetaQuotes)")
+    say(f"MT5 terminal: running the installer /auto into {image['terminal']['windows_dir']} (it downloads the terminal from MetaQuotes)")
     popen = _run_under_xvfb(["wine", str(installer), "/auto", f"/path:{image['terminal']['windows_dir']}"])
     deadline = time.monotonic() + timeout
     last_size, stable_since = -1, time.monotonic()
@@ -138,19 +137,42 @@ def install_python(image: dict, installer: Path, timeout: float = 900.0) -> None
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 with package.open(name) as source, destination.open("wb") as sink:
                     shutil.copyfileobj(source, sink)
-        done = subprocess.run(["wine", str(python), "-m", "ensurepip", "--default-pip"], env=wine_env(),
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(
+            ["wine", str(python), "-m", "ensurepip", "--default-pip"],
+            env=wine_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     else:
         say(f"Windows Python: running the installer /quiet into {target}")
         done = subprocess.run(
-            ["xvfb-run", "-a", "wine", str(installer), "/quiet", "InstallAllUsers=1", f"TargetDir={target}",
-             "PrependPath=0", "Include_test=0", "Include_tcltk=0", "Include_doc=0", "Include_launcher=0",
-             "Shortcuts=0"], env=wine_env(), timeout=timeout, check=False)
+            [
+                "xvfb-run",
+                "-a",
+                "wine",
+                str(installer),
+                "/quiet",
+                "InstallAllUsers=1",
+                f"TargetDir={target}",
+                "PrependPath=0",
+                "Include_test=0",
+                "Include_tcltk=0",
+                "Include_doc=0",
+                "Include_launcher=0",
+                "Shortcuts=0",
+            ],
+            env=wine_env(),
+            timeout=timeout,
+            check=False,
+        )
     subprocess.run(["wineserver", "-w"], env=wine_env(), timeout=timeout, check=False)
     if not python.is_file():
         raise BuildError(f"the Windows Python installer (exit {done.returncode}) left no {python}")
-    version = subprocess.run(["wine", str(python), "--version"], env=wine_env(), capture_output=True,
-                             text=True, timeout=120, check=True).stdout.strip()
+    version = subprocess.run(
+        ["wine", str(python), "--version"], env=wine_env(), capture_output=True, text=True, timeout=120, check=True
+    ).stdout.strip()
     say(f"Windows Python: installed, {version}")
 
 
@@ -182,8 +204,7 @@ def report(image: dict, out: Path) -> None:
         # they were, so an unchanged prefix stays byte-identical and its layer is reused.
         prefix = Path(os.environ.get("WINEPREFIX", str(Path.home() / ".wine")))
         registry = {path: path.read_bytes() for path in prefix.glob("*.reg")}
-        done = subprocess.run(["wine", "cmd", "/c", "ver"], env=wine_env(), capture_output=True,
-                              text=True, timeout=300, check=False)
+        done = subprocess.run(["wine", "cmd", "/c", "ver"], env=wine_env(), capture_output=True, text=True, timeout=300, check=False)
         subprocess.run(["wineserver", "-w"], env=wine_env(), timeout=120, check=False)
         for path, data in registry.items():
             path.write_bytes(data)

@@ -6,8 +6,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 from . import IMAGE_JSON
 

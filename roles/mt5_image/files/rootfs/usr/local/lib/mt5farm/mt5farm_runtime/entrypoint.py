@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from . import PROGRAMS_DIR, RUNTIME_DIR, SUPERVISOR_CONF
 from .common import clear_x_locks, exec_command, load_image, log
@@ -50,11 +50,12 @@ def check_environment(image: Mapping, env: Mapping[str, str]) -> None:
 def prepare_data(image: Mapping, env: Mapping[str, str], data_root: Path = Path("/data")) -> list[str]:
     """Create the account's data directories on a possibly new volume; returns what it created."""
     created: list[str] = []
-    state = Path((env.get("STATE_DIR") or str(data_root / "service")))
+    state = Path(env.get("STATE_DIR") or str(data_root / "service"))
     if not data_root.is_dir() or not os.access(data_root, os.W_OK):
         raise EntrypointError(
             f"{data_root} is missing or not writable by uid {os.getuid()}: mount the account's volume there "
-            f"(a new named volume takes its owner {image.get('uid')} from the image)")
+            f"(a new named volume takes its owner {image.get('uid')} from the image)"
+        )
     for directory in [state]:
         if not directory.is_dir():
             directory.mkdir(mode=0o750, parents=True)
@@ -100,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.getuid() != image["uid"]:
             raise EntrypointError(
                 f"running as uid {os.getuid()}, but this image runs as {image['uid']} (its Wine prefix and data "
-                "belong to that user): do not override the container's user")
+                "belong to that user): do not override the container's user"
+            )
         check_environment(image, env)
         vnc_password = os.access(Path(secrets_dir(env)) / "vnc_password", os.R_OK)
         decided = plan(image, env, vnc_password)
@@ -120,8 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(PROG, f"created {path}")
     for note in decided.notes:
         log(PROG, note)
-    log(PROG, f"{image['variant']} image, backend {decided.backend}, login {env.get('MT5_LOGIN')}: "
-        f"programs {', '.join(p.name for p in decided.programs)}")
+    log(
+        PROG,
+        f"{image['variant']} image, backend {decided.backend}, login {env.get('MT5_LOGIN')}: "
+        f"programs {', '.join(p.name for p in decided.programs)}",
+    )
     exec_command(["supervisord", "--nodaemon", "--configuration", SUPERVISOR_CONF])
     return 0  # not reached
 

@@ -10,8 +10,8 @@ restart policy. Pure functions: tested on the controller.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 SERVICE_STOP_WAIT = 10
 BACKENDS = ("simulator", "mt5linux", "mt5")
@@ -50,8 +50,9 @@ class Program:
             "redirect_stderr=true",
         ]
         if self.environment:
-            lines.append("environment=" + ",".join(
-                f'{key}="{_supervisor_escape(value)}"' for key, value in sorted(self.environment.items())))
+            lines.append(
+                "environment=" + ",".join(f'{key}="{_supervisor_escape(value)}"' for key, value in sorted(self.environment.items()))
+            )
         return "\n".join(lines) + "\n"
 
 
@@ -106,10 +107,14 @@ def plan(image: Mapping, env: Mapping[str, str], vnc_password_present: bool) -> 
         if backend == "mt5":
             raise ConfigurationError(
                 "MT5_BACKEND=mt5 needs the wine image with Windows Python; this is the simulator image "
-                "(use simulator, or mt5linux for the simulated terminal behind RPyC)")
+                "(use simulator, or mt5linux for the simulated terminal behind RPyC)"
+            )
         if backend == "mt5linux":
-            programs.append(Program("bridge", ["/opt/mt5farm/venv/bin/mt5-account-service", "simulator-rpyc",
-                                               "--host", "127.0.0.1", "--port", port], 30))
+            programs.append(
+                Program(
+                    "bridge", ["/opt/mt5farm/venv/bin/mt5-account-service", "simulator-rpyc", "--host", "127.0.0.1", "--port", port], 30
+                )
+            )
             degraded: tuple[tuple[str, ...], ...] = (("bridge",), ("bridge", "service"))
             notes.append("the simulated terminal (not MetaTrader 5) serves RPyC on 127.0.0.1:" + port)
         else:
@@ -125,45 +130,110 @@ def plan(image: Mapping, env: Mapping[str, str], vnc_password_present: bool) -> 
                 raise ConfigurationError(
                     f"MT5_BACKEND={backend} needs the MT5 terminal, and this image was built without it "
                     f"({'; '.join(image.get('skipped', [])) or 'no terminal'}): rebuild with "
-                    "mt5_image_terminal_installer or mt5_image_terminal_archive, or use MT5_BACKEND=simulator")
+                    "mt5_image_terminal_installer or mt5_image_terminal_archive, or use MT5_BACKEND=simulator"
+                )
             programs.append(Program("terminal", ["/usr/local/bin/mt5-terminal"], 20, stopwaitsecs=15, startsecs=5))
         if backend == "mt5linux":
             if not winpython:
                 raise ConfigurationError(
                     "MT5_BACKEND=mt5linux needs Windows Python with MetaTrader5 and mt5linux (the bridge), and this "
-                    "image was built without it: rebuild with mt5_image_windows_python_installer")
-            programs.append(Program("bridge", [
-                "/usr/local/bin/mt5-wait-terminal", "--", "wine", image["windows_python"]["unix_path"],
-                "-m", "mt5linux", "--host", "127.0.0.1", "--port", port], 30, startsecs=5))
+                    "image was built without it: rebuild with mt5_image_windows_python_installer"
+                )
+            programs.append(
+                Program(
+                    "bridge",
+                    [
+                        "/usr/local/bin/mt5-wait-terminal",
+                        "--",
+                        "wine",
+                        image["windows_python"]["unix_path"],
+                        "-m",
+                        "mt5linux",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        port,
+                    ],
+                    30,
+                    startsecs=5,
+                )
+            )
             programs.append(Program("service", service_cmd, 40, stopwaitsecs=SERVICE_STOP_WAIT))
             degraded = (("terminal", "bridge"), ("terminal", "bridge", "service"))
         elif backend == "mt5":
             if not image.get("windows_service", False):
                 raise ConfigurationError(
                     "MT5_BACKEND=mt5 runs the service in Windows Python, and this image was built without it: "
-                    "rebuild with mt5_image_windows_service: true (or use MT5_BACKEND=mt5linux)")
-            programs.append(Program("service", [
-                "/usr/local/bin/mt5-wait-terminal", "--", "wine", image["windows_python"]["unix_path"],
-                "-m", "mt5_account_service", "serve"], 40, stopwaitsecs=SERVICE_STOP_WAIT, startsecs=5,
-                environment=windows_paths(env)))
+                    "rebuild with mt5_image_windows_service: true (or use MT5_BACKEND=mt5linux)"
+                )
+            programs.append(
+                Program(
+                    "service",
+                    [
+                        "/usr/local/bin/mt5-wait-terminal",
+                        "--",
+                        "wine",
+                        image["windows_python"]["unix_path"],
+                        "-m",
+                        "mt5_account_service",
+                        "serve",
+                    ],
+                    40,
+                    stopwaitsecs=SERVICE_STOP_WAIT,
+                    startsecs=5,
+                    environment=windows_paths(env),
+                )
+            )
             degraded = (("terminal",), ("terminal", "service"))
         else:
             programs.append(Program("service", service_cmd, 40, stopwaitsecs=SERVICE_STOP_WAIT))
             degraded = (("service",),)
         if _flag(env, "MT5_VNC", False):
             if vnc_password_present:
-                programs.append(Program("x11vnc", [
-                    "/usr/local/bin/mt5-xvfb", "wait", "--", "x11vnc", "-display", display, "-forever", "-shared", "-localhost", "-rfbport", "5900",
-                    "-passwdfile", secrets_dir(env) + "/vnc_password", "-noxdamage", "-quiet"], 50))
-                programs.append(Program("novnc", [
-                    "websockify", "--web", "/usr/share/novnc", str(image.get("vnc_port", 6080)), "127.0.0.1:5900"], 51))
+                programs.append(
+                    Program(
+                        "x11vnc",
+                        [
+                            "/usr/local/bin/mt5-xvfb",
+                            "wait",
+                            "--",
+                            "x11vnc",
+                            "-display",
+                            display,
+                            "-forever",
+                            "-shared",
+                            "-localhost",
+                            "-rfbport",
+                            "5900",
+                            "-passwdfile",
+                            secrets_dir(env) + "/vnc_password",
+                            "-noxdamage",
+                            "-quiet",
+                        ],
+                        50,
+                    )
+                )
+                programs.append(
+                    Program("novnc", ["websockify", "--web", "/usr/share/novnc", str(image.get("vnc_port", 6080)), "127.0.0.1:5900"], 51)
+                )
             else:
                 notes.append("MT5_VNC=1 but no vnc_password secret file: VNC not started")
     else:
         raise ConfigurationError(f"image.json names an unknown variant {variant!r}")
 
-    programs.append(Program("watchdog", ["/usr/local/bin/mt5-watchdog", "--on-down", "service", *[
-        arg for step in degraded for arg in ("--on-degraded", ",".join(step))]], 90, startsecs=1))
+    programs.append(
+        Program(
+            "watchdog",
+            [
+                "/usr/local/bin/mt5-watchdog",
+                "--on-down",
+                "service",
+                *[arg for step in degraded for arg in ("--on-degraded", ",".join(step))],
+            ],
+            90,
+            startsecs=1,
+        )
+    )
     return Plan(backend, programs, ("service",), degraded, notes)
 
 
@@ -173,8 +243,10 @@ def secrets_dir(env: Mapping[str, str]) -> str:
 
 def windows_paths(env: Mapping[str, str]) -> dict[str, str]:
     """Unix paths the service reads, as Windows Python under Wine sees them (drive Z: is /)."""
+
     def z(path: str) -> str:
         return "Z:" + path.replace("/", "\\")
+
     return {
         "MT5_SECRETS_DIR": z(secrets_dir(env)),
         "STATE_DIR": z((env.get("STATE_DIR") or "/data/service").rstrip("/")),

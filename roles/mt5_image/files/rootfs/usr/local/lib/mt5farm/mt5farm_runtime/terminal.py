@@ -22,8 +22,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from . import SECRET_RUNTIME_DIR
 from .common import display_number, exec_command, flag, load_image, log, wait_for, windows_exe_pids
@@ -48,8 +48,7 @@ def write_ini() -> Path:
     login_raw = (env.get("MT5_LOGIN") or "").strip()
     if not login_raw.isdigit():
         raise IniError(f"MT5_LOGIN={login_raw!r} is not an account number")
-    data = start_ini(int(login_raw), password, (env.get("MT5_SERVER") or "").strip(),
-                     flag(env, "MT5_EXPERTS_ENABLED", True))
+    data = start_ini(int(login_raw), password, (env.get("MT5_SERVER") or "").strip(), flag(env, "MT5_EXPERTS_ENABLED", True))
     write_private(INI_PATH, data)
     return INI_PATH
 
@@ -88,13 +87,19 @@ def run_terminal() -> int:
         log(PROG, f"the X display {display} did not come up in 30 s")
         return 1
     width, height = image.get("screen", "1280x800x24").split("x")[:2]
-    command = ["wine", "explorer", f"/desktop=MT5,{width}x{height}", image["terminal"]["windows_path"],
-               "/portable", f"/config:{unix_to_windows(ini)}"]
+    command = [
+        "wine",
+        "explorer",
+        f"/desktop=MT5,{width}x{height}",
+        image["terminal"]["windows_path"],
+        "/portable",
+        f"/config:{unix_to_windows(ini)}",
+    ]
     log(PROG, f"starting {image['terminal']['windows_path']} /portable in a {width}x{height} virtual desktop")
     popen = subprocess.Popen(command, start_new_session=True)
     stopping = False
 
-    def on_term(signum, frame):  # noqa: ARG001 - signal handler signature
+    def on_term(signum, frame):
         nonlocal stopping
         stopping = True
 

@@ -54,8 +54,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 OK, DEGRADED, DOWN = "ok", "degraded", "down"
 # Seconds between probes once one was not 200 (at most the interval), and a probe's timeout.
@@ -147,8 +147,9 @@ class Watchdog:
             if waited < grace:
                 return None
             targets = self.policy.on_down
-            reason = (f"/health has not answered for {waited:.0f} s (grace {grace:g} s"
-                      f"{', not answered since its start' if starting else ''})")
+            reason = (
+                f"/health has not answered for {waited:.0f} s (grace {grace:g} s{', not answered since its start' if starting else ''})"
+            )
             decision = Decision(tuple(targets), reason, kill=True)
         else:
             self.last_answer = now
@@ -158,8 +159,7 @@ class Watchdog:
             ladder = self.policy.on_degraded
             targets = ladder[min(self.level, len(ladder) - 1)]
             self.level += 1
-            reason = (f"/health has reported not healthy for {waited:.0f} s "
-                      f"(grace {self.policy.grace:g} s){': ' + detail if detail else ''}")
+            reason = f"/health has reported not healthy for {waited:.0f} s (grace {self.policy.grace:g} s){': ' + detail if detail else ''}"
             decision = Decision(tuple(targets), reason)
         self.last_restart = now
         self.history.append(decision)
@@ -215,11 +215,13 @@ def _state(program: str, ctl: Callable[..., subprocess.CompletedProcess]) -> tup
     return state, pid
 
 
-def supervisor_kill(programs: Sequence[str],
-                    ctl: Callable[..., subprocess.CompletedProcess] = supervisorctl,
-                    kill: Callable[[int, int], None] = os.killpg,
-                    sleep: Callable[[float], None] = time.sleep,
-                    settle: float = 3.0) -> int:
+def supervisor_kill(
+    programs: Sequence[str],
+    ctl: Callable[..., subprocess.CompletedProcess] = supervisorctl,
+    kill: Callable[[int, int], None] = os.killpg,
+    sleep: Callable[[float], None] = time.sleep,
+    settle: float = 3.0,
+) -> int:
     """SIGKILL each program's process group (supervisord made each program a group leader);
     supervisord's autorestart starts it again at once. A program that is not running, or that
     supervisord does not start again within ``settle`` seconds, is started. Never a SIGTERM: a
@@ -275,13 +277,16 @@ def describe(policy: Policy, port: int) -> str:
     )
 
 
-def run(policy: Policy, port: int,
-        probe_fn: Callable[[int, float], tuple[str, str]] = probe,
-        restart_fn: Callable[[Sequence[str]], int] = supervisorctl_restart,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        rounds: int | None = None,
-        kill_fn: Callable[[Sequence[str]], int] = supervisor_kill) -> None:
+def run(
+    policy: Policy,
+    port: int,
+    probe_fn: Callable[[int, float], tuple[str, str]] = probe,
+    restart_fn: Callable[[Sequence[str]], int] = supervisorctl_restart,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    rounds: int | None = None,
+    kill_fn: Callable[[Sequence[str]], int] = supervisor_kill,
+) -> None:
     dog = Watchdog(policy, started=clock())
     log(describe(policy, port))
     previous = None
@@ -320,12 +325,13 @@ def _seconds(name: str, default: float, low: float) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mt5-watchdog", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--on-down", default="service",
-                        help="programs killed (SIGKILL) and started again when /health does not answer (comma-separated)")
-    parser.add_argument("--on-degraded", action="append", default=None,
-                        help="programs restarted when /health is not 200; repeat for the next steps")
+    parser = argparse.ArgumentParser(prog="mt5-watchdog", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--on-down", default="service", help="programs killed (SIGKILL) and started again when /health does not answer (comma-separated)"
+    )
+    parser.add_argument(
+        "--on-degraded", action="append", default=None, help="programs restarted when /health is not 200; repeat for the next steps"
+    )
     args = parser.parse_args(argv)
     policy = Policy(
         grace=_seconds("WATCHDOG_GRACE", 60.0, 1.0),

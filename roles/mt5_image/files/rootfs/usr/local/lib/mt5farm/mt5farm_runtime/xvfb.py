@@ -7,8 +7,8 @@ the display is up it exits, and supervisord counts a failed start).
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .common import clear_x_locks, display_number, exec_command, load_image, log, wait_for
 
