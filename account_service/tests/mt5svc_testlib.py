@@ -213,7 +213,7 @@ def redis_server() -> Iterator[RedisServer]:
     def ping() -> bool:
         try:
             return bool(client.ping())
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - not up yet, whatever the client says
             return False
 
     wait_until(ping, timeout=10, what="redis-server to answer")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 from mt5_account_service.backends.simulator import SimulatedTerminal
@@ -49,10 +50,10 @@ def test_health_is_503_when_polls_go_stale(service: LiveService, http: httpx.Cli
     assert health.json()["last_poll_age"] >= 60
 
 
-def test_service_starts_and_waits_while_the_terminal_is_down(start_service: object) -> None:
+def test_service_starts_and_waits_while_the_terminal_is_down(start_service: Any) -> None:
     down = SimulatedTerminal()
     down.set_terminal_up(False)
-    live = start_service(down)  # type: ignore[operator]
+    live = start_service(down)
     with live.client() as http:
         health = http.get("/health")
         assert health.status_code == 503 and health.json()["connected"] is False

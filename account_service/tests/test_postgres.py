@@ -30,7 +30,7 @@ def counts(pg: PostgresServer) -> tuple[int, int, int]:
 
 
 def spool_pending(http: Any) -> float:
-    line = [l for l in http.get("/metrics").text.splitlines() if l.startswith("mt5_db_spool_pending ")][0]
+    line = next(row for row in http.get("/metrics").text.splitlines() if row.startswith("mt5_db_spool_pending "))
     return float(line.split()[1])
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from mt5_account_service import api
+from mt5_account_service import service as app_service
 from mt5_account_service.backends import base as c
 from mt5_account_service.backends.simulator import ManualClock, OrderSendResult, SimulatedTerminal
 from mt5_account_service.config import ConfigError, load_settings
@@ -347,7 +347,7 @@ def test_keys_in_the_url_are_refused_on_every_route(service: LiveService, termin
 def test_idempotency_store_is_pruned_periodically_by_the_app(
     monkeypatch: pytest.MonkeyPatch, start_service: Any, terminal: SimulatedTerminal
 ) -> None:
-    monkeypatch.setattr(api, "MAINTENANCE_INTERVAL", 0.2)
+    monkeypatch.setattr(app_service, "MAINTENANCE_INTERVAL", 0.2)
     live = start_service(terminal)
     live.wait_healthy()
     with live.client() as http:
@@ -387,7 +387,7 @@ def test_old_snapshots_of_this_account_are_deleted_periodically(
     other = LOGIN + 1
     for login, days in ((LOGIN, 100), (LOGIN, 91), (LOGIN, 10), (other, 100)):
         add_snapshot(pg, login, days)
-    monkeypatch.setattr(api, "MAINTENANCE_INTERVAL", 0.2)
+    monkeypatch.setattr(app_service, "MAINTENANCE_INTERVAL", 0.2)
     live = start_service(SimulatedTerminal(), database_url=pg.dsn, postgres_password=pg.password, snapshot_interval=3600)
     live.wait_healthy()
 

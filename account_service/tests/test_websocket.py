@@ -81,7 +81,7 @@ def test_late_joiner_gets_the_current_state(service: LiveService, http: httpx.Cl
 
 def test_client_count_is_tracked(service: LiveService, http: httpx.Client) -> None:
     def gauge() -> float:
-        line = [l for l in http.get("/metrics").text.splitlines() if l.startswith("mt5_ws_clients ")][0]
+        line = next(row for row in http.get("/metrics").text.splitlines() if row.startswith("mt5_ws_clients "))
         return float(line.split()[1])
 
     with ws_connect(service) as a, ws_connect(service) as b:

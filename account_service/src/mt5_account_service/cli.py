@@ -39,7 +39,7 @@ def serve() -> int:
         print(f"mt5-account-service: {exc}", file=sys.stderr)
         return 2
     try:
-        import uvloop  # noqa: F401
+        import uvloop  # noqa: F401 - only whether it is installed: uvicorn loads it by name
 
         loop = "uvloop"
     except ImportError:  # Windows

@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl
 from starlette.exceptions import HTTPException
 
 if TYPE_CHECKING:
-    from .api import Service
+    from .service import Service
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -44,6 +44,8 @@ UNAUTHORIZED = "missing or wrong API key: send it in the X-API-Key header (or Au
 METRICS_UNAUTHORIZED = (
     "/metrics needs a credential: the account's API key (X-API-Key), or the Prometheus metrics token (Authorization: Bearer <token>)"
 )
+#: The challenge of every 401 (RFC 9110 requires one).
+WWW_AUTHENTICATE = 'Bearer realm="mt5-account"'
 KEY_IN_URL = "send the key in the X-API-Key header; URLs end up in logs (refused query parameter: {name!r})"
 
 
@@ -253,7 +255,7 @@ async def refuse(scope: Scope, receive: Receive, send: Send, heads: Heads, statu
     HTTP answer through the ASGI denial-response extension (uvicorn has it); without it, the
     handshake is closed (the server then answers 403)."""
     body = error_body(error, message)
-    extra = [(b"www-authenticate", b'Bearer realm="mt5-account"')] if status == 401 else []
+    extra = [(b"www-authenticate", WWW_AUTHENTICATE.encode())] if status == 401 else []
     if scope["type"] == "http":
         await respond(send, status, body, close=heads.has_body, extra=extra)
         return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from .backends import base as c
 
 
-class OrderType(str, Enum):
+class OrderType(StrEnum):
     buy = "buy"
     sell = "sell"
     buy_limit = "buy_limit"
@@ -58,6 +58,8 @@ VOLUME_STEP = 0.0001
 #: Slippage accepted for market orders, in points.
 MAX_DEVIATION = 100_000
 MAX_TICKET = 2**63 - 1  # MT5 tickets and magic numbers are unsigned 64-bit; Postgres bigint
+#: Longest deal history a read asks the terminal for (ten years).
+MAX_HISTORY_DAYS = 3650
 
 # Bodies: JSON numbers only. strict=True refuses booleans (true is not 1 lot) and strings
 # ("0.01"); a strict float still accepts a JSON integer, so "volume": 1 is one lot.
@@ -115,10 +117,20 @@ def integer_text(value: Any) -> Any:
 # the text check, so pydantic applies them in Python (right for ge/le; its Python
 # multiple_of is exact, 0.2 would fail: hence on_volume_grid) and would write them into the
 # schema under non-standard names ("ge", "le"): WithJsonSchema states the schema instead.
-def query_int(low: int, high: int, exclusive_low: bool = False) -> Any:
-    """An integer query/path parameter in [low, high] (or (low, high]): decimal digits only."""
+def integer_schema(low: int, high: int, exclusive_low: bool = False) -> WithJsonSchema:
+    """The JSON schema of an integer query/path parameter in [low, high] (or (low, high])."""
     bound = {"exclusiveMinimum": low} if exclusive_low else {"minimum": low}
-    return Annotated[int, BeforeValidator(integer_text), WithJsonSchema({"type": "integer", **bound, "maximum": high})]
+    return WithJsonSchema({"type": "integer", **bound, "maximum": high})
+
+
+#: Decimal digits only; FastAPI's Path()/Query() in the route add the bounds themselves.
+IntegerText = BeforeValidator(integer_text)
+#: A ticket (position or order): MT5 tickets are unsigned 64-bit, Postgres stores them as bigint.
+TicketNumber = Annotated[int, IntegerText, integer_schema(0, MAX_TICKET, exclusive_low=True)]
+#: ``?days=`` of the deal history.
+HistoryDays = Annotated[int, IntegerText, integer_schema(1, MAX_HISTORY_DAYS)]
+#: ``?deviation=`` of a close, in points.
+QueryDeviation = Annotated[int, IntegerText, integer_schema(0, MAX_DEVIATION)]
 
 
 def volume_in_bounds(volume: float) -> float:

@@ -62,11 +62,11 @@ class Registry:
                     pipe.delete(account_key(self._login))
                     pipe.srem(ACCOUNTS_SET, str(self._login))
                     await pipe.execute()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - shutting down: the key expires after REDIS_TTL anyway
             log.warning("could not deregister from redis: %s", exc)
         try:
             await self._client.aclose()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - best effort on the way out
             pass
 
 

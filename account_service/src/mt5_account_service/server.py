@@ -104,7 +104,7 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
             transport.write(_TIMEOUT_RESPONSE)
         transport.close()
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self._arm(self.header_timeout, in_headers=True)
 

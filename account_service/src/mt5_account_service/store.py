@@ -363,7 +363,7 @@ class Store:
         if conn is not None:
             try:
                 await conn.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - the connection is being thrown away
                 pass
 
     async def close(self, flush_timeout: float = 3.0) -> None:

@@ -191,7 +191,7 @@ async def place_order(gw: Gateway, order: OrderIn, account_currency: str) -> Tra
     if order.type.is_market:
         problem = stops_problem(order.type.is_buy, order.sl, order.tp, bid, ask, info)
         price = order.price or (ask if order.type.is_buy else bid)
-        request = {"action": c.TRADE_ACTION_DEAL, "type_filling": filling_for(info)}
+        request: dict[str, Any] = {"action": c.TRADE_ACTION_DEAL, "type_filling": filling_for(info)}
     else:
         assert order.price is not None
         problem = pending_price_problem(order.type, order.price, bid, ask, info)

@@ -28,7 +28,8 @@ def as_module(terminal: SimulatedTerminal) -> types.ModuleType:
     for name in dir(terminal):
         if not name.startswith("_"):
             setattr(module, name, getattr(terminal, name))
-    module.__version__ = "5.0.0-simulator"
+    # Through __dict__: a ModuleType has no declared __version__ for the type checker.
+    module.__dict__["__version__"] = "5.0.0-simulator"
     return module
 
 

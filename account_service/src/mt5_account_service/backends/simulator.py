@@ -1074,14 +1074,14 @@ class SimulatedTerminal:
             pos = self._state.positions[req.position]
             pos.sl, pos.tp, pos.time_update = req.sl, req.tp, t
             return 0, 0, pos.volume, 0.0
-        order = self._state.orders[req.order]
+        pending = self._state.orders[req.order]
         if req.action == c.TRADE_ACTION_MODIFY:
-            order.price_open = req.price or order.price_open
-            order.sl, order.tp = req.sl, req.tp
-            return 0, order.ticket, order.volume, order.price_open
-        del self._state.orders[order.ticket]
-        self._state.history_orders.append(replace(order, state=c.ORDER_STATE_CANCELED, time_done=t))
-        return 0, order.ticket, order.volume, order.price_open
+            pending.price_open = req.price or pending.price_open
+            pending.sl, pending.tp = req.sl, req.tp
+            return 0, pending.ticket, pending.volume, pending.price_open
+        del self._state.orders[pending.ticket]
+        self._state.history_orders.append(replace(pending, state=c.ORDER_STATE_CANCELED, time_done=t))
+        return 0, pending.ticket, pending.volume, pending.price_open
 
     def _record_filled_order(self, ticket: int, req: TradeRequest, price: float, t: float) -> None:
         self._state.history_orders.append(

@@ -1,0 +1,44 @@
+"""Dependencies of the routes, as ``Annotated`` aliases.
+
+``ServiceDep`` is the app's :class:`~mt5_account_service.service.Service`. :func:`api_key`
+guards a whole router (``APIRouter(dependencies=[Depends(api_key)])``): no route needs the
+key's value, only that it is valid. Neither adds anything to the OpenAPI schema: they read
+the connection, not a declared parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, WebSocketException
+from starlette.requests import HTTPConnection
+from starlette.status import WS_1008_POLICY_VIOLATION
+
+from .errors import ApiError
+from .gate import UNAUTHORIZED, WWW_AUTHENTICATE, keys_match, scan_headers
+from .service import Service
+
+
+def get_service(conn: HTTPConnection) -> Service:
+    """The service that ``create_app`` put on ``app.state.svc``."""
+    svc: Service = conn.app.state.svc
+    return svc
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def api_key(conn: HTTPConnection, svc: ServiceDep) -> str:
+    """The caller's API key (X-API-Key, else Authorization: Bearer), one of the configured keys.
+
+    The gate has already refused a request without a valid key (401, before the body is
+    read) for every path it guards (``/api/*``, ``/ws``); checking again here keeps a route
+    safe if it is ever served outside those paths. Raises :class:`ApiError` 401 (HTTP) or
+    closes the WebSocket handshake with 1008 (policy violation).
+    """
+    given = scan_headers(conn.scope["headers"]).key
+    if given is None or not keys_match(given, svc.settings.api_keys):
+        if conn.scope["type"] == "websocket":
+            raise WebSocketException(WS_1008_POLICY_VIOLATION, "unauthorized")
+        raise ApiError(401, "unauthorized", UNAUTHORIZED, headers={"WWW-Authenticate": WWW_AUTHENTICATE})
+    return given
