@@ -1,6 +1,8 @@
 #!/usr/bin/python
 """Write every account's secret files on a host in one pass (MT5 Farm)."""
 
+# ruff: noqa: E402
+# (E402: an Ansible module documents itself before its imports, as validate-modules requires.)
 from __future__ import annotations
 
 DOCUMENTATION = r"""

@@ -1,4 +1,4 @@
-"""mt5_containers against this machine's Docker engine, run in-process through AnsibleModule.
+"""mt5_containers against this machine's Docker engine, run in-process through AnsibleModule (run_module, what main() calls).
 
 Each test has its own scope and name prefix (the `farm` fixture) and removes what it made.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-import mt5_containers as module
+from mt5farm_containers.engine import Engine
 
 SECRET_MARKER = "env-value-that-must-not-be-printed-5521"
 
@@ -45,13 +45,13 @@ def test_a_rerun_changes_nothing_and_lists_once(farm, monkeypatch) -> None:
     assert farm.run(specs, docker_host="unix:///var/run/docker.sock")[0] == 0
     before = ids(farm)
     calls = []
-    original = module.Engine.listing
+    original = Engine.listing
 
     def counting(self, scope, **filters):
         calls.append(filters)
         return original(self, scope, **filters)
 
-    monkeypatch.setattr(module.Engine, "listing", counting)
+    monkeypatch.setattr(Engine, "listing", counting)
     code, result = farm.run(specs)
     assert code == 0, result
     assert result["changed"] is False
@@ -194,7 +194,7 @@ def test_a_rolling_image_update_goes_in_health_gated_batches(farm) -> None:
 
 def _seconds(stamp: str) -> float:
     # Docker's RFC 3339 with nanoseconds: 2026-11-21T14:51:53.123456789Z
-    day, clock = stamp.rstrip("Z").split("T")
+    _day, clock = stamp.rstrip("Z").split("T")
     hours, minutes, seconds = clock.split(":")
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds[:15])
 

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import ast
 import copy
+import re
+from pathlib import Path
 
-import mt5_containers as module
 import pytest
 import yaml
+from mt5farm_containers.arguments import ARGUMENT_SPEC
+from mt5farm_containers.engine import client_kwargs
+from mt5farm_containers.plan import ACTIONS, batches, make_plan
+from mt5farm_containers.runner import summarize
+from mt5farm_containers.spec import LABEL_HASH, SpecError, check_unique, config_hash, normalize
+
+MODULE_FILE = Path(__file__).resolve().parents[2] / "library" / "mt5_containers.py"
+
+
+def module_docs() -> dict[str, str]:
+    """DOCUMENTATION, EXAMPLES and RETURN of library/mt5_containers.py, read from its syntax tree as ansible-doc reads them."""
+    tree = ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
+    return {
+        target.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+        for target in node.targets
+        if isinstance(target, ast.Name) and target.id in ("DOCUMENTATION", "EXAMPLES", "RETURN")
+    }
+
 
 DOC_TYPES = {"str", "int", "bool", "list", "dict"}
 
@@ -40,16 +62,16 @@ def spec_shape(spec: dict) -> dict:
 
 
 def test_documentation_options_equal_the_argument_spec() -> None:
-    documented = yaml.safe_load(module.DOCUMENTATION)
+    documented = yaml.safe_load(module_docs()["DOCUMENTATION"])
     assert documented["module"] == "mt5_containers"
-    assert doc_to_spec(documented["options"]) == spec_shape(module.ARGUMENT_SPEC)
+    assert doc_to_spec(documented["options"]) == spec_shape(ARGUMENT_SPEC)
 
 
 def test_examples_and_return_parse_and_return_documents_every_key() -> None:
-    examples = yaml.safe_load(module.EXAMPLES)
+    examples = yaml.safe_load(module_docs()["EXAMPLES"])
     assert all("mt5_containers" in task for task in examples)
-    returned = yaml.safe_load(module.RETURN)
-    for key in ("changed", "actions", "purged_volumes", "diff", *module.ACTIONS):
+    returned = yaml.safe_load(module_docs()["RETURN"])
+    for key in ("changed", "actions", "purged_volumes", "diff", *ACTIONS):
         assert key in returned, f"RETURN lacks {key}"
 
 
@@ -83,7 +105,7 @@ def base_spec(**overrides) -> dict:
 
 
 def digest(spec: dict, image_id: str = "sha256:aaa") -> str:
-    return module.config_hash(module.normalize(spec), image_id)
+    return config_hash(normalize(spec), image_id)
 
 
 PORT_A = {"container_port": 8000, "host_port": 18001, "host_ip": "127.0.0.1", "protocol": "tcp"}
@@ -136,22 +158,22 @@ def test_hash_changes_with_the_image_id() -> None:
     ],
 )
 def test_invalid_specs_are_refused_with_what_to_fix(change: dict, message: str) -> None:
-    with pytest.raises(module.SpecError, match=message):
-        module.normalize(base_spec(**change))
+    with pytest.raises(SpecError, match=message):
+        normalize(base_spec(**change))
 
 
 def test_duplicate_names_and_published_ports_are_refused() -> None:
-    one, two = module.normalize(base_spec(ports=[PORT_A])), module.normalize(base_spec(name="mt5-1002", ports=[PORT_A]))
-    with pytest.raises(module.SpecError, match="both publish 127.0.0.1:18001/tcp"):
-        module.check_unique([one, two])
-    with pytest.raises(module.SpecError, match="listed twice"):
-        module.check_unique([one, copy.deepcopy(one)])
+    one, two = normalize(base_spec(ports=[PORT_A])), normalize(base_spec(name="mt5-1002", ports=[PORT_A]))
+    with pytest.raises(SpecError, match=re.escape("both publish 127.0.0.1:18001/tcp")):
+        check_unique([one, two])
+    with pytest.raises(SpecError, match="listed twice"):
+        check_unique([one, copy.deepcopy(one)])
 
 
 def planned(name: str, image_id: str = "sha256:new", **overrides) -> dict:
-    spec = module.normalize(base_spec(name=name, **overrides))
+    spec = normalize(base_spec(name=name, **overrides))
     spec["_image_id"] = image_id
-    spec["_hash"] = module.config_hash(spec, image_id)
+    spec["_hash"] = config_hash(spec, image_id)
     return spec
 
 
@@ -161,7 +183,7 @@ def listed(spec: dict, state: str = "running", image_id: str | None = None, conf
         "Names": ["/" + spec["name"]],
         "State": state,
         "ImageID": image_id or spec["_image_id"],
-        "Labels": {module.LABEL_HASH: config_hash or spec["_hash"]},
+        "Labels": {LABEL_HASH: config_hash or spec["_hash"]},
     }
 
 
@@ -175,7 +197,7 @@ def test_the_plan_sorts_every_container_into_one_action() -> None:
         "c4": listed(kick),
         "gone": {"Id": "gone-id", "Names": ["/gone"], "State": "running", "Labels": {}},
     }
-    plan = module.make_plan([same, env, image, stopped, kick, planned("new")], current, ["c4", "nobody"])
+    plan = make_plan([same, env, image, stopped, kick, planned("new")], current, ["c4", "nobody"])
     assert plan.actions == {
         "c0": "unchanged",
         "c1": "recreated",
@@ -191,12 +213,12 @@ def test_the_plan_sorts_every_container_into_one_action() -> None:
 
 
 def test_batches_keep_order() -> None:
-    assert module.batches([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
+    assert batches([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
 
 
 def test_failure_messages_show_the_first_five_and_count_the_rest() -> None:
     errors = {f"c{i}": "boom" for i in range(8)}
-    text = module.summarize(errors)
+    text = summarize(errors)
     assert text.startswith("c0: boom; c1: boom") and text.endswith("; and 3 more (see errors)")
     assert "c5" not in text
 
@@ -220,12 +242,12 @@ def test_isolation_left_unset_hashes_as_before_and_set_changes_the_hash() -> Non
 )
 def test_a_network_engine_needs_mutual_tls(docker_host, tls, message) -> None:
     pytest.importorskip("docker")
-    with pytest.raises(module.SpecError, match=message):
-        module.client_kwargs(docker_host, tls)
+    with pytest.raises(SpecError, match=message):
+        client_kwargs(docker_host, tls)
 
 
 def test_engine_arguments_come_from_the_environment_or_a_local_socket(monkeypatch) -> None:
     pytest.importorskip("docker")
     monkeypatch.setenv("DOCKER_HOST", "unix:///run/elsewhere.sock")
-    assert module.client_kwargs()["base_url"] == "unix:///run/elsewhere.sock"
-    assert module.client_kwargs("unix:///var/run/docker.sock") == {"base_url": "unix:///var/run/docker.sock"}
+    assert client_kwargs()["base_url"] == "unix:///run/elsewhere.sock"
+    assert client_kwargs("unix:///var/run/docker.sock") == {"base_url": "unix:///var/run/docker.sock"}

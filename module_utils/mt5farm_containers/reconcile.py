@@ -1,0 +1,154 @@
+"""One reconcile pass: validate, plan, apply (library/README.md, "Order of a run").
+
+:func:`reconcile` is the module's body; :func:`validate` and :func:`apply` are its stages.
+``params`` are the module's options after Ansible's argument validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from .arguments import option_error
+from .plan import Plan, batches, diff_of, make_plan, purge_targets, result_lists
+from .runner import Job, run_all, summarize, unhealthy_message
+from .spec import SpecError, check_purge, check_unique, container_name, hashed, normalize
+
+if TYPE_CHECKING:  # only for the annotations: the module imports AnsibleModule itself
+    from ansible.module_utils.basic import AnsibleModule
+
+    from .engine import Engine
+
+
+def validate(params: dict[str, Any], engine: Engine) -> list[dict[str, Any]]:
+    """The desired specs, normalized and hashed; SpecError for anything that cannot be applied.
+
+    Checked before anything changes, in this order: the options, each spec, unique names and
+    host ports, the images (one inspection per distinct reference) and networks on the host,
+    and that no volume to purge is still mounted by a desired container.
+    """
+    message = option_error(params)
+    if message:
+        raise SpecError(message)
+    specs = [normalize(container) for container in params["containers"]]
+    check_unique(specs)
+    image_ids = engine.resolve_images(specs)
+    engine.check_networks(specs)
+    specs = [hashed(spec, image_ids[spec["image"]]) for spec in specs]
+    check_purge(specs, list(dict.fromkeys(params["purge_volumes"])))
+    return specs
+
+
+@dataclass
+class Outcome:
+    """What :func:`apply` did: per container its action, the volumes purged, the errors.
+
+    ``failure`` is the message when it stopped short, ``extra`` the failure's own returns
+    (``unhealthy``, ``not_updated``).
+    """
+
+    actions: dict[str, str] = field(default_factory=dict)
+    purged_volumes: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    failure: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.purged_volumes) or any(action != "unchanged" for action in self.actions.values())
+
+    def record(self, plan: Plan, names: list[str], errors: dict[str, str]) -> None:
+        """Names done take their planned action; errors are kept by name."""
+        for name in names:
+            self.actions[name] = plan.actions[name]
+        self.errors.update(errors)
+
+    def stop(self, message: str, **extra: Any) -> Outcome:
+        self.failure = message
+        self.extra = extra
+        return self
+
+
+def apply(engine: Engine, plan: Plan, purge: list[str], scope: str, params: dict[str, Any]) -> Outcome:
+    """Carry the plan out; stops at the first stage that fails (the Outcome says where).
+
+    1. removals (they free memory, ports and names); 2. the volumes to purge; 3. creates,
+    config recreates, starts and restarts, concurrently; 4. image updates in health-gated
+    batches; 5. with ``wait_healthy``, the wait for what stage 3 touched.
+    """
+    parallelism = params["parallelism"]
+    timeout = params["health_timeout"]
+    outcome = Outcome(actions={name: action for name, action in plan.actions.items() if action == "unchanged"})
+
+    outcome.record(plan, *run_all(parallelism, [(container_name(entry), partial(engine.remove, entry)) for entry in plan.remove]))
+    if purge:
+        purged, volume_errors = run_all(parallelism, [(volume, partial(engine.remove_volume, volume)) for volume in purge])
+        outcome.purged_volumes = purged
+        outcome.errors.update({f"volume {volume}": message for volume, message in volume_errors.items()})
+
+    jobs: list[Job] = [(spec["name"], partial(engine.create_and_start, spec, scope)) for spec in plan.create]
+    jobs += [(spec["name"], partial(engine.recreate, spec, existing, scope)) for spec, existing in plan.recreate]
+    jobs += [(spec["name"], partial(engine.start, existing)) for spec, existing in plan.start]
+    jobs += [(spec["name"], partial(engine.restart, spec, existing)) for spec, existing in plan.restart]
+    touched, failures = run_all(parallelism, jobs)
+    outcome.record(plan, touched, failures)
+    rolled = [spec["name"] for spec, _ in plan.roll]
+    if outcome.errors:
+        return outcome.stop("mt5_containers could not apply every change: " + summarize(outcome.errors), not_updated=rolled)
+
+    for index, batch in enumerate(batches(plan.roll, params["batch_size"])):
+        names = [spec["name"] for spec, _ in batch]
+        updated, failures = run_all(
+            parallelism, [(spec["name"], partial(engine.recreate, spec, existing, scope)) for spec, existing in batch]
+        )
+        outcome.record(plan, updated, failures)
+        remaining = rolled[rolled.index(names[-1]) + 1 :]
+        stopped = f"image update stopped at batch {index + 1} ({', '.join(names)}): "
+        if failures:
+            return outcome.stop(
+                stopped + summarize(failures) + (f"; not updated: {', '.join(remaining)}" if remaining else ""),
+                not_updated=remaining,
+            )
+        unhealthy = engine.wait_healthy(scope, updated, timeout)
+        if unhealthy:
+            return outcome.stop(
+                stopped + unhealthy_message(unhealthy, timeout) + (f"; left on the old image: {', '.join(remaining)}" if remaining else ""),
+                unhealthy=unhealthy,
+                not_updated=remaining,
+            )
+
+    if params["wait_healthy"] and touched:
+        unhealthy = engine.wait_healthy(scope, touched, timeout)
+        if unhealthy:
+            return outcome.stop(unhealthy_message(unhealthy, timeout), unhealthy=unhealthy)
+    return outcome
+
+
+def reconcile(module: AnsibleModule, engine: Engine) -> None:
+    """Validate, plan, apply; exits the module (check mode and the no-op path after the plan)."""
+    params = module.params
+    scope = params["scope"]
+    try:
+        specs = validate(params, engine)
+    except SpecError as error:
+        module.fail_json(msg=str(error))
+
+    current = {container_name(entry): entry for entry in engine.listing(scope)}
+    plan = make_plan(specs, current, params["restart"])
+    for name in plan.unknown_restarts:
+        module.warn(f"restart: {name} is not one of the desired containers; ignored")
+    purge = list(dict.fromkeys(params["purge_volumes"]))
+    purged, warnings = purge_targets(purge, engine.scope_volumes(scope) if purge else set(), scope)
+    for warning in warnings:
+        module.warn(warning)
+    diff = diff_of(specs, current)
+    changed = bool(purged) or plan.changes
+    if module.check_mode or not changed:
+        module.exit_json(changed=changed, actions=plan.actions, purged_volumes=purged, diff=diff, **result_lists(plan.actions))
+
+    outcome = apply(engine, plan, purged, scope, params)
+    done = {"actions": outcome.actions, "purged_volumes": outcome.purged_volumes, "diff": diff, **result_lists(outcome.actions)}
+    if outcome.failure is not None:
+        module.fail_json(msg=outcome.failure, changed=outcome.changed, errors=outcome.errors, **done, **outcome.extra)
+    module.exit_json(changed=True, **done)
