@@ -636,6 +636,8 @@ def mt5_inventory_report(
         os: str | None = "linux" if is_linux else "windows"
         if is_linux and is_windows:
             os = None
+            # "platform" here means the OS: an operator-facing message kept word for word
+            # (tests/test_validate_playbook.py asserts it).
             problems.append(
                 Problem(
                     host, 0, -1, f"host {host} is in both mt5_linux and mt5_windows; a host runs one platform: remove it from one group"
