@@ -8,8 +8,9 @@ import tarfile
 import mt5_image_context as context
 import mt5_image_wheelhouse as wheelhouse
 import pytest
-from ansible.errors import AnsibleFilterError
-from mt5_image import mt5_image_input_hash, mt5_image_sha256
+
+from mt5farm.errors import FarmError
+from mt5farm.image_hash import mt5_image_input_hash, mt5_image_sha256
 
 BASE = {
     "variant": "simulator",
@@ -92,14 +93,14 @@ def test_a_file_moved_in_the_context_changes_the_tag():
     ],
 )
 def test_bad_inputs_are_refused_with_the_filter_name(inputs, fragment):
-    with pytest.raises(AnsibleFilterError, match="mt5_image_input_hash") as caught:
+    with pytest.raises(FarmError, match="mt5_image_input_hash") as caught:
         mt5_image_input_hash(inputs)
     assert fragment in str(caught.value)
 
 
 def test_rendered_text_is_hashed_as_the_utf8_file_it_becomes():
     assert mt5_image_sha256("FROM x\n") == hashlib.sha256(b"FROM x\n").hexdigest()
-    with pytest.raises(AnsibleFilterError):
+    with pytest.raises(FarmError):
         mt5_image_sha256(b"bytes")
 
 

@@ -38,10 +38,10 @@ from typing import Any
 import pytest
 import yaml
 
+from mt5farm.credentials import mt5_account_credential
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-sys.path.insert(0, str(REPO / "filter_plugins"))
-from mt5_credentials import mt5_account_credential  # noqa: E402  (filter_plugins is not a package)
 
 # The test inventory's accounts: A and B are served, DOWN is routed but nothing listens.
 LOGIN_A, LOGIN_B, LOGIN_DOWN = 5001001, 5001002, 5001003

@@ -1,20 +1,13 @@
-"""roles/mt5_linux/filter_plugins/mt5_linux_containers.py: each account container reaches Redis
+"""mt5farm.container_specs: each account container reaches Redis
 and Postgres as its own user and role (least privilege), on Linux and Windows alike."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-PATH = Path(__file__).resolve().parents[2] / "roles" / "mt5_linux" / "filter_plugins" / "mt5_linux_containers.py"
-SPEC = importlib.util.spec_from_file_location("mt5_linux_containers_under_test", PATH)
-assert SPEC is not None and SPEC.loader is not None
-containers = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(containers)
+from mt5farm import container_specs as containers
 
-UNIT = {"login": 5001001, "server": "S", "backend": "simulator"}
+ACCOUNT = {"login": 5001001, "server": "S", "backend": "simulator"}
 SETTINGS = {
     "poll_interval": 0.5,
     "env": {"REDIS_URL": "redis://mt5-redis:6379/0", "DATABASE_URL": "postgresql://mt5_writer@mt5-postgres:5432/mt5farm", "OTHER": 1},
@@ -22,7 +15,7 @@ SETTINGS = {
 
 
 def test_the_urls_name_the_accounts_own_user_and_role() -> None:
-    env = containers.account_service_env(UNIT, SETTINGS, "/run/secrets/mt5", "/data/service", "http://127.0.0.1:21001")
+    env = containers.account_service_env(ACCOUNT, SETTINGS, "/run/secrets/mt5", "/data/service", "http://127.0.0.1:21001")
     assert env["REDIS_URL"] == "redis://mt5-account-5001001@mt5-redis:6379/0"
     assert env["DATABASE_URL"] == "postgresql://mt5_account_5001001@mt5-postgres:5432/mt5farm"
     assert env["OTHER"] == "1"
@@ -44,5 +37,5 @@ def test_account_url(url: str, want: str) -> None:
 
 
 def test_no_platform_no_urls() -> None:
-    env = containers.account_service_env(UNIT, {"poll_interval": 0.5, "env": {}}, "/s", "/d", "http://x")
+    env = containers.account_service_env(ACCOUNT, {"poll_interval": 0.5, "env": {}}, "/s", "/d", "http://x")
     assert "REDIS_URL" not in env and "DATABASE_URL" not in env

@@ -1,4 +1,4 @@
-"""filter_plugins/mt5_credentials.py: per-account credentials derived with HMAC-SHA256."""
+"""mt5farm.credentials (the mt5_account_credential filter): per-account credentials derived with HMAC-SHA256."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import base64
 import hashlib
 import hmac
 
-import mt5_credentials as c
 import pytest
-from ansible.errors import AnsibleFilterError
+
+from mt5farm import credentials as c
+from mt5farm.errors import FarmError
 
 
 def test_the_credential_is_hmac_sha256_of_purpose_and_login_in_base64url() -> None:
@@ -48,7 +49,7 @@ def test_a_key_list_derives_from_its_first_line_and_a_string_login_is_the_same_l
     ],
 )
 def test_bad_input_names_the_filter_and_never_the_secret(base: object, purpose: str, login: object, says: str) -> None:
-    with pytest.raises(AnsibleFilterError, match="mt5_account_credential") as raised:
+    with pytest.raises(FarmError, match="mt5_account_credential") as raised:
         c.mt5_account_credential(base, purpose, login)
     assert says in str(raised.value)
     assert "0123456789abcdef" not in str(raised.value)

@@ -1,15 +1,16 @@
-"""filter_plugins/mt5_density.py: the PRD's caps from the PRD's inputs, reasons, errors, properties."""
+"""mt5farm.density (the mt5_density filters): the PRD's caps from the PRD's inputs, reasons, errors, properties."""
 
 from __future__ import annotations
 
 import math
 from fractions import Fraction
 
-import mt5_density as d
 import pytest
-from ansible.errors import AnsibleFilterError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from mt5farm import density as d
+from mt5farm.errors import FarmError
 
 PLATFORM_SERVICES = ["nginx", "redis", "postgres", "prometheus", "grafana", "node_exporter"]
 
@@ -20,7 +21,7 @@ PLATFORM_SERVICES = ["nginx", "redis", "postgres", "prometheus", "grafana", "nod
 
 
 @pytest.mark.parametrize(
-    ("platform", "infrastructure", "expected", "reason"),
+    ("os", "infrastructure", "expected", "reason"),
     [
         pytest.param("linux", 16, 38, "memory-bound: (64 − 16 − 2) GiB / 1.2 GiB = 38.3 → 38", id="prd-linux-38"),
         pytest.param("windows", 17.5, 24, "memory-bound: (64 − 17.5 − 2) GiB / 1.8 GiB = 24.7 → 24", id="prd-windows-24"),
@@ -28,8 +29,8 @@ PLATFORM_SERVICES = ["nginx", "redis", "postgres", "prometheus", "grafana", "nod
         pytest.param("linux", 17, 37, "memory-bound: (64 − 17 − 2) GiB / 1.2 GiB = 37.5 → 37", id="prd-linux-with-its-nginx-37"),
     ],
 )
-def test_prd_inputs_reproduce_prd_caps(platform: str, infrastructure: float, expected: int, reason: str) -> None:
-    result = d.mt5_density_cap(64, platform, infrastructure=infrastructure)
+def test_prd_inputs_reproduce_prd_caps(os: str, infrastructure: float, expected: int, reason: str) -> None:
+    result = d.mt5_density_cap(64, os, infrastructure=infrastructure)
     assert result["cap"] == expected
     assert result["memory_cap"] == expected
     assert result["cpu_cap"] is None
@@ -92,7 +93,7 @@ def test_infrastructure_sums_the_service_table(services: list[str], table: dict 
 
 
 @pytest.mark.parametrize(
-    ("platform", "services", "cpus", "cap", "bound", "reason"),
+    ("os", "services", "cpus", "cap", "bound", "reason"),
     [
         pytest.param(
             "linux",
@@ -132,8 +133,8 @@ def test_infrastructure_sums_the_service_table(services: list[str], table: dict 
         ),
     ],
 )
-def test_cap_bound_and_reason(platform: str, services: list[str] | None, cpus: int, cap: int, bound: str, reason: str) -> None:
-    result = d.mt5_density_cap("64G", platform, cpus=cpus, services=services)
+def test_cap_bound_and_reason(os: str, services: list[str] | None, cpus: int, cap: int, bound: str, reason: str) -> None:
+    result = d.mt5_density_cap("64G", os, cpus=cpus, services=services)
     assert (result["cap"], result["bound"], result["reason"]) == (cap, bound, reason)
     assert result["cap"] == min(result["memory_cap"], result["cpu_cap"])
 
@@ -153,7 +154,7 @@ def test_result_is_plain_data_for_jinja() -> None:
         "cpu_cap",
         "bound",
         "reason",
-        "platform",
+        "os",
         "host_memory_gib",
         "infrastructure_gib",
         "services",
@@ -173,7 +174,7 @@ def test_result_is_plain_data_for_jinja() -> None:
         # 20.2625 − 17.0625 − 2 = 1.2 exactly: in floats (20.2625 − 17.0625 − 2) / 1.2 = 0.99999...
         ({"host_memory": 20.2625, "services": PLATFORM_SERVICES}, 1),
         ({"host_memory": "27.4625", "services": PLATFORM_SERVICES}, 7),
-        ({"host_memory": 26.2625, "platform": "windows", "services": PLATFORM_SERVICES}, 4),
+        ({"host_memory": 26.2625, "os": "windows", "services": PLATFORM_SERVICES}, 4),
         # (1.3 − 1) / 0.1 is 2.9999999999999996 in floats.
         ({"host_memory": 64, "cpus": 1.3, "profiles": {"linux": {"cpu_reservation": 0.1}}}, 3),
     ],
@@ -245,7 +246,7 @@ def test_size_accepts_numbers_and_binary_units(value: object, gib: float) -> Non
     ],
 )
 def test_size_rejects_bad_values_naming_filter_argument_value_and_fix(value: object, why: str) -> None:
-    with pytest.raises(AnsibleFilterError) as caught:
+    with pytest.raises(FarmError) as caught:
         d.mt5_size_gib(value)
     message = str(caught.value)
     assert message.startswith(f"mt5_size_gib: size {why}: got {value!r}")
@@ -256,10 +257,10 @@ def test_size_rejects_bad_values_naming_filter_argument_value_and_fix(value: obj
     ("kwargs", "fragments"),
     [
         (
-            {"host_memory": 64, "platform": "solaris"},
-            ["mt5_density_cap: platform is not a known platform: got 'solaris'", "'linux' or 'windows'"],
+            {"host_memory": 64, "os": "solaris"},
+            ["mt5_density_cap: os is not a known OS: got 'solaris'", "'linux' or 'windows'"],
         ),
-        ({"host_memory": 64, "platform": None}, ["platform is not a known platform: got None"]),
+        ({"host_memory": 64, "os": None}, ["os is not a known OS: got None"]),
         ({"host_memory": 0}, ["mt5_density_cap: host_memory must be more than zero: got 0"]),
         ({"host_memory": "lots"}, ["mt5_density_cap: host_memory is not a size: got 'lots'"]),
         ({"host_memory": True}, ["host_memory is not a number: got True (bool)"]),
@@ -275,7 +276,7 @@ def test_size_rejects_bad_values_naming_filter_argument_value_and_fix(value: obj
         ),
         ({"host_memory": 64, "services": "nginx"}, ["services is not a list of service names: got 'nginx'"]),
         ({"host_memory": 64, "profiles": {"linux": {"memory": "2G"}}}, ["profiles.linux has an unknown key: got 'memory'", "memory_limit"]),
-        ({"host_memory": 64, "profiles": {"bsd": {}}}, ["profiles names an unknown platform: got ['bsd']"]),
+        ({"host_memory": 64, "profiles": {"bsd": {}}}, ["profiles names an unknown OS: got ['bsd']"]),
         ({"host_memory": 64, "profiles": {"linux": {"memory_limit": 0}}}, ["profiles.linux.memory_limit must be more than zero: got 0"]),
         (
             {"host_memory": 64, "profiles": {"linux": {"memory_reservation": "2G"}}},
@@ -285,29 +286,19 @@ def test_size_rejects_bad_values_naming_filter_argument_value_and_fix(value: obj
     ],
 )
 def test_density_cap_errors(kwargs: dict, fragments: list[str]) -> None:
-    with pytest.raises(AnsibleFilterError) as caught:
+    with pytest.raises(FarmError) as caught:
         d.mt5_density_cap(**kwargs)
     for fragment in fragments:
         assert fragment in str(caught.value)
 
 
 def test_profile_and_services_errors_name_their_filter() -> None:
-    with pytest.raises(AnsibleFilterError, match=r"^mt5_density_profile: platform is not a known platform: got 'macos'"):
+    with pytest.raises(FarmError, match=r"^mt5_density_profile: os is not a known OS: got 'macos'"):
         d.mt5_density_profile("macos")
-    with pytest.raises(AnsibleFilterError, match=r"^mt5_host_services: group_names is not a list of group names: got 'platform'"):
+    with pytest.raises(FarmError, match=r"^mt5_host_services: group_names is not a list of group names: got 'platform'"):
         d.mt5_host_services("platform")
-    with pytest.raises(AnsibleFilterError, match=r"^mt5_infrastructure_gib: services names a service of unknown size: got 'kafka'"):
+    with pytest.raises(FarmError, match=r"^mt5_infrastructure_gib: services names a service of unknown size: got 'kafka'"):
         d.mt5_infrastructure_gib(["kafka"])
-
-
-def test_filter_module_exposes_the_filters() -> None:
-    assert set(d.FilterModule().filters()) == {
-        "mt5_size_gib",
-        "mt5_density_profile",
-        "mt5_host_services",
-        "mt5_infrastructure_gib",
-        "mt5_density_cap",
-    }
 
 
 # --------------------------------------------------------------------------------------
@@ -323,17 +314,15 @@ mib = st.integers  # sizes below are whole MiB, written as "<n>M" strings, check
     infra=mib(0, 64 * 1024),
     headroom=mib(0, 8 * 1024),
     per_account=mib(64, 8 * 1024),
-    platform=st.sampled_from(d.PLATFORMS),
+    os=st.sampled_from(d.OSES),
 )
-def test_cap_never_overfills_memory_and_is_the_largest_that_fits(
-    host: int, infra: int, headroom: int, per_account: int, platform: str
-) -> None:
+def test_cap_never_overfills_memory_and_is_the_largest_that_fits(host: int, infra: int, headroom: int, per_account: int, os: str) -> None:
     result = d.mt5_density_cap(
         f"{host}M",
-        platform,
+        os,
         infrastructure=f"{infra}M",
         headroom=f"{headroom}M",
-        profiles={platform: {"memory_limit": f"{per_account}M", "memory_reservation": f"{min(per_account, 64)}M"}},
+        profiles={os: {"memory_limit": f"{per_account}M", "memory_reservation": f"{min(per_account, 64)}M"}},
     )
     cap = result["cap"]
     assert cap >= 0
@@ -347,11 +336,11 @@ def test_cap_never_overfills_memory_and_is_the_largest_that_fits(
     host=st.decimals(min_value=1, max_value=4096, places=3),
     infra=st.decimals(min_value=0, max_value=64, places=4),
     cpus=st.one_of(st.none(), st.decimals(min_value="0.5", max_value=256, places=2)),
-    platform=st.sampled_from(d.PLATFORMS),
+    os=st.sampled_from(d.OSES),
 )
-def test_cap_fits_memory_and_cpu_with_decimal_inputs(host, infra, cpus, platform: str) -> None:
-    result = d.mt5_density_cap(str(host), platform, cpus=None if cpus is None else str(cpus), infrastructure=float(infra))
-    profile = d.DEFAULT_PROFILES[platform]
+def test_cap_fits_memory_and_cpu_with_decimal_inputs(host, infra, cpus, os: str) -> None:
+    result = d.mt5_density_cap(str(host), os, cpus=None if cpus is None else str(cpus), infrastructure=float(infra))
+    profile = d.DEFAULT_PROFILES[os]
     cap = result["cap"]
     assert cap * profile["memory_limit"] + Fraction(str(float(infra))) + d.DEFAULT_HEADROOM_GIB <= Fraction(str(host)) or cap == 0
     if cpus is not None:
@@ -364,11 +353,11 @@ def test_cap_fits_memory_and_cpu_with_decimal_inputs(host, infra, cpus, platform
     more=st.integers(0, 512 * 1024),
     cpus=st.one_of(st.none(), st.integers(1, 512)),
     services=st.sampled_from([["node_exporter"], PLATFORM_SERVICES]),
-    platform=st.sampled_from(d.PLATFORMS),
+    os=st.sampled_from(d.OSES),
 )
-def test_cap_never_shrinks_when_memory_grows(host: int, more: int, cpus: int | None, services: list[str], platform: str) -> None:
-    small = d.mt5_density_cap(f"{host}M", platform, cpus=cpus, services=services)["cap"]
-    big = d.mt5_density_cap(f"{host + more}M", platform, cpus=cpus, services=services)["cap"]
+def test_cap_never_shrinks_when_memory_grows(host: int, more: int, cpus: int | None, services: list[str], os: str) -> None:
+    small = d.mt5_density_cap(f"{host}M", os, cpus=cpus, services=services)["cap"]
+    big = d.mt5_density_cap(f"{host + more}M", os, cpus=cpus, services=services)["cap"]
     assert small <= big
 
 
@@ -377,12 +366,12 @@ def test_cap_never_shrinks_when_memory_grows(host: int, more: int, cpus: int | N
     cpus=st.decimals(min_value="0.25", max_value=512, places=2),
     more=st.decimals(min_value=0, max_value=128, places=2),
     host=st.integers(1, 4096),
-    platform=st.sampled_from(d.PLATFORMS),
+    os=st.sampled_from(d.OSES),
 )
-def test_cap_never_shrinks_when_cpus_grow(cpus, more, host: int, platform: str) -> None:
-    small = d.mt5_density_cap(host, platform, cpus=str(cpus))
-    big = d.mt5_density_cap(host, platform, cpus=str(cpus + more))
+def test_cap_never_shrinks_when_cpus_grow(cpus, more, host: int, os: str) -> None:
+    small = d.mt5_density_cap(host, os, cpus=str(cpus))
+    big = d.mt5_density_cap(host, os, cpus=str(cpus + more))
     assert small["cap"] <= big["cap"]
     assert small["cpu_cap"] <= big["cpu_cap"]
     # Knowing the CPU count can only lower the cap, never raise it.
-    assert big["cap"] <= d.mt5_density_cap(host, platform)["cap"]
+    assert big["cap"] <= d.mt5_density_cap(host, os)["cap"]

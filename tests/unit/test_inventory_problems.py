@@ -1,4 +1,4 @@
-"""filter_plugins/mt5_inventory.py called directly with plain host data."""
+"""mt5farm.inventory (the mt5_inventory filters) called directly with plain host data."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import copy
 from typing import Any
 
 import jinja2
-import mt5_inventory as inv
 import pytest
-from ansible.errors import AnsibleFilterError
+
+from mt5farm import inventory as inv
+from mt5farm.errors import FarmError
 
 SECRET = "s3cr3t-Never-Print-Me"
 
@@ -228,62 +229,7 @@ def test_vnc_ports_clash_only_between_accounts_with_vnc() -> None:
     assert SECRET not in message
 
 
-# ---------------------------------------------------------------------------------------
-# Account units
-# ---------------------------------------------------------------------------------------
-
-
-def test_units_name_port_and_limit_each_account_from_the_profile() -> None:
-    (unit,) = inv.mt5_account_units([{"login": 12345678, "server": "Broker-Live"}])
-    assert unit["container"] == "mt5-12345678"
-    assert unit["volume"] == "mt5-12345678-data"
-    assert unit["api_port"] == 20000 + 5678
-    assert unit["vnc"] is False and unit["vnc_port"] is None
-    assert unit["backend"] == "mt5linux"
-    assert unit["enabled"] is True
-    assert unit["memory_bytes"] == int(1.2 * 1024**3)
-    assert unit["memory_reservation_bytes"] == 768 * 1024**2
-    assert unit["nano_cpus"] == 500_000_000
-    assert unit["labels"] == {"mt5farm.login": "12345678", "mt5farm.server": "Broker-Live", "mt5farm.backend": "mt5linux"}
-
-
-def test_units_take_the_accounts_own_overrides() -> None:
-    (unit,) = inv.mt5_account_units(
-        [
-            {
-                "login": 7,
-                "server": "S",
-                "memory": "512M",
-                "cpus": 1.5,
-                "api_port": 18007,
-                "vnc": True,
-                "vnc_password": SECRET,
-                "enabled": False,
-            }
-        ]
-    )
-    assert unit["api_port"] == 18007
-    assert unit["vnc_port"] == 30007
-    assert unit["memory_bytes"] == 512 * 1024**2
-    assert unit["memory_reservation_bytes"] == 512 * 1024**2  # never above the limit
-    assert unit["nano_cpus"] == 1_500_000_000
-    assert unit["enabled"] is False
-    assert SECRET not in repr(unit)
-
-
-def test_windows_units_use_the_windows_profile_and_backend() -> None:
-    (unit,) = inv.mt5_account_units([{"login": 7, "server": "S", "vnc": True}], "windows")
-    assert unit["memory_bytes"] == int(1.8 * 1024**3)
-    assert unit["backend"] == "mt5"
-    assert unit["vnc"] is False
-
-
-def test_units_refuse_an_unvalidated_account() -> None:
-    with pytest.raises(AnsibleFilterError, match="run playbooks/validate.yml"):
-        inv.mt5_account_units([{"login": "7"}])
-
-
-def test_host_in_both_platform_groups() -> None:
+def test_host_in_both_os_groups() -> None:
     groups = {"mt5_linux": ["h"], "mt5_windows": ["h"], "platform": []}
     message = only({"h": linux(acct(1))}, groups)
     assert message == "host h is in both mt5_linux and mt5_windows; a host runs one platform: remove it from one group"
@@ -445,56 +391,5 @@ def test_input_is_not_modified() -> None:
     ],
 )
 def test_wrong_call_shapes_raise(args: tuple, expected: str) -> None:
-    with pytest.raises(AnsibleFilterError, match=expected.replace("[", r"\[").replace("{", r"\{")):
+    with pytest.raises(FarmError, match=expected.replace("[", r"\[").replace("{", r"\{")):
         inv.mt5_inventory_report(*args)
-
-
-def test_filter_module_exposes_the_filters() -> None:
-    assert set(inv.FilterModule().filters()) == {
-        "mt5_inventory_report",
-        "mt5_inventory_problems",
-        "mt5_account_units",
-        "mt5_account_secrets",
-    }
-
-
-def test_secrets_hold_each_enabled_accounts_files_and_the_common_ones() -> None:
-    accounts = [
-        acct(1),
-        {"login": 2, "server": "S", "backend": "simulator"},
-        acct(3, vnc=True, vnc_password="v3"),
-        acct(4, enabled=False),
-    ]
-    secrets = inv.mt5_account_secrets(accounts, {"api_key": "k", "redis_password": ""})
-    assert secrets == {
-        "1": {"api_key": "k", "password": SECRET},
-        "2": {"api_key": "k"},
-        "3": {"api_key": "k", "password": SECRET, "vnc_password": "v3"},
-    }
-
-
-def test_derived_secrets_are_each_accounts_own_credential() -> None:
-    import mt5_credentials
-
-    accounts = [acct(1), {"login": 2, "server": "S", "backend": "simulator"}, acct(3, enabled=False)]
-    secrets = inv.mt5_account_secrets(
-        accounts,
-        {"metrics_token_sha256": "ab" * 32},
-        {"api_key": "fleet-key-0123456789\nsecond-key-0123456789", "redis_password": "redis-base-0123456789", "postgres_password": ""},
-    )
-    assert set(secrets) == {"1", "2"}
-    for login in (1, 2):
-        files = secrets[str(login)]
-        assert files["api_key"] == mt5_credentials.mt5_account_credential("fleet-key-0123456789", "api_key", login)
-        assert files["redis_password"] == mt5_credentials.mt5_account_credential("redis-base-0123456789", "redis_password", login)
-        assert "postgres_password" not in files  # an empty base: no file
-        assert files["metrics_token_sha256"] == "ab" * 32
-    assert secrets["1"]["password"] == SECRET and "password" not in secrets["2"]
-    # No account's credential opens another, and none is the base.
-    assert secrets["1"]["api_key"] != secrets["2"]["api_key"]
-    assert "fleet-key-0123456789" not in str(secrets)
-
-
-def test_derived_must_be_a_mapping() -> None:
-    with pytest.raises(AnsibleFilterError, match="derived must map file names"):
-        inv.mt5_account_secrets([acct(1)], {}, ["api_key"])

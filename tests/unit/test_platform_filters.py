@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import mt5_platform as platform
 import pytest
-from ansible.errors import AnsibleFilterError
+
+from mt5farm import platform
+from mt5farm.errors import FarmError
 
 GROUPS = {"mt5_linux": ["farm-01", "farm-02"], "mt5_windows": ["win-01"], "platform": ["farm-01"]}
 
@@ -64,7 +65,7 @@ def test_bind_address_defaults_to_loopback():
     ],
 )
 def test_accounts_errors_name_the_filter_and_the_problem(view, groups, message):
-    with pytest.raises(AnsibleFilterError, match=message):
+    with pytest.raises(FarmError, match=message):
         platform.mt5_platform_accounts(view, groups)
 
 
@@ -78,7 +79,7 @@ def test_account_targets_carry_login_server_and_host():
 
 
 def test_account_targets_want_a_list():
-    with pytest.raises(AnsibleFilterError, match="mt5_platform_account_targets"):
+    with pytest.raises(FarmError, match="mt5_platform_account_targets"):
         platform.mt5_platform_account_targets({"login": 1})
 
 
@@ -97,7 +98,7 @@ def test_node_targets_cover_linux_farm_hosts_and_the_platform_host_once():
     [(GROUPS, 0, "port must be a TCP port"), ({"mt5_linux": ["ghost"]}, 9100, "no variables given for host 'ghost'")],
 )
 def test_node_targets_errors(groups, port, message):
-    with pytest.raises(AnsibleFilterError, match=message):
+    with pytest.raises(FarmError, match=message):
         platform.mt5_platform_node_targets(hosts(), groups, port)
 
 
@@ -141,7 +142,7 @@ def test_url_is_empty_without_a_platform_host():
     ],
 )
 def test_url_errors(kind, view, message):
-    with pytest.raises(AnsibleFilterError, match=message):
+    with pytest.raises(FarmError, match=message):
         platform.mt5_platform_url(GROUPS, kind, "farm-02", view)
 
 
@@ -191,7 +192,7 @@ def test_keys_per_account_rate_and_burst():
     ],
 )
 def test_key_errors_never_show_the_key(keys, message):
-    with pytest.raises(AnsibleFilterError, match=message) as caught:
+    with pytest.raises(FarmError, match=message) as caught:
         platform.mt5_platform_api_keys(keys, ACCOUNTS)
     assert "k" * 20 not in str(caught.value) and "regex-looking" not in str(caught.value)
 
@@ -247,7 +248,7 @@ def test_dashboard_lays_panels_out_in_rows_and_points_at_the_datasources():
     ],
 )
 def test_dashboard_errors(spec, sources, message):
-    with pytest.raises(AnsibleFilterError, match=message):
+    with pytest.raises(FarmError, match=message):
         platform.mt5_grafana_dashboard(spec, sources)
 
 

@@ -90,7 +90,7 @@ def test_removed_accounts_and_files_are_pruned(tmp_path: Path) -> None:
 
 
 def test_check_mode_reports_without_writing(tmp_path: Path) -> None:
-    result, output = converge(tmp_path, {"1001": {"password": SECRET}}, "--check")
+    _result, output = converge(tmp_path, {"1001": {"password": SECRET}}, "--check")
     assert not (tmp_path / "secrets" / "1001").exists()
     assert "1001: ., password" in output  # the names-only diff
     assert SECRET not in output

@@ -1,4 +1,9 @@
-"""Filters of the mt5_image role: the image tag is a hash of every build input."""
+"""Image tags: an image's tag is a hash of every input of its build.
+
+The Linux image (roles/mt5_image) and the Windows image (roles/mt5_windows) are tagged by
+the same function over their own inputs, so an unchanged build is never rebuilt and any
+change of a file, a wheel or the base image gives a new tag.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ansible.errors import AnsibleFilterError
+from mt5farm.errors import FarmError
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _TAG_LENGTH = 16
@@ -16,18 +21,18 @@ _TAG_LENGTH = 16
 
 def _check_inputs(inputs: Any) -> None:
     if not isinstance(inputs, Mapping):
-        raise AnsibleFilterError(f"mt5_image_input_hash: expected a mapping of inputs, got {type(inputs).__name__}")
+        raise FarmError(f"mt5_image_input_hash: expected a mapping of inputs, got {type(inputs).__name__}")
     for key in ("variant", "base_image_id", "files"):
         if key not in inputs:
-            raise AnsibleFilterError(f"mt5_image_input_hash: the inputs lack {key!r}")
+            raise FarmError(f"mt5_image_input_hash: the inputs lack {key!r}")
     if not isinstance(inputs["files"], Mapping) or not inputs["files"]:
-        raise AnsibleFilterError("mt5_image_input_hash: 'files' must be a non-empty mapping of path -> sha256")
+        raise FarmError("mt5_image_input_hash: 'files' must be a non-empty mapping of path -> sha256")
     for path, digest in inputs["files"].items():
         if not isinstance(digest, str) or not _SHA256.match(digest):
-            raise AnsibleFilterError(f"mt5_image_input_hash: the digest of {path!r} is not a lowercase sha256 hex string: {digest!r}")
+            raise FarmError(f"mt5_image_input_hash: the digest of {path!r} is not a lowercase sha256 hex string: {digest!r}")
     base = inputs["base_image_id"]
     if not isinstance(base, str) or not base.startswith("sha256:"):
-        raise AnsibleFilterError(f"mt5_image_input_hash: base_image_id must be an image id (sha256:...), got {base!r}")
+        raise FarmError(f"mt5_image_input_hash: base_image_id must be an image id (sha256:...), got {base!r}")
 
 
 def mt5_image_input_hash(inputs: Mapping[str, Any]) -> str:
@@ -37,7 +42,8 @@ def mt5_image_input_hash(inputs: Mapping[str, Any]) -> str:
     (every file of the build context, by its path in the context, as sha256 hex: rendered
     Dockerfile and runtime files, wheels, operator-supplied files) and any further keys
     (e.g. build labels). Keys are sorted, so the order in which they were gathered does
-    not matter; any change of a value or a file changes the tag.
+    not matter; any change of a value or a file changes the tag. Raises FarmError when
+    variant, base_image_id (an image id) or files (path → lowercase sha256 hex) is wrong.
     """
     _check_inputs(inputs)
     canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -45,12 +51,10 @@ def mt5_image_input_hash(inputs: Mapping[str, Any]) -> str:
 
 
 def mt5_image_sha256(text: Any) -> str:
-    """sha256 hex of a rendered text (UTF-8), as the file in the build context will hold it."""
+    """sha256 hex of a rendered text (UTF-8), as the file in the build context will hold it.
+
+    Raises FarmError for anything but text (bytes included).
+    """
     if not isinstance(text, str):
-        raise AnsibleFilterError(f"mt5_image_sha256: expected text, got {type(text).__name__}")
+        raise FarmError(f"mt5_image_sha256: expected text, got {type(text).__name__}")
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-class FilterModule:
-    def filters(self):
-        return {"mt5_image_input_hash": mt5_image_input_hash, "mt5_image_sha256": mt5_image_sha256}
