@@ -14,8 +14,9 @@ import re
 import time
 
 import pytest
-from mt5farm_runtime.watchdog import Policy
 from test_image_build import Account, _docker_problem, inventory, reported_image, run_playbook
+
+from mt5farm.runtime.watchdog import Policy
 
 pytestmark = pytest.mark.skipif(_docker_problem() is not None, reason=str(_docker_problem()))
 

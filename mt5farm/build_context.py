@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Pack an image's build context into one tar on the controller (run by the mt5_image role).
 
-    context.py OUT.tar CTX_PATH=SOURCE ...
+    python -m mt5farm.build_context OUT.tar CTX_PATH=SOURCE ...
 
 SOURCE is a file or a directory (added recursively, without __pycache__ and *.pyc); files
 keep their mode (the runtime scripts their executable bit). Entries are sorted, owned by
