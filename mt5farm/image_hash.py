@@ -54,4 +54,3 @@ def mt5_image_sha256(text: Any) -> str:
     if not isinstance(text, str):
         raise AnsibleFilterError(f"mt5_image_sha256: expected text, got {type(text).__name__}")
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
