@@ -19,7 +19,10 @@ from pathlib import Path
 
 import pytest
 
-GUARD = Path(__file__).resolve().parents[2] / "roles" / "mt5_linux" / "files" / "mt5farm-guard"
+import mt5farm.guard
+
+# The file the mt5_linux role installs, run as the script it is there.
+GUARD = Path(mt5farm.guard.__file__)
 
 RUN = uuid.uuid4().hex[:8]
 SCOPE = f"guardtest{RUN}"

@@ -2,9 +2,10 @@
 
 import json
 
-import mt5farm_guard as guard
 import pytest
-from mt5farm_guard import Container, Guard, holds, judge
+
+import mt5farm.guard as guard
+from mt5farm.guard import Container, Guard, holds, judge
 
 
 def inspect(

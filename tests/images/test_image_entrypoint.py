@@ -3,8 +3,9 @@
 import os
 
 import pytest
-from mt5farm_runtime.common import clear_x_locks, windows_exe_pids, x_lock_paths
-from mt5farm_runtime.entrypoint import EntrypointError, check_environment, prepare_data, write_programs
+
+from mt5farm.runtime.common import clear_x_locks, windows_exe_pids, x_lock_paths
+from mt5farm.runtime.entrypoint import EntrypointError, check_environment, prepare_data, write_programs
 
 WINE = {"variant": "wine", "uid": os.getuid(), "terminal": {"included": True}, "terminal_data_dirs": ["config", "logs", "MQL5/Files"]}
 

@@ -5,7 +5,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from mt5farm_runtime.ini import BOM, IniError, mount_type, read_secret, start_ini, write_private
+
+from mt5farm.runtime.ini import BOM, IniError, mount_type, read_secret, start_ini, write_private
 
 
 def decode(data: bytes) -> str:
@@ -95,7 +96,7 @@ def test_private_file_is_0600_in_a_0700_directory_and_replaced_atomically(tmp_pa
 def test_private_file_is_refused_outside_a_tmpfs(tmp_path, monkeypatch):
     mounts = tmp_path / "mounts"
     mounts.write_text("/dev/vda / ext4 rw 0 0\ntmpfs /dev/shm tmpfs rw 0 0\n")
-    import mt5farm_runtime.ini as ini
+    import mt5farm.runtime.ini as ini
 
     monkeypatch.setattr(ini, "mount_type", lambda path: mount_type(path, str(mounts)))
     with pytest.raises(IniError, match="not on a tmpfs"):

@@ -5,10 +5,10 @@ import copy
 import hashlib
 import tarfile
 
-import mt5_image_context as context
-import mt5_image_wheelhouse as wheelhouse
 import pytest
 
+from mt5farm import build_context as context
+from mt5farm import wheelhouse
 from mt5farm.errors import FarmError
 from mt5farm.image_hash import mt5_image_input_hash, mt5_image_sha256
 

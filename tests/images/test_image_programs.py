@@ -3,7 +3,8 @@
 import configparser
 
 import pytest
-from mt5farm_runtime.programs import ConfigurationError, Program, plan, windows_paths
+
+from mt5farm.runtime.programs import ConfigurationError, Program, plan, windows_paths
 
 SIMULATOR = {"variant": "simulator", "uid": 10001, "bridge_port": 18812, "skipped": []}
 WINE_FULL = {

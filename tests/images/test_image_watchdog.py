@@ -8,7 +8,8 @@ import subprocess
 import threading
 
 import pytest
-from mt5farm_runtime.watchdog import DEGRADED, DOWN, OK, RESPAWN, Policy, Watchdog, describe, probe, run, supervisor_kill
+
+from mt5farm.runtime.watchdog import DEGRADED, DOWN, OK, RESPAWN, Policy, Watchdog, describe, probe, run, supervisor_kill
 
 WINE = Policy(grace=60, interval=5, on_down=("service",), on_degraded=(("terminal", "bridge"), ("terminal", "bridge", "service")))
 

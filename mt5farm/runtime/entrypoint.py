@@ -118,8 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in clear_x_locks(image.get("display", ":99")):
             log(PROG, f"removed stale X lock {path}")
     write_programs([(p.name, p.render()) for p in decided.programs])
-    for path in created:
-        log(PROG, f"created {path}")
+    for made in created:
+        log(PROG, f"created {made}")
     for note in decided.notes:
         log(PROG, note)
     log(

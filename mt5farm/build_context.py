@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Pack an image's build context into one tar on the controller (run by the mt5_image role).
 
-    context.py OUT.tar CTX_PATH=SOURCE ...
+    python -m mt5farm.build_context OUT.tar CTX_PATH=SOURCE ...
 
 SOURCE is a file or a directory (added recursively, without __pycache__ and *.pyc); files
 keep their mode (the runtime scripts their executable bit). Entries are sorted, owned by
@@ -55,10 +54,10 @@ def main(argv: list[str]) -> int:
     out = Path(argv[0])
     planned: list[tuple[str, Path]] = []
     for mapping in argv[1:]:
-        ctx_path, sep, source = mapping.partition("=")
+        ctx_path, sep, source_text = mapping.partition("=")
         if not sep or not ctx_path.strip("/"):
             raise SystemExit(f"context: {mapping!r} is not CTX_PATH=SOURCE")
-        planned += entries(ctx_path.strip("/"), Path(source))
+        planned += entries(ctx_path.strip("/"), Path(source_text))
     names = [name for name, _ in planned]
     if len(names) != len(set(names)):
         raise SystemExit("context: two sources map to the same path in the context")

@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 """Build a wheelhouse on the controller for an image's Python (run by the mt5_image role).
 
 No pip over HTTPS runs inside the image builds (a container has no CA bundle), so every
 wheel an image installs is fetched here, pinned, and copied into the build context:
 
-    wheelhouse.py --dest DIR --python-version 3.13 --platform manylinux_2_28_x86_64 ... \
+    python -m mt5farm.wheelhouse --dest DIR --python-version 3.13 --platform manylinux_2_28_x86_64 ... \
         [--project ./account_service --extras mt5linux] [--constraint FILE] [REQUIREMENT ...]
 
 - ``--project``: the local project is built into a wheel (pure Python) with

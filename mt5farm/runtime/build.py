@@ -123,6 +123,8 @@ def install_python(image: dict, installer: Path, timeout: float = 900.0) -> None
     python.3.11.x.nupkg (a zip whose tools/ directory is a complete Python: no installer)."""
     target = image["windows_python"]["windows_dir"]
     python = Path(image["windows_python"]["unix_path"])
+    # The NuGet branch captures pip's output as text, the installer's goes to the build log.
+    done: subprocess.CompletedProcess[str] | subprocess.CompletedProcess[bytes]
     if installer.suffix.lower() in (".nupkg", ".zip"):
         say(f"Windows Python: unpacking the NuGet package's tools/ into {target}")
         with zipfile.ZipFile(installer) as package:

@@ -39,9 +39,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 SCOPE_LABEL = "mt5farm.scope"
 LOGIN_LABEL = "mt5farm.login"
@@ -79,8 +79,7 @@ def docker(*args: str, timeout: float = 60) -> str:
 
 def account_containers(scope: str = SCOPE, login: str | None = None) -> list[dict]:
     """`docker inspect` of every account container of the scope (optionally one login's)."""
-    filters = ["--filter", f"label={SCOPE_LABEL}={scope}",
-               "--filter", f"label={LOGIN_LABEL}" + (f"={login}" if login is not None else "")]
+    filters = ["--filter", f"label={SCOPE_LABEL}={scope}", "--filter", f"label={LOGIN_LABEL}" + (f"={login}" if login is not None else "")]
     ids = docker("ps", "-a", "-q", "--no-trunc", *filters).split()
     if not ids:
         return []
@@ -112,13 +111,19 @@ class Container:
     exit_code: int
 
     @classmethod
-    def from_inspect(cls, data: dict) -> "Container":
+    def from_inspect(cls, data: dict) -> Container:
         labels = (data.get("Config") or {}).get("Labels") or {}
         state = data.get("State") or {}
-        return cls(id=data["Id"], name=data.get("Name", "").lstrip("/"), login=labels.get(LOGIN_LABEL, ""),
-                   scope=labels.get(SCOPE_LABEL, ""), status=state.get("Status", ""),
-                   started_at=state.get("StartedAt", ""), finished_at=state.get("FinishedAt", ""),
-                   exit_code=int(state.get("ExitCode") or 0))
+        return cls(
+            id=data["Id"],
+            name=data.get("Name", "").lstrip("/"),
+            login=labels.get(LOGIN_LABEL, ""),
+            scope=labels.get(SCOPE_LABEL, ""),
+            status=state.get("Status", ""),
+            started_at=state.get("StartedAt", ""),
+            finished_at=state.get("FinishedAt", ""),
+            exit_code=int(state.get("ExitCode") or 0),
+        )
 
 
 def marker_path(name: str, held_dir: Path) -> Path:
@@ -140,9 +145,15 @@ def read_marker(name: str, held_dir: Path) -> dict | None:
 def write_marker(container: Container, held_dir: Path, by: str) -> Path:
     held_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
     path = marker_path(container.name, held_dir)
-    data = {"container": container.name, "id": container.id, "login": container.login,
-            "started_at": container.started_at, "by": by,
-            "held_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    data = {
+        "container": container.name,
+        "id": container.id,
+        "login": container.login,
+        "started_at": container.started_at,
+        "by": by,
+        # datetime.UTC is 3.11+; the guard also runs on hosts with Python 3.10 (Ubuntu 22.04).
+        "held_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017
+    }
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
     temporary.write_text(json.dumps(data, sort_keys=True) + "\n")
     os.replace(temporary, path)
@@ -159,7 +170,9 @@ def remove_marker(name: str, held_dir: Path) -> bool:
 
 def holds(marker: dict | None, container: Container) -> bool:
     """A marker holds this container only for the run it was written in."""
-    return bool(marker) and marker.get("id") == container.id and marker.get("started_at") == container.started_at
+    if not marker:
+        return False
+    return marker.get("id") == container.id and marker.get("started_at") == container.started_at
 
 
 # --- the guard ------------------------------------------------------------------------------
@@ -191,9 +204,13 @@ def _docker_start(name: str) -> None:
 
 
 class Guard:
-    def __init__(self, held_dir: Path = HELD_DIR, scope: str = SCOPE,
-                 list_fn: Callable[[], list[dict]] | None = None,
-                 start_fn: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        held_dir: Path = HELD_DIR,
+        scope: str = SCOPE,
+        list_fn: Callable[[], list[dict]] | None = None,
+        start_fn: Callable[[str], None] | None = None,
+    ) -> None:
         self.held_dir = held_dir
         self.scope = scope
         self.list_fn = list_fn or (lambda: account_containers(scope))
@@ -226,9 +243,12 @@ class Guard:
             if verdict.action == "none":
                 self.reported.pop(container.name, None)
                 continue
-            if verdict.action == "held":
-                self._say_once(container.name, f"{who}: {verdict.saw}; held by mt5farm-account stop "
-                                               f"({marker.get('by', '?')} at {marker.get('held_at', '?')}): left stopped")
+            if verdict.action == "held" and marker is not None:  # judge holds only with a marker
+                self._say_once(
+                    container.name,
+                    f"{who}: {verdict.saw}; held by mt5farm-account stop "
+                    f"({marker.get('by', '?')} at {marker.get('held_at', '?')}): left stopped",
+                )
                 done.append((container.name, "held"))
                 continue
             if verdict.stale_marker:
@@ -252,8 +272,10 @@ def run_guard(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     began = time.monotonic()
     if not args.once:
-        log(f"watching the containers labelled {SCOPE_LABEL}={args.scope} and {LOGIN_LABEL} every {args.interval:g} s; "
-            f"holds in {args.held_dir}" + (f"; for {args.duration:g} s" if args.duration else ""))
+        log(
+            f"watching the containers labelled {SCOPE_LABEL}={args.scope} and {LOGIN_LABEL} every {args.interval:g} s; "
+            f"holds in {args.held_dir}" + (f"; for {args.duration:g} s" if args.duration else "")
+        )
     while True:
         started = time.monotonic()
         guard.check()
@@ -276,8 +298,7 @@ def _one_container(login: str, scope: str) -> Container:
     found = [Container.from_inspect(data) for data in account_containers(scope, login)]
     found = [c for c in found if not c.name.endswith(NEXT_SUFFIX)]
     if not found:
-        raise SystemExit(f"mt5farm-account: no account container for login {login} on this host "
-                         "(a disabled or removed account has none)")
+        raise SystemExit(f"mt5farm-account: no account container for login {login} on this host (a disabled or removed account has none)")
     if len(found) > 1:
         raise SystemExit(f"mt5farm-account: several containers for login {login}: {', '.join(c.name for c in found)}")
     return found[0]
@@ -299,14 +320,16 @@ def run_account(args: argparse.Namespace) -> int:
             try:
                 write_marker(container, args.held_dir, by)
             except OSError as error:
-                raise SystemExit(f"mt5farm-account: cannot record the hold in {args.held_dir} ({error}): run it as root")
+                raise SystemExit(f"mt5farm-account: cannot record the hold in {args.held_dir} ({error}): run it as root") from error
             try:
                 docker("stop", container.name, timeout=180)
             except DockerError:
                 remove_marker(container.name, args.held_dir)
                 raise
-            print(f"mt5farm-account: {who}: stopped and held; the guard leaves it stopped until "
-                  f"`mt5farm-account start {container.login}` (or a converge) starts it")
+            print(
+                f"mt5farm-account: {who}: stopped and held; the guard leaves it stopped until "
+                f"`mt5farm-account start {container.login}` (or a converge) starts it"
+            )
             return 0
         removed = remove_marker(container.name, args.held_dir)
         docker("start", container.name, timeout=120)
@@ -333,19 +356,22 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     common.add_argument("--held-dir", type=Path, default=HELD_DIR, help=f"hold markers (default {HELD_DIR})")
     common.add_argument("--scope", default=SCOPE, help=f"the {SCOPE_LABEL} label value (default {SCOPE})")
     if prog == "mt5farm-account":
-        parser = argparse.ArgumentParser(prog=prog, parents=[common],
-                                         description="Stop an account so that the guard leaves it stopped, or start it again.")
+        parser = argparse.ArgumentParser(
+            prog=prog, parents=[common], description="Stop an account so that the guard leaves it stopped, or start it again."
+        )
         sub = parser.add_subparsers(dest="command", required=True)
         sub.add_parser("stop", help="hold and stop the account's container").add_argument("login")
         sub.add_parser("start", help="remove the hold and start the account's container").add_argument("login")
         sub.add_parser("status", help="account containers, their state and holds").add_argument("login", nargs="?")
         return run_account(parser.parse_args(argv))
-    parser = argparse.ArgumentParser(prog="mt5farm-guard", parents=[common], description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="mt5farm-guard", parents=[common], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--interval", type=_positive, default=5.0, help="seconds between two passes (default 5)")
     parser.add_argument("--once", action="store_true", help="one pass, then exit")
-    parser.add_argument("--for", dest="duration", type=_positive, default=None,
-                        help="exit after this many seconds (a cron entry starts it every minute)")
+    parser.add_argument(
+        "--for", dest="duration", type=_positive, default=None, help="exit after this many seconds (a cron entry starts it every minute)"
+    )
     return run_guard(parser.parse_args(argv))
 
 

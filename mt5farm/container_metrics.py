@@ -1,0 +1,176 @@
+#!/usr/bin/python3
+"""The MT5 Farm containers' memory, limit, restarts, state and health, for node exporter.
+
+    mt5farm-container-metrics --textfile-dir DIR
+
+Writes ``DIR/mt5_containers.prom`` (node exporter's textfile collector, Prometheus text
+format) for every container labelled ``mt5farm.scope`` (accounts and platform services).
+Memory is read from each container's cgroup, as ``docker stats`` shows it: usage minus
+inactive file cache (cgroup v1 and v2, cgroupfs and systemd drivers). Installed by the
+monitoring role as /usr/local/sbin/mt5farm-container-metrics and run by its systemd timer
+(or cron) with the textfile directory as argument.
+
+Runs on the host's own Python 3 (3.10 or later) with the Docker SDK (Debian's
+python3-docker); everything but ``main`` is pure and unit-tested (tests/monitoring).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+OUT_NAME = "mt5_containers.prom"
+CGROUP = Path("/sys/fs/cgroup")
+PROC = Path("/proc")
+SCOPE_LABEL = "mt5farm.scope"
+
+# name -> (type, help), in the order they are written.
+METRICS: dict[str, tuple[str, str]] = {
+    "mt5_container_memory_working_set_bytes": ("gauge", "Memory in use (usage minus inactive file cache)."),
+    "mt5_container_memory_limit_bytes": ("gauge", "Memory limit of the container (absent without one)."),
+    "mt5_container_restart_count": ("counter", "Restarts of the container by Docker since it was created."),
+    "mt5_container_running": ("gauge", "1 when the container runs."),
+    "mt5_container_healthy": ("gauge", "1 when its healthcheck passes, 0 when not (absent without one)."),
+}
+
+# One sample: (metric name, label text without braces, value).
+Sample = tuple[str, str, float]
+
+
+def working_set(usage: int, stat_text: str, inactive_key: str) -> float:
+    """Bytes in use: ``usage`` minus the ``inactive_key`` line of a memory.stat text, at least 0.
+
+    Raises ``ValueError`` when memory.stat has a malformed line or a non-integer value.
+    """
+    stat = dict(row.split() for row in stat_text.splitlines())
+    return float(max(usage - int(stat.get(inactive_key, 0)), 0))
+
+
+def cgroup_memory(pid: int, proc: Path = PROC, cgroup_root: Path = CGROUP) -> float | None:
+    """Working set of the cgroup of ``pid``, in bytes, or None when it cannot be read.
+
+    Reads ``<proc>/<pid>/cgroup``: the cgroup v2 line (empty controller list) gives
+    ``memory.current`` and ``inactive_file``; a v1 line with the ``memory`` controller gives
+    ``memory/…/memory.usage_in_bytes`` and ``total_inactive_file``.
+    """
+    try:
+        lines = (proc / str(pid) / "cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # cgroup v2
+            base = cgroup_root / path.lstrip("/")
+            usage_file, inactive_key = base / "memory.current", "inactive_file"
+        elif "memory" in controllers.split(","):
+            base = cgroup_root / "memory" / path.lstrip("/")
+            usage_file, inactive_key = base / "memory.usage_in_bytes", "total_inactive_file"
+        else:
+            continue
+        try:
+            return working_set(int(usage_file.read_text()), (base / "memory.stat").read_text(), inactive_key)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def escape(value: str) -> str:
+    """A Prometheus label value, escaped (backslash, double quote, newline)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def label_text(name: str, labels: Mapping[str, str]) -> str:
+    """``container="…",scope="…",service="…",login="…"`` of a container from its Docker labels.
+
+    ``service`` is the ``mt5farm.service`` label, or ``account`` for a container with an
+    ``mt5farm.login`` label (an account container), else empty.
+    """
+    tags = {
+        "container": name,
+        "scope": labels.get(SCOPE_LABEL, ""),
+        "service": labels.get("mt5farm.service", "account" if labels.get("mt5farm.login") else ""),
+        "login": labels.get("mt5farm.login", ""),
+    }
+    return ",".join(f'{key}="{escape(value)}"' for key, value in tags.items())
+
+
+def container_samples(
+    name: str, labels: Mapping[str, str], attrs: Mapping[str, Any], memory: Callable[[int], float | None]
+) -> list[Sample]:
+    """The samples of one container from its name, labels and ``docker inspect`` data.
+
+    ``memory(pid)`` gives the working set of a running container's main process (bytes) or
+    None. A limit of 0 (none), a missing healthcheck or an unreadable working set give no
+    sample for that metric.
+    """
+    text = label_text(name, labels)
+    state = attrs.get("State", {})
+    running = bool(state.get("Running"))
+    samples: list[Sample] = [
+        ("mt5_container_running", text, 1 if running else 0),
+        ("mt5_container_restart_count", text, attrs.get("RestartCount", 0)),
+    ]
+    limit = attrs.get("HostConfig", {}).get("Memory") or 0
+    if limit:
+        samples.append(("mt5_container_memory_limit_bytes", text, limit))
+    if running:
+        usage = memory(int(state.get("Pid") or 0))
+        if usage is not None:
+            samples.append(("mt5_container_memory_working_set_bytes", text, usage))
+    health = state.get("Health", {}).get("Status")
+    if health:
+        samples.append(("mt5_container_healthy", text, 1 if health == "healthy" else 0))
+    return samples
+
+
+def render(samples: Iterable[Sample]) -> str:
+    """The textfile: for each metric of METRICS, its HELP and TYPE lines, then its samples
+    in the order given (values as whole numbers); ends with a newline.
+
+    Raises ``KeyError`` for a sample of a metric not in METRICS.
+    """
+    by_metric: dict[str, list[tuple[str, float]]] = {name: [] for name in METRICS}
+    for name, labels, value in samples:
+        by_metric[name].append((labels, value))
+    lines = []
+    for name, (kind, help_text) in METRICS.items():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        lines += [f"{name}{{{labels}}} {value:.0f}" for labels, value in by_metric[name]]
+    return "\n".join(lines) + "\n"
+
+
+def write_textfile(out: Path, text: str) -> None:
+    """Replace ``out`` with ``text`` atomically (a temporary file in its directory), mode 0644:
+    node exporter never reads a half-written file."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".mt5_containers.")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mt5farm-container-metrics", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--textfile-dir", type=Path, required=True, help=f"node exporter's textfile directory (writes {OUT_NAME} there)")
+    args = parser.parse_args(argv)
+    # Imported here: the Docker SDK is the host's (python3-docker), the pure parts need none.
+    import docker
+
+    client = docker.from_env(timeout=20)
+    samples: list[Sample] = []
+    for container in client.containers.list(all=True, filters={"label": SCOPE_LABEL}):
+        samples += container_samples(container.name, container.labels, container.attrs, cgroup_memory)
+    write_textfile(args.textfile_dir / OUT_NAME, render(samples))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

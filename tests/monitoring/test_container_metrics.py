@@ -1,0 +1,182 @@
+"""mt5farm.container_metrics: the textfile node exporter publishes, from containers' inspect data and cgroups."""
+
+from __future__ import annotations
+
+import stat
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from mt5farm import container_metrics as cm
+
+ACCOUNT = ("mt5-5001", {"mt5farm.scope": "accounts", "mt5farm.login": "5001"})
+ACCOUNT_ATTRS = {
+    "State": {"Running": True, "Pid": 42, "Health": {"Status": "healthy"}},
+    "RestartCount": 2,
+    "HostConfig": {"Memory": 1288490188},
+}
+REDIS = ("mt5-redis", {"mt5farm.scope": "platform", "mt5farm.service": "redis"})
+REDIS_ATTRS = {"State": {"Running": True, "Pid": 43}, "RestartCount": 0, "HostConfig": {"Memory": 0}}
+ODD = ('odd"name\\x', {"mt5farm.scope": "accounts", "mt5farm.login": "7\n"})
+ODD_ATTRS = {"State": {"Running": False, "Pid": 0, "Health": {"Status": "unhealthy"}}, "RestartCount": 5, "HostConfig": {}}
+BARE = ("bare", {"mt5farm.scope": "x"})
+
+# The file the collector wrote before it was a package module (the same data through the
+# template's program gave these lines; the working sets are those of the stub below).
+EXPECTED = """\
+# HELP mt5_container_memory_working_set_bytes Memory in use (usage minus inactive file cache).
+# TYPE mt5_container_memory_working_set_bytes gauge
+mt5_container_memory_working_set_bytes{container="mt5-5001",scope="accounts",service="account",login="5001"} 398327808
+mt5_container_memory_working_set_bytes{container="mt5-redis",scope="platform",service="redis",login=""} 2852311040
+# HELP mt5_container_memory_limit_bytes Memory limit of the container (absent without one).
+# TYPE mt5_container_memory_limit_bytes gauge
+mt5_container_memory_limit_bytes{container="mt5-5001",scope="accounts",service="account",login="5001"} 1288490188
+# HELP mt5_container_restart_count Restarts of the container by Docker since it was created.
+# TYPE mt5_container_restart_count counter
+mt5_container_restart_count{container="mt5-5001",scope="accounts",service="account",login="5001"} 2
+mt5_container_restart_count{container="mt5-redis",scope="platform",service="redis",login=""} 0
+mt5_container_restart_count{container="odd\\"name\\\\x",scope="accounts",service="account",login="7\\n"} 5
+mt5_container_restart_count{container="bare",scope="x",service="",login=""} 0
+# HELP mt5_container_running 1 when the container runs.
+# TYPE mt5_container_running gauge
+mt5_container_running{container="mt5-5001",scope="accounts",service="account",login="5001"} 1
+mt5_container_running{container="mt5-redis",scope="platform",service="redis",login=""} 1
+mt5_container_running{container="odd\\"name\\\\x",scope="accounts",service="account",login="7\\n"} 0
+mt5_container_running{container="bare",scope="x",service="",login=""} 0
+# HELP mt5_container_healthy 1 when its healthcheck passes, 0 when not (absent without one).
+# TYPE mt5_container_healthy gauge
+mt5_container_healthy{container="mt5-5001",scope="accounts",service="account",login="5001"} 1
+mt5_container_healthy{container="odd\\"name\\\\x",scope="accounts",service="account",login="7\\n"} 0
+"""
+
+WORKING_SETS = {42: 398327808.0, 43: 2852311040.0}
+
+
+def _samples() -> list[cm.Sample]:
+    out: list[cm.Sample] = []
+    for (name, labels), attrs in ((ACCOUNT, ACCOUNT_ATTRS), (REDIS, REDIS_ATTRS), (ODD, ODD_ATTRS), (BARE, {})):
+        out += cm.container_samples(name, labels, attrs, WORKING_SETS.get)
+    return out
+
+
+def test_the_textfile_has_every_metric_with_help_and_type_and_the_containers_in_order():
+    assert cm.render(_samples()) == EXPECTED
+
+
+def test_a_metric_without_samples_still_has_its_help_and_type():
+    assert cm.render([]) == "".join(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n" for name, (kind, help_text) in cm.METRICS.items())
+
+
+def test_a_sample_of_an_unknown_metric_is_an_error():
+    with pytest.raises(KeyError):
+        cm.render([("mt5_container_unknown", 'container="x"', 1)])
+
+
+def test_values_are_written_as_whole_numbers():
+    assert cm.render([("mt5_container_memory_working_set_bytes", 'container="x"', 1234.6)]).splitlines()[2].endswith("} 1235")
+
+
+@pytest.mark.parametrize(
+    "labels, service",
+    [
+        ({"mt5farm.scope": "accounts", "mt5farm.login": "1"}, "account"),
+        ({"mt5farm.scope": "platform", "mt5farm.service": "nginx"}, "nginx"),
+        ({"mt5farm.scope": "accounts", "mt5farm.login": "1", "mt5farm.service": "special"}, "special"),
+        ({"mt5farm.scope": "platform"}, ""),
+    ],
+)
+def test_the_service_label_is_the_service_or_account_for_an_account_container(labels, service):
+    assert f'service="{service}"' in cm.label_text("c", labels)
+
+
+def test_label_values_are_escaped():
+    assert cm.escape('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+
+
+def test_a_stopped_container_has_no_working_set_and_the_memory_reader_is_not_asked():
+    asked: list[int] = []
+    samples = cm.container_samples("c", {}, {"State": {"Running": False, "Pid": 0}}, lambda pid: asked.append(pid))
+    assert asked == [] and all(name != "mt5_container_memory_working_set_bytes" for name, _, _ in samples)
+
+
+def test_an_unreadable_working_set_gives_no_sample():
+    samples = cm.container_samples("c", {}, {"State": {"Running": True, "Pid": 9}}, lambda pid: None)
+    assert [name for name, _, _ in samples] == ["mt5_container_running", "mt5_container_restart_count"]
+
+
+def test_the_working_set_is_usage_minus_inactive_file_cache_never_negative():
+    assert cm.working_set(1000, "active_file 5\ninactive_file 300\n", "inactive_file") == 700.0
+    assert cm.working_set(1000, "inactive_file 3000\n", "inactive_file") == 0.0
+    assert cm.working_set(1000, "rss 5\n", "inactive_file") == 1000.0
+    with pytest.raises(ValueError):
+        cm.working_set(1000, "inactive_file lots\n", "inactive_file")
+
+
+def _proc(tmp_path: Path, pid: int, cgroup: str) -> Path:
+    proc = tmp_path / "proc"
+    (proc / str(pid)).mkdir(parents=True)
+    (proc / str(pid) / "cgroup").write_text(cgroup)
+    return proc
+
+
+def test_cgroup_v2_memory_current_minus_inactive_file(tmp_path):
+    proc = _proc(tmp_path, 7, "0::/system.slice/docker-abc.scope\n")
+    group = tmp_path / "cgroup" / "system.slice" / "docker-abc.scope"
+    group.mkdir(parents=True)
+    (group / "memory.current").write_text("5000\n")
+    (group / "memory.stat").write_text("anon 100\ninactive_file 1200\n")
+    assert cm.cgroup_memory(7, proc, tmp_path / "cgroup") == 3800.0
+
+
+def test_cgroup_v1_memory_controller_usage_minus_total_inactive_file(tmp_path):
+    proc = _proc(tmp_path, 7, "12:pids:/docker/abc\n9:memory:/docker/abc\n1:name=systemd:/docker/abc\n")
+    group = tmp_path / "cgroup" / "memory" / "docker" / "abc"
+    group.mkdir(parents=True)
+    (group / "memory.usage_in_bytes").write_text("9000\n")
+    (group / "memory.stat").write_text("inactive_file 1\ntotal_inactive_file 4000\n")
+    assert cm.cgroup_memory(7, proc, tmp_path / "cgroup") == 5000.0
+
+
+def test_cgroup_memory_is_none_for_a_gone_process_or_unreadable_files(tmp_path):
+    assert cm.cgroup_memory(7, tmp_path / "proc", tmp_path / "cgroup") is None
+    proc = _proc(tmp_path, 8, "0::/gone.scope\n")
+    assert cm.cgroup_memory(8, proc, tmp_path / "cgroup") is None
+
+
+def test_the_textfile_is_replaced_whole_and_readable_by_node_exporter(tmp_path):
+    out = tmp_path / "textfile" / cm.OUT_NAME
+    cm.write_textfile(out, "first\n")
+    cm.write_textfile(out, "second\n")
+    assert out.read_text() == "second\n"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    assert sorted(p.name for p in out.parent.iterdir()) == [cm.OUT_NAME], "no temporary file is left"
+
+
+def test_main_lists_the_labelled_containers_and_writes_the_textfile(tmp_path, monkeypatch):
+    # A stub of the Docker SDK (the host's python3-docker): the one call main makes.
+    calls = []
+
+    class Container:
+        def __init__(self, name, labels, attrs):
+            self.name, self.labels, self.attrs = name, labels, attrs
+
+    class Containers:
+        def list(self, **kwargs):
+            calls.append(kwargs)
+            return [Container(*BARE, {}), Container(*ODD, ODD_ATTRS)]
+
+    fake = types.ModuleType("docker")
+    fake.from_env = lambda timeout: types.SimpleNamespace(containers=Containers())  # type: ignore[attr-defined]  # a stub module's attribute
+    monkeypatch.setitem(sys.modules, "docker", fake)
+    assert cm.main(["--textfile-dir", str(tmp_path)]) == 0
+    assert calls == [{"all": True, "filters": {"label": "mt5farm.scope"}}]
+    text = (tmp_path / cm.OUT_NAME).read_text()
+    assert 'mt5_container_running{container="bare",scope="x",service="",login=""} 0' in text
+    assert 'mt5_container_healthy{container="odd\\"name\\\\x",scope="accounts",service="account",login="7\\n"} 0' in text
+
+
+def test_main_needs_the_textfile_directory():
+    with pytest.raises(SystemExit):
+        cm.main([])
