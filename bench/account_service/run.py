@@ -173,7 +173,7 @@ def run_wrk(port: int, duration: int, workdir: Path, args_threads: int = 2) -> d
         ],
     )
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60).stdout
-    line = next(l for l in out.splitlines() if l.startswith("JSON "))
+    line = next(text for text in out.splitlines() if text.startswith("JSON "))
     data = json.loads(line[5:])
     return {
         "rps": data["requests"] / (data["duration_us"] / 1e6),
@@ -187,7 +187,7 @@ def run_wrk(port: int, duration: int, workdir: Path, args_threads: int = 2) -> d
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, int(round(q / 100 * len(ordered) + 0.5)) - 1))
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
     return ordered[index]
 
 
@@ -281,7 +281,7 @@ def main() -> int:
 
     rows.append(
         (
-            "GET /api/account req/s (64 conn, %ds)" % args.duration,
+            f"GET /api/account req/s (64 conn, {args.duration}s)",
             f"{http['rps']:,.0f}",
             f">= {TARGETS['rps']:,.0f}",
             verdict(http["rps"] >= TARGETS["rps"]),

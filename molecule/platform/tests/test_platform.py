@@ -239,20 +239,20 @@ def test_postgres_has_the_orders_placed_through_nginx(host):
 def test_postgres_roles_have_least_privilege(host):
     password = derived(WRITER_BASE, "postgres_password", 5001001)
     cannot = host.run(
-        "docker exec -e PGPASSWORD=%s mt5-postgres psql -h 127.0.0.1 -U mt5_account_5001001 -d mt5farm -c "
-        "'CREATE TABLE stolen (x int)'" % password
+        f"docker exec -e PGPASSWORD={password} mt5-postgres psql -h 127.0.0.1 -U mt5_account_5001001 -d mt5farm -c "
+        "'CREATE TABLE stolen (x int)'"
     )
     assert cannot.rc != 0 and "may not create" in cannot.stderr
     assert (
         host.run(
-            "docker exec -e PGPASSWORD=%s mt5-postgres psql -h 127.0.0.1 -U mt5_account_5001001 -d mt5farm -c "
-            "'DELETE FROM mt5_order_requests'" % password
+            f"docker exec -e PGPASSWORD={password} mt5-postgres psql -h 127.0.0.1 -U mt5_account_5001001 -d mt5farm -c "
+            "'DELETE FROM mt5_order_requests'"
         ).rc
         != 0
     )
     # The writer is the accounts' group: nobody logs in as it, with its base password or any.
     assert (
-        host.run("docker exec -e PGPASSWORD=%s mt5-postgres psql -h 127.0.0.1 -U mt5_writer -d mt5farm -c 'SELECT 1'" % WRITER_BASE).rc != 0
+        host.run(f"docker exec -e PGPASSWORD={WRITER_BASE} mt5-postgres psql -h 127.0.0.1 -U mt5_writer -d mt5farm -c 'SELECT 1'").rc != 0
     )
     reader = host.run(
         "docker exec -e PGPASSWORD=molecule-test-postgres-reader mt5-postgres psql -h 127.0.0.1 -U mt5_reader "
