@@ -89,6 +89,7 @@ def test_dockerfile_structure(rendered: Path) -> None:
     assert 'CMD ["C:\\\\Python\\\\python.exe", "-m", "mt5_account_service", "healthcheck"]' in text
     assert re.search(r"^HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 `$", text, re.M)
     entry = re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M)
+    assert entry is not None, "the Dockerfile has no exec-form ENTRYPOINT"
     assert json.loads(entry.group(1)) == [
         "powershell.exe",
         "-NoLogo",
