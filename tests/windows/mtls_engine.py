@@ -1,7 +1,7 @@
 """A real Docker engine behind mutual TLS, for the tests (not a mock).
 
-``start(tmp_dir)`` makes the certificates with the mt5_windows role's own CA tasks
-(roles/mt5_windows/tasks/pki.yml, through ansible-playbook), then runs ``dockerd
+``start(tmp_dir)`` makes the certificates with the mt5_windows_host role's own CA tasks
+(roles/mt5_windows_host/tasks/pki.yml, through ansible-playbook), then runs ``dockerd
 --tlsverify`` inside a throwaway container (the Molecule test host image plus Debian's
 docker.io, built once and cached by its recipe), listening on 2376 and published on
 127.0.0.1 only. The engine is the stand-in for a Windows host's engine: the same API, the
@@ -49,17 +49,17 @@ wait $!
 """
 
 PKI_PLAYBOOK = """---
-- name: The mt5_windows role's CA tasks, for a test engine on 127.0.0.1
+- name: The mt5_windows_host role's CA tasks, for a test engine on 127.0.0.1
   hosts: localhost
   gather_facts: false
   tasks:
     - name: Make the CA, the controller's client certificate and the engine's certificate
       ansible.builtin.include_role:
-        name: mt5_windows
+        name: mt5_windows_host
         tasks_from: pki.yml
       vars:
-        mt5_windows_tls_dir: "{tls_dir}"
-        mt5_windows_docker_api_names: ["127.0.0.1", "localhost"]
+        mt5_windows_host_tls_dir: "{tls_dir}"
+        mt5_windows_host_docker_api_names: ["127.0.0.1", "localhost"]
 """
 
 

@@ -120,13 +120,13 @@ def test_images_play_computes_the_tag_and_plans_the_build_through_the_engine(pla
     run = play("playbooks/windows_images.yml")
     assert_clean(run)
     assert not run.modules("win_command"), "the image is built through the engine's API, not over WinRM"
-    [tag] = run.task_results("mt5_windows : Compute the image tag from every input")
+    [tag] = run.task_results("mt5_windows_image : Compute the image tag from every input")
     ref = tag["ansible_facts"]["mt5_windows_image_ref"]
     assert ref.startswith("mt5farm/account-windows:") and len(ref.split(":")[1]) == 16
-    [planned] = run.task_results("mt5_windows : Report the image would be built (check mode)")
+    [planned] = run.task_results("mt5_windows_image : Report the image would be built (check mode)")
     assert planned["msg"] == f"would build {ref} on win-mock-01"
     again = play("playbooks/windows_images.yml")
-    [tag2] = again.task_results("mt5_windows : Compute the image tag from every input")
+    [tag2] = again.task_results("mt5_windows_image : Compute the image tag from every input")
     assert tag2["ansible_facts"]["mt5_windows_image_ref"] == ref, "the same inputs must give the same tag"
 
 
@@ -134,13 +134,13 @@ def test_an_expert_is_checked_against_its_sha256_and_changes_the_tag(play, engin
     expert = tmp_path / "Grid.ex5"
     expert.write_bytes(b"stand-in for a compiled expert")
     good = {"path": str(expert), "sha256": hashlib.sha256(expert.read_bytes()).hexdigest()}
-    run = play("playbooks/windows_images.yml", extra_vars={"mt5_windows_experts": [good]})
+    run = play("playbooks/windows_images.yml", extra_vars={"mt5_windows_image_experts": [good]})
     assert_clean(run)
-    [tag] = run.task_results("mt5_windows : Compute the image tag from every input")
+    [tag] = run.task_results("mt5_windows_image : Compute the image tag from every input")
     without = play("playbooks/windows_images.yml")
-    [tag_without] = without.task_results("mt5_windows : Compute the image tag from every input")
+    [tag_without] = without.task_results("mt5_windows_image : Compute the image tag from every input")
     assert tag["ansible_facts"]["mt5_windows_image_ref"] != tag_without["ansible_facts"]["mt5_windows_image_ref"]
 
-    wrong = play("playbooks/windows_images.yml", extra_vars={"mt5_windows_experts": [{**good, "sha256": "0" * 64}]})
+    wrong = play("playbooks/windows_images.yml", extra_vars={"mt5_windows_image_experts": [{**good, "sha256": "0" * 64}]})
     assert wrong.done.returncode != 0
     assert f"MQL5/Experts/Grid.ex5: {expert} has sha256 {good['sha256']}, the inventory says {'0' * 64}" in wrong.text

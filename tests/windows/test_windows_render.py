@@ -1,10 +1,10 @@
 """The Windows image's files as the role renders them, and the start ini as the image writes it.
 
-An ansible-playbook run on localhost applies the role's own tasks (image-decide.yml,
-image-render.yml) for sample inputs and writes the rendered Dockerfile and image.json, plus
+An ansible-playbook run on localhost applies the mt5_windows_image role's own tasks
+(decide.yml, render.yml) for sample inputs and writes the rendered Dockerfile and image.json, plus
 the role's runtime files (the same list the build context is made from), into a temp dir.
-The ini is then written by the image's own write_start_ini.py with mt5farm_ini.py (the Linux
-image's writer, copied as the build copies it) under this machine's Python: the same code
+The ini is then written by the image's own write_start_ini.py with mt5farm_ini.py (the farm's
+writer, mt5farm/runtime/ini.py, copied as the build copies it) under this machine's Python: the same code
 path the entrypoint runs, on another OS. The PowerShell entrypoint cannot run here; it is
 read for its structure and parsed for syntax by tree-sitter's PowerShell grammar.
 """
@@ -26,9 +26,9 @@ RENDER_PLAYBOOK = """---
   hosts: localhost
   gather_facts: false
   vars:
-    mt5_windows_python_installer: {{path: /nonexistent/python-3.11.9-amd64.exe, sha256: "{sha}"}}
-    mt5_windows_terminal_archive: {{path: /nonexistent/mt5-terminal.zip, sha256: "{sha}"}}
-    mt5_windows_experts:
+    mt5_windows_image_python_installer: {{path: /nonexistent/python-3.11.9-amd64.exe, sha256: "{sha}"}}
+    mt5_windows_image_terminal_archive: {{path: /nonexistent/mt5-terminal.zip, sha256: "{sha}"}}
+    mt5_windows_image_experts:
       - {{path: /nonexistent/Grid.ex5, sha256: "{sha}"}}
       - {{url: "https://example.invalid/t.ex5", sha256: "{sha}", kind: Indicators, name: Trend.ex5}}
     mt5_accounts:
@@ -37,10 +37,10 @@ RENDER_PLAYBOOK = """---
   tasks:
     - name: Decide and render
       ansible.builtin.include_role:
-        name: mt5_windows
+        name: mt5_windows_image
         tasks_from: "{{{{ item }}}}"
         public: true
-      loop: [image-decide.yml, image-render.yml]
+      loop: [decide.yml, render.yml]
     - name: Write the rendered files
       ansible.builtin.copy:
         content: "{{{{ item.value }}}}"
@@ -52,7 +52,7 @@ RENDER_PLAYBOOK = """---
         src: "{{{{ item.src }}}}"
         dest: "{out}/{{{{ item.dest }}}}"
         mode: "0644"
-      loop: "{{{{ __mt5_windows_runtime_files }}}}"
+      loop: "{{{{ __mt5_windows_image_runtime_files }}}}"
 """
 
 
@@ -89,6 +89,7 @@ def test_dockerfile_structure(rendered: Path) -> None:
     assert 'CMD ["C:\\\\Python\\\\python.exe", "-m", "mt5_account_service", "healthcheck"]' in text
     assert re.search(r"^HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 `$", text, re.M)
     entry = re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M)
+    assert entry is not None, "the Dockerfile has no exec-form ENTRYPOINT"
     assert json.loads(entry.group(1)) == [
         "powershell.exe",
         "-NoLogo",
@@ -205,7 +206,7 @@ def test_the_ini_writer_refuses_without_a_password_and_names_no_secret(rendered:
 
 
 def test_the_ini_writer_is_the_linux_images(rendered: Path) -> None:
-    shared = REPO / "roles/mt5_image/files/rootfs/usr/local/lib/mt5farm/mt5farm_runtime/ini.py"
+    shared = REPO / "mt5farm/runtime/ini.py"
     assert (rendered / "runtime" / "mt5farm_ini.py").read_bytes() == shared.read_bytes()
 
 

@@ -3,6 +3,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+import time
+from typing import Any
+
+from ansible.plugins.connection import ConnectionBase
+
 DOCUMENTATION = r"""
 name: mock_winrm
 short_description: A MOCK standing in for WinRM, because no Windows host exists here
@@ -38,13 +46,6 @@ options:
       - name: mock_winrm_scenario
 """
 
-import base64
-import json
-import re
-import time
-from typing import Any
-
-from ansible.plugins.connection import ConnectionBase
 
 STALE_LOGIN = "99999999"
 TMP_RE = re.compile(r"ansible-tmp-[A-Za-z0-9_.-]+")
@@ -195,7 +196,7 @@ class Connection(ConnectionBase):
         wrapper = wrappers[-1]
         script = wrapper["params"]["Script"]
         name = script[:-4] if script.endswith(".ps1") else script
-        args = {}
+        args: dict[str, Any] = {}
         for variable in wrapper["params"].get("Variables") or []:
             if variable.get("Name") == "complex_args":
                 args = variable.get("Value") or {}
