@@ -35,6 +35,7 @@ EXPECTED: dict[str, set[str]] = {
     },
     "mt5_container_specs.py": {"mt5_container_specs"},
     "mt5_image.py": {"mt5_image_input_hash", "mt5_image_sha256"},
+    "mt5farm_files.py": {"mt5farm_path", "mt5_service_packages"},
     "mt5_windows.py": {
         "mt5_windows_firewall_rules",
         "mt5_windows_defender_paths",
