@@ -7,7 +7,7 @@ What runs, all on 127.0.0.1, bounded in time (about a minute), removed at the en
     127.0.0.1:39301-39310, pinned to core 0 (--account-cpus);
   * one Nginx container (`mt5bench-plat-nginx`) of the platform's own Nginx image, in the
     host's network namespace on 127.0.0.1:39443 (TLS), with the config rendered from the
-    platform_nginx role's own templates for those 10 accounts (bench/platform/render.yml),
+    platform_nginx role's render entry point for those 10 accounts (bench/platform/render.yml),
     pinned to core 1 (--nginx-cpus): the platform host is another machine than the farm hosts
     in a real site, so Nginx does not take the accounts' CPU;
   * wrk (core 1, with Nginx), 64 connections over 16 threads for --duration s (10): thread i
@@ -91,15 +91,9 @@ def cleanup() -> None:
         subprocess.run(["docker", "rm", "-f", *names], capture_output=True, check=False)
 
 
-def start_accounts(image: str, secrets: Path, cpus: str) -> list[tuple[int, int]]:
-    secrets.mkdir(mode=0o700)
-    (secrets / "api_key").write_text(SERVICE_KEY + "\n")
-    os.chown(secrets, 10001, 10001)
-    os.chown(secrets / "api_key", 10001, 10001)
-    os.chmod(secrets / "api_key", 0o400)
-    accounts = []
-    for index in range(ACCOUNTS):
-        login, port = FIRST_LOGIN + index, FIRST_PORT + index
+def start_accounts(image: str, accounts: list[tuple[int, int]], secrets: Path, cpus: str) -> None:
+    """One container per (login, port), holding the key file render.yml wrote for its login."""
+    for login, port in accounts:
         run(
             "docker",
             "run",
@@ -117,7 +111,7 @@ def start_accounts(image: str, secrets: Path, cpus: str) -> list[tuple[int, int]
             "--tmpfs",
             "/data:uid=10001,gid=10001,mode=0750",
             "-v",
-            f"{secrets}:/run/secrets/mt5:ro",
+            f"{secrets / str(login)}:/run/secrets/mt5:ro",
             "-e",
             f"MT5_LOGIN={login}",
             "-e",
@@ -136,8 +130,6 @@ def start_accounts(image: str, secrets: Path, cpus: str) -> list[tuple[int, int]
             "LOG_LEVEL=warning",
             image,
         )
-        accounts.append((login, port))
-    return accounts
 
 
 def wait_answering(url: str, key: str | None, timeout: float = 120.0) -> None:
@@ -158,8 +150,9 @@ def wait_answering(url: str, key: str | None, timeout: float = 120.0) -> None:
         time.sleep(0.5)
 
 
-def render_nginx(out: Path, accounts: list[tuple[int, int]]) -> None:
-    """The role's own templates for these accounts (see render.yml), and a self-signed pair."""
+def render_nginx(out: Path, accounts: list[tuple[int, int]], secrets: Path) -> None:
+    """The role's config for these accounts (its render entry point, see render.yml), a self-signed
+    pair, and each account's key file under ``secrets/<login>/api_key``."""
     (out / "tls").mkdir(parents=True)
     run(
         "openssl",
@@ -181,19 +174,8 @@ def render_nginx(out: Path, accounts: list[tuple[int, int]]) -> None:
     )
     spec = {
         "bench_out": str(out),
-        "bench_accounts": [
-            {
-                "login": login,
-                "server": "Bench-Sim",
-                "backend": "simulator",
-                "host": "bench",
-                "address": "127.0.0.1",
-                "api_port": port,
-                "vnc_port": None,
-                "upstream": f"mt5_{login}",
-            }
-            for login, port in accounts
-        ],
+        "bench_secrets": str(secrets),
+        "bench_accounts": [{"login": login, "server": "Bench-Sim", "backend": "simulator", "api_port": port} for login, port in accounts],
         "bench_keys": [{"name": "bench", "key": CLIENT_KEY, "rate": "off"}],
         "bench_service_key": SERVICE_KEY,
         "bench_https_port": NGINX_PORT,
@@ -250,8 +232,9 @@ def main() -> int:
     cleanup()
     workdir = Path(tempfile.mkdtemp(prefix="mt5bench-platform-"))
     try:
-        accounts = start_accounts(account_image, workdir / "secrets", args.account_cpus)
-        render_nginx(workdir / "nginx", accounts)
+        accounts = [(FIRST_LOGIN + index, FIRST_PORT + index) for index in range(ACCOUNTS)]
+        render_nginx(workdir / "nginx", accounts, workdir / "secrets")
+        start_accounts(account_image, accounts, workdir / "secrets", args.account_cpus)
         run(
             "docker",
             "run",

@@ -2,8 +2,8 @@
 
 Once per session:
 
-- the role's templates are rendered by Ansible (tests/nginx/render.yml runs the role's own
-  preflight, so routes, keys, rate-limit zones and the services' derived keys come out exactly
+- the role's config is rendered by Ansible (tests/nginx/render.yml calls the role's `render`
+  entry point, so routes, keys, rate-limit zones and the services' derived keys come out exactly
   as a converge makes them) for a test inventory: accounts on free loopback ports;
 - ``adapt_for_test`` changes the few lines of nginx.conf that cannot run unprivileged in a
   temp dir (user, pid, /etc/nginx paths, temp paths; and the client timeouts, so that the 408
@@ -199,7 +199,7 @@ def parse_response(data: bytes) -> Response:
 
 
 def render(out: Path, inventory: dict[str, Any]) -> None:
-    """The role's templates, rendered by Ansible for the test inventory (tests/nginx/render.yml).
+    """The role's config, rendered by Ansible for the test inventory (tests/nginx/render.yml).
 
     MT5FARM_NGINX_TEST_ROLES (optional): a roles directory to render from instead of roles/,
     to run these tests against another version of the role (e.g. the committed one).
@@ -216,8 +216,6 @@ def render(out: Path, inventory: dict[str, Any]) -> None:
             str(REPO / "tests/nginx/render.yml"),
             "-e",
             f"nginx_test_out={out}",
-            "-e",
-            f"nginx_test_templates={roles}/platform_nginx/templates",
         ],
         cwd=REPO,
         env=env,
