@@ -10,15 +10,19 @@ export NO_COLOR := 1
 # Extra ansible-playbook arguments, e.g. make deploy ARGS="-i inventories/prod --limit host1"
 ARGS ?=
 PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
+# The typed Python: the farm's package, the modules and their module_utils, the filter shims,
+# the account service (the image runtime is mt5farm/runtime). Ruff also lints and format-checks
+# the tests.
+TYPED := mt5farm module_utils library filter_plugins account_service/src
 # The Molecule scenarios `make test` runs, in order (a scenario joins this list once it is green in CI).
 SCENARIOS ?= docker_host default platform
 
-.PHONY: help deploy test venv test-deps lint unit molecule testbed clean
+.PHONY: help deploy test venv test-deps lint unit molecule testbed lock clean
 
 help:
 	@echo "make deploy   converge the inventory (default: the local demo) with site.yml"
 	@echo "make test     lint, unit tests and every Molecule scenario"
-	@echo "make lint | unit | molecule | testbed | clean"
+	@echo "make lint | unit | molecule | testbed | lock | clean"
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -26,13 +30,17 @@ venv:
 deploy: venv
 	ansible-playbook site.yml $(ARGS)
 
-test: test-deps lint unit molecule
+# Lint first: it needs only the virtualenv, and a style fault should not wait for Docker.
+test: lint test-deps unit molecule
 
 # System packages and a running Docker engine for the tests (root or sudo).
 test-deps: venv
 	@bash scripts/test-deps.sh
 
 lint: venv
+	ruff check .
+	ruff format --check .
+	mypy $(TYPED)
 	yamllint --strict .
 	ansible-lint
 	@for playbook in $(PLAYBOOKS); do \
@@ -54,6 +62,16 @@ molecule: venv testbed
 		molecule test -s "$$scenario" || exit 1; \
 		echo "== $$scenario passed in $$(( $$(date +%s) - start )) s"; \
 	done
+
+# Re-pin: constraints.txt becomes the full pin set of a fresh virtualenv made from
+# requirements.txt and the two editable projects (the farm's package, the account service).
+lock:
+	rm -rf .lock-venv
+	python3 -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -e . -e './account_service[test]'
+	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/pip freeze --exclude-editable | LC_ALL=C sort -f; } >constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .lock-venv
 
 clean:
 	-@for scenario in $(SCENARIOS); do molecule destroy -s "$$scenario"; done

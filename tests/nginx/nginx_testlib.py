@@ -354,11 +354,11 @@ def nginx() -> Iterator[Nginx]:
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (out / "temp" / kind).mkdir(parents=True)
         command = [binary, "-e", "stderr", "-p", str(out), "-c", str(conf)]
-        checked = subprocess.run(command + ["-t"], capture_output=True, text=True, timeout=30)
+        checked = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
         assert checked.returncode == 0, f"nginx -t refused the role's config:\n{checked.stderr}"
         access_log, error_log = root / "access.log", root / "error.log"
         with open(access_log, "wb") as stdout, open(error_log, "wb") as stderr:
-            process = subprocess.Popen(command + ["-g", "daemon off;"], stdout=stdout, stderr=stderr)
+            process = subprocess.Popen([*command, "-g", "daemon off;"], stdout=stdout, stderr=stderr)
         processes.append(process)
         server = Nginx(out, https_port, http_port, status_port, process, access_log, error_log, services, ports)
         wait_until(
@@ -366,7 +366,12 @@ def nginx() -> Iterator[Nginx]:
         )
         assert process.poll() is None, f"nginx exited: {error_log.read_text()}"
         for login, service in services.items():
-            wait_until(lambda: service.poll() is not None or service_healthy(ports[login]), 40, f"account service {login} to be healthy")
+            # Bound now (default arguments): wait_until calls the lambda before the loop moves on.
+            wait_until(
+                lambda service=service, login=login: service.poll() is not None or service_healthy(ports[login]),
+                40,
+                f"account service {login} to be healthy",
+            )
             assert service.poll() is None, f"account service {login} exited: {(root / f'service-{login}/log').read_text()}"
         yield server
     finally:

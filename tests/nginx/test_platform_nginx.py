@@ -144,7 +144,7 @@ def test_rate_limit_counts_only_the_exact_key(nginx: Nginx) -> None:
 def test_two_keys_differing_only_in_case_are_refused_by_the_preflight(tmp_path: Path) -> None:
     from nginx_testlib import render
 
-    keys = API_KEYS + [{"name": "shout", "key": FLEET_KEY.upper()}]
+    keys = [*API_KEYS, {"name": "shout", "key": FLEET_KEY.upper()}]
     with pytest.raises(AssertionError, match="differ only in letter case"):
         render(
             tmp_path / "etc",
