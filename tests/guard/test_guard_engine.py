@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from farm_testing import unavailable
 
 import mt5farm.guard
 
@@ -48,7 +49,9 @@ def _engine_problem() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(_engine_problem() is not None, reason=str(_engine_problem()))
+_PROBLEM = _engine_problem()
+if _PROBLEM is not None:
+    unavailable(_PROBLEM)
 
 
 @pytest.fixture(scope="module")

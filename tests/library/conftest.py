@@ -11,29 +11,16 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import os
 import shutil
 import socket
 import tarfile
 import uuid
 from contextlib import redirect_stdout
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
+from farm_testing import unavailable
 from mt5farm_containers.module import run_module as module_main
-
-
-def unavailable(message: str) -> NoReturn:
-    """Skip a test that needs what this machine lacks; under CI (``CI`` set) fail it instead.
-
-    CI must not pass by skipping the module's Docker tests (account_service/tests/mt5svc_testlib.py
-    does the same for its servers).
-    """
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
 
 try:
     import docker
