@@ -56,7 +56,7 @@ PKI_PLAYBOOK = """---
     - name: Make the CA, the controller's client certificate and the engine's certificate
       ansible.builtin.include_role:
         name: mt5_windows_host
-        tasks_from: pki.yml
+        tasks_from: pki
       vars:
         mt5_windows_host_tls_dir: "{tls_dir}"
         mt5_windows_host_docker_api_names: ["127.0.0.1", "localhost"]

@@ -1,8 +1,8 @@
 """The Windows image's files as the role renders them, and the start ini as the image writes it.
 
 An ansible-playbook run on localhost applies the mt5_windows_image role's own tasks
-(decide.yml, render.yml) for sample inputs and writes the rendered Dockerfile and image.json, plus
-the role's runtime files (the same list the build context is made from), into a temp dir.
+(its `render` entry point) for sample inputs, which writes the rendered Dockerfile and image.json,
+plus the role's runtime files (the same list the build context is made from), into a temp dir.
 The ini is then written by the image's own write_start_ini.py with mt5farm_ini.py (the farm's
 writer, mt5farm/runtime/ini.py, copied as the build copies it) under this machine's Python: the same code
 path the entrypoint runs, on another OS. The PowerShell entrypoint cannot run here; it is
@@ -35,24 +35,12 @@ RENDER_PLAYBOOK = """---
       - {{login: 32345678, server: Broker-Win02, password: mock-broker-password-5a1f}}
     mt5_api_key: windows-mock-api-key-0123456789
   tasks:
-    - name: Decide and render
+    - name: Render with the role's render entry point
       ansible.builtin.include_role:
         name: mt5_windows_image
-        tasks_from: "{{{{ item }}}}"
-        public: true
-      loop: [decide.yml, render.yml]
-    - name: Write the rendered files
-      ansible.builtin.copy:
-        content: "{{{{ item.value }}}}"
-        dest: "{out}/{{{{ item.key }}}}"
-        mode: "0644"
-      loop: "{{{{ __mt5_windows_image_rendered | dict2items }}}}"
-    - name: Copy the runtime files as the build context gets them
-      ansible.builtin.copy:
-        src: "{{{{ item.src }}}}"
-        dest: "{out}/{{{{ item.dest }}}}"
-        mode: "0644"
-      loop: "{{{{ __mt5_windows_image_runtime_files }}}}"
+        tasks_from: render
+      vars:
+        mt5_windows_image_render_dir: "{out}"
 """
 
 
