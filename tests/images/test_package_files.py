@@ -4,12 +4,11 @@ as a playbook sees them: the files and the pins the roles ship from the mt5farm 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from farm_testing import run_ansible
 
 import mt5farm
 from mt5farm.paths import package_path
@@ -78,21 +77,11 @@ def test_there_is_no_list_for_linux():
 
 
 def _ansible_debug(expression: str) -> subprocess.CompletedProcess:
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_NOCOLOR="1",
+    return run_ansible(
+        ["localhost", "-m", "ansible.builtin.debug", "-a", f"msg={{{{ {expression} }}}}"],
+        program="ansible",
         ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
         ANSIBLE_STDOUT_CALLBACK="json",
-    )
-    return subprocess.run(
-        [str(Path(sys.executable).with_name("ansible")), "localhost", "-m", "ansible.builtin.debug", "-a", f"msg={{{{ {expression} }}}}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
     )
 
 

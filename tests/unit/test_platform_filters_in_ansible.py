@@ -4,10 +4,9 @@ The playbook is written here (tmp_path) with its own inventory: two Linux farm h
 first also the platform host, with a vault-style password that must never be templated.
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from farm_testing import run_ansible
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,19 +56,7 @@ PLAYBOOK = """
 def test_platform_filters_work_from_a_playbook(tmp_path: Path) -> None:
     (tmp_path / "hosts.yml").write_text(INVENTORY)
     (tmp_path / "play.yml").write_text(PLAYBOOK)
-    env = dict(
-        os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FILTER_PLUGINS=str(REPO / "filter_plugins")
-    )
-    playbook = Path(sys.executable).with_name("ansible-playbook")
-    done = subprocess.run(
-        [str(playbook), "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_ansible(["-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")])
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "failed=0" in output, output

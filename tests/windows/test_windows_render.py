@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from mt5_windows_testlib import BIN, REPO, SECRETS
+from farm_testing import run_ansible
+from mt5_windows_testlib import REPO, SECRETS
 
 RENDER_PLAYBOOK = """---
 - name: Render the Windows image's files with the role's own tasks
@@ -52,16 +53,7 @@ def rendered(tmp_path_factory) -> Path:
     playbook.write_text(RENDER_PLAYBOOK.format(sha="a" * 64, out=out))
     inventory = out.parent / "inventory.ini"
     inventory.write_text("[mt5_windows]\n")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_NOCOLOR="1")
-    done = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_ansible(["-i", str(inventory), str(playbook)], timeout=300, ANSIBLE_LOCALHOST_WARNING="false")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     return out
 
