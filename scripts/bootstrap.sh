@@ -16,7 +16,11 @@ if ! "$PYTHON" -m venv --help >/dev/null 2>&1; then
     echo "bootstrap: $PYTHON has no venv module; on Debian/Ubuntu: apt-get install python3-venv" >&2
     exit 1
 fi
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+# A virtualenv left half-made (an interrupted first run: python but no pip) is made again.
+if ! [ -x "$VENV/bin/python" ] || ! [ -x "$VENV/bin/pip" ]; then
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
 
 # Everything that decides what pip installs; a change re-runs pip.
 inputs=(requirements.txt constraints.txt pyproject.toml account_service/pyproject.toml)
