@@ -240,6 +240,6 @@ def available() -> str | None:
         pass  # community.crypto uses the cryptography library, not the openssl binary
     try:
         docker.APIClient(version="auto", timeout=10).ping()
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # noqa: BLE001 - any failure to reach the engine means "not available here"
         return f"no Docker engine answers here ({error}); run scripts/test-deps.sh"
     return None
