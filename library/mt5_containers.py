@@ -220,6 +220,25 @@ options:
     type: list
     elements: str
     default: []
+  pending_images:
+    description:
+      - Check mode only. Image references that this same run builds or ships before the
+        module runs for real (the images stage, in a check run, builds nothing).
+      - In check mode an image of this list that is not on the host yet is no error. Its
+        containers are planned with it as created or recreated (the diff shows its image id
+        as not on this host yet), and nothing changes.
+      - Outside check mode it changes nothing; a missing image fails the module as always.
+    type: list
+    elements: str
+    default: []
+  pending_networks:
+    description:
+      - Check mode only, as I(pending_images), for networks this run creates before the
+        module runs for real. In check mode a missing network of this list is no error;
+        outside check mode a missing network fails the module as always.
+    type: list
+    elements: str
+    default: []
   batch_size:
     description:
       - Containers recreated because their image changed are recreated this many at a time,
@@ -272,7 +291,10 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Reports the same actions without changing anything.
+    description:
+      - Reports the same actions without changing anything.
+      - Images and networks the same run makes first are named in I(pending_images) and
+        I(pending_networks); their containers are then reported as created or recreated.
   diff_mode:
     support: full
     description: Per container, its config hash and image before and after.

@@ -58,6 +58,8 @@ ARGUMENT_SPEC = dict(
     scope=dict(type="str", required=True),
     purge_volumes=dict(type="list", elements="str", default=[]),
     restart=dict(type="list", elements="str", default=[]),
+    pending_images=dict(type="list", elements="str", default=[]),
+    pending_networks=dict(type="list", elements="str", default=[]),
     batch_size=dict(type="int", default=1),
     wait_healthy=dict(type="bool", default=False),
     health_timeout=dict(type="int", default=120),

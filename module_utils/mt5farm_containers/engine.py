@@ -10,9 +10,10 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Collection
 from typing import Any
 
-from .spec import LABEL_HASH, LABEL_IMAGE, LABEL_SCOPE, SpecError, container_name
+from .spec import LABEL_HASH, LABEL_IMAGE, LABEL_SCOPE, PENDING_IMAGE_ID, SpecError, container_name
 
 DOCKER_IMPORT_ERROR: str | None
 try:
@@ -145,8 +146,12 @@ class Engine:
         found: list[dict[str, Any]] = self.api.containers(all=True, filters=filters)
         return found
 
-    def resolve_images(self, specs: list[dict[str, Any]]) -> dict[str, str]:
-        """Image reference -> image id, one inspection per distinct reference; SpecError naming the missing ones."""
+    def resolve_images(self, specs: list[dict[str, Any]], pending: Collection[str] = ()) -> dict[str, str]:
+        """Image reference -> image id, one inspection per distinct reference; SpecError naming the missing ones.
+
+        A missing reference listed in ``pending`` (check mode only: this run builds or ships
+        it) resolves to :data:`.spec.PENDING_IMAGE_ID` instead of failing.
+        """
         wanted: dict[str, list[str]] = {}
         for spec in specs:
             wanted.setdefault(spec["image"], []).append(spec["name"])
@@ -156,6 +161,9 @@ class Engine:
             try:
                 resolved[reference] = self.api.inspect_image(reference)["Id"]
             except NotFound:
+                if reference in pending:
+                    resolved[reference] = PENDING_IMAGE_ID
+                    continue
                 listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
                 missing.append(f"image {reference!r} (wanted by {listed})")
         if missing:
@@ -165,14 +173,15 @@ class Engine:
             )
         return resolved
 
-    def check_networks(self, specs: list[dict[str, Any]]) -> None:
-        """SpecError naming the networks the specs join that do not exist."""
+    def check_networks(self, specs: list[dict[str, Any]], pending: Collection[str] = ()) -> None:
+        """SpecError naming the networks the specs join that do not exist (those in ``pending`` excepted: check mode)."""
         missing = []
         for network in sorted({spec["network"] for spec in specs if spec.get("network")}):
             try:
                 self.api.inspect_network(network)
             except NotFound:
-                missing.append(network)
+                if network not in pending:
+                    missing.append(network)
         if missing:
             raise SpecError(f"network(s) {', '.join(missing)} do not exist on this host; create them before the containers")
 

@@ -21,20 +21,23 @@ if TYPE_CHECKING:  # only for the annotations: the module imports AnsibleModule 
     from .engine import Engine
 
 
-def validate(params: dict[str, Any], engine: Engine) -> list[dict[str, Any]]:
+def validate(params: dict[str, Any], engine: Engine, check_mode: bool = False) -> list[dict[str, Any]]:
     """The desired specs, normalized and hashed; SpecError for anything that cannot be applied.
 
     Checked before anything changes, in this order: the options, each spec, unique names and
     host ports, the images (one inspection per distinct reference) and networks on the host,
-    and that no volume to purge is still mounted by a desired container.
+    and that no volume to purge is still mounted by a desired container. In check mode only,
+    a missing image or network named in ``pending_images``/``pending_networks`` (this run
+    makes it before the module runs for real) is no error: its containers are planned as
+    created or recreated. Outside check mode those options change nothing.
     """
     message = option_error(params)
     if message:
         raise SpecError(message)
     specs = [normalize(container) for container in params["containers"]]
     check_unique(specs)
-    image_ids = engine.resolve_images(specs)
-    engine.check_networks(specs)
+    image_ids = engine.resolve_images(specs, pending=params["pending_images"] if check_mode else ())
+    engine.check_networks(specs, pending=params["pending_networks"] if check_mode else ())
     specs = [hashed(spec, image_ids[spec["image"]]) for spec in specs]
     check_purge(specs, list(dict.fromkeys(params["purge_volumes"])))
     return specs
@@ -130,7 +133,7 @@ def reconcile(module: AnsibleModule, engine: Engine) -> None:
     params = module.params
     scope = params["scope"]
     try:
-        specs = validate(params, engine)
+        specs = validate(params, engine, check_mode=module.check_mode)
     except SpecError as error:
         module.fail_json(msg=str(error))
 

@@ -18,6 +18,9 @@ LABEL_SCOPE = "mt5farm.scope"
 LABEL_HASH = "mt5farm.config-hash"
 LABEL_IMAGE = "mt5farm.image-id"
 RESERVED_LABELS = (LABEL_SCOPE, LABEL_HASH, LABEL_IMAGE)
+# The image id a pending image stands in with (check mode, ``pending_images``): never a real
+# id, so every container planned with it is created or recreated, as it will be.
+PENDING_IMAGE_ID = "(not on this host yet: built or shipped by this run)"
 # Bump only on purpose: a new value recreates every container of every farm.
 HASH_VERSION = 1
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 from mt5farm_containers.engine import Engine
+from mt5farm_containers.spec import PENDING_IMAGE_ID
 
 SECRET_MARKER = "env-value-that-must-not-be-printed-5521"
 
@@ -310,3 +311,45 @@ def test_a_missing_network_fails_and_an_existing_one_is_joined(farm) -> None:
     assert code == 0, result
     data = farm.containers()[farm.name(1)]
     assert list(data["NetworkSettings"]["Networks"]) == [network] and data["Config"]["Hostname"] == "acct-1"
+
+
+def test_a_pending_image_in_check_mode_plans_creates_and_recreates_and_changes_nothing(farm) -> None:
+    assert farm.run([farm.spec(1), farm.spec(2)])[0] == 0
+    before = ids(farm)
+    pending = f"{farm.prefix}/still-to-build:1"
+    wanted = [farm.spec(1, image=pending), farm.spec(2), farm.spec(3, image=pending)]
+    code, result = farm.run(wanted, check=True, diff=True, pending_images=[pending])
+    assert code == 0, result
+    assert result["changed"] is True
+    assert result["actions"] == {farm.name(1): "recreated", farm.name(2): "unchanged", farm.name(3): "created"}
+    after = result["diff"]["after"]
+    assert after[farm.name(1)]["image"] == pending and after[farm.name(1)]["image_id"] == PENDING_IMAGE_ID
+    assert after[farm.name(2)]["image_id"] == farm.images[1][1]
+    assert ids(farm) == before  # nothing created, recreated or removed
+
+
+def test_a_pending_image_outside_check_mode_fails_as_a_missing_image(farm) -> None:
+    assert farm.run([farm.spec(1)])[0] == 0
+    before = ids(farm)
+    pending = f"{farm.prefix}/still-to-build:1"
+    code, result = farm.run([farm.spec(1, image=pending)], pending_images=[pending])
+    assert code == 1
+    assert f"not on this host: image '{pending}' (wanted by {farm.name(1)})" in result["msg"]
+    assert ids(farm) == before
+
+
+def test_a_pending_image_already_on_the_host_is_used_as_it_is(farm) -> None:
+    assert farm.run([farm.spec(1)])[0] == 0
+    code, result = farm.run([farm.spec(1)], check=True, diff=True, pending_images=[farm.images[1][0]])
+    assert code == 0, result
+    assert result["changed"] is False and result["diff"]["after"][farm.name(1)]["image_id"] == farm.images[1][1]
+
+
+def test_a_pending_network_is_no_error_in_check_mode_only(farm) -> None:
+    network = farm.prefix + "-net"
+    code, result = farm.run([farm.spec(1, network=network)], check=True, pending_networks=[network])
+    assert code == 0, result
+    assert result["actions"] == {farm.name(1): "created"} and farm.containers() == {}
+    code, result = farm.run([farm.spec(1, network=network)], pending_networks=[network])
+    assert code == 1 and f"network(s) {network} do not exist" in result["msg"]
+    assert farm.containers() == {}

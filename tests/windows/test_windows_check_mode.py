@@ -116,6 +116,18 @@ def test_accounts_play_writes_secrets_with_acl_and_plans_the_containers(play, en
         assert not spec.get("memory_reservation") and not spec.get("pids_limit") and not spec.get("cap_drop") and not spec.get("user")
 
 
+def test_accounts_play_before_an_image_update_plans_the_containers_with_the_image_to_be_built(play, engine) -> None:
+    # What the images stage leaves in a check run when its inputs changed: a tag no engine holds yet.
+    missing = "mt5farm/account-windows:check-mode-not-built-yet"
+    run = play("playbooks/windows_accounts.yml", extra_vars={"mt5_windows_image": missing, "mt5_windows_image_pending": True})
+    assert_clean(run)
+    [reconcile] = run.task_results("mt5_windows : Reconcile the account containers in one pass (from the controller, over mutual TLS)")
+    assert reconcile["invocation"]["module_args"]["pending_images"] == [missing]
+    assert reconcile["actions"] == {"mt5-32345678": "created", "mt5-32345679": "created", "mt5-5002001": "created"}
+    [said] = run.task_results("mt5_windows : Say that the account image is still to be built or shipped (check mode)")
+    assert said["msg"].startswith(f"{missing} is not on win-mock-01 yet")
+
+
 def test_images_play_computes_the_tag_and_plans_the_build_through_the_engine(play, engine) -> None:
     run = play("playbooks/windows_images.yml")
     assert_clean(run)
