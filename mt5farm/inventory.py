@@ -20,6 +20,7 @@ rules are mt5farm.density's.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -577,6 +578,83 @@ def _host_report(
     return problems, notes, summary, account_facts
 
 
+def _address(view: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str, str]:
+    """(the first of ``keys`` the host sets, its value as text); ("", "") when none is set."""
+    for key in keys:
+        value = _read(view, key)
+        if value is _MISSING or value is None:
+            continue
+        unresolved = _unresolved(value, secret=False)
+        return key, f"<{unresolved}>" if unresolved else str(value).strip()
+    return "", ""
+
+
+def _private_address_problem(address: str) -> str | None:
+    """Why ``address`` cannot be where other hosts connect to, or None when it can."""
+    if address.startswith("<"):  # a template that did not resolve
+        return f"it {address[1:-1]}"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None if address and address != "localhost" else "it is not an IP address"
+    if ip.is_loopback:
+        return "it is a loopback address, which another host cannot reach"
+    if ip.is_unspecified:
+        return "it is the unspecified address (every interface), which names no host to connect to"
+    return None
+
+
+def _address_problems(hosts: Mapping[str, Mapping[str, Any]], farm: set[str], platform_group: set[str]) -> list[Problem]:
+    """The addresses hosts connect to each other at, when the fleet spans more than one host.
+
+    Nginx and Prometheus on the platform host reach every account at its host's
+    ``mt5_bind_address`` (default 127.0.0.1); the accounts on the other hosts reach Redis and
+    Postgres at the platform host's ``mt5_platform_address`` (default its mt5_bind_address).
+    With one host, loopback is right; with more, a loopback default would send the platform's
+    requests to its own loopback (another account's port, or nothing). Two farm hosts with
+    the same address would route to one of them. Only hosts in ``hosts`` are examined.
+    """
+    problems: list[Problem] = []
+    platform = sorted(platform_group)[0] if platform_group else None
+    if platform is None or not (farm - {platform}):
+        return problems
+    fix = "set mt5_bind_address to {host}'s private address"
+    seen: dict[str, str] = {}
+    for host in sorted(set(hosts) & farm):
+        key, address = _address(hosts[host], ("mt5_bind_address",))
+        if host != platform and not key:
+            text = (
+                f"host {host}: mt5_bind_address is not set, so the platform host {platform} would reach its accounts at "
+                f"127.0.0.1 (its own loopback); " + fix.format(host=host)
+            )
+            problems.append(Problem(host, 0, -1, text))
+        elif host != platform and (why := _private_address_problem(address)):
+            text = (
+                f"host {host}: the platform host {platform} cannot reach its accounts at mt5_bind_address {address!r}: {why}; "
+                + fix.format(host=host)
+            )
+            problems.append(Problem(host, 0, -1, text))
+        elif address in seen:
+            text = (
+                f"host {host}: mt5_bind_address {address} is also {seen[address]}'s; each farm host needs its own address "
+                f"(Nginx and Prometheus reach the accounts by it): correct one of them"
+            )
+            problems.append(Problem(host, 0, -1, text))
+        elif address and not address.startswith("<"):
+            seen[address] = host
+    if platform in hosts:
+        key, address = _address(hosts[platform], ("mt5_platform_address", "mt5_bind_address"))
+        why = "it is not set (the default is 127.0.0.1)" if not key else _private_address_problem(address)
+        if why:
+            where = f"{key} {address!r}" if key else "mt5_bind_address"
+            text = (
+                f"platform host {platform}: the accounts on the other hosts reach Redis and Postgres at its {where}, but {why}; "
+                f"set mt5_bind_address (or mt5_platform_address) of {platform} to its private address"
+            )
+            problems.append(Problem(platform, 0, -1, text))
+    return problems
+
+
 def _summary_line(host: str, summary: Mapping[str, Any]) -> str:
     os = summary["os"] or "unknown OS"
     line = f"{host} ({os}): {summary['enabled']} enabled of {summary['accounts']} accounts"
@@ -679,6 +757,7 @@ def mt5_inventory_report(
             else:
                 logins[login] = (host, item)
 
+    problems.extend(_address_problems(hosts, linux | windows, platform_group))
     return {
         "problems": [p.text for p in sorted(problems)],
         "notes": notes,

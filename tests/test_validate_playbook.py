@@ -95,9 +95,22 @@ BROKEN: dict[str, tuple[int, list[str]]] = {
     "windows_in_platform": (1, ["host win-a is in mt5_windows and platform; platform services run on Linux hosts only"]),
     "accounts_outside_farm": (1, ["host db-a defines mt5_accounts but is in neither mt5_linux nor mt5_windows"]),
     "bad_host_memory": (1, ["host farm-a: mt5_host_memory_gb is not a size: got 'lots'"]),
-    "many_problems": (
-        14,
+    "fleet_addresses": (
+        4,
         [
+            "platform host farm-a: the accounts on the other hosts reach Redis and Postgres at its mt5_bind_address, "
+            "but it is not set (the default is 127.0.0.1); set mt5_bind_address (or mt5_platform_address) of farm-a",
+            "host farm-b: mt5_bind_address is not set, so the platform host farm-a would reach its accounts at 127.0.0.1 "
+            "(its own loopback); set mt5_bind_address to farm-b's private address",
+            "host farm-c: the platform host farm-a cannot reach its accounts at mt5_bind_address '0.0.0.0': it is the unspecified address",
+            "host farm-e: mt5_bind_address 10.20.0.14 is also farm-d's; each farm host needs its own address",
+        ],
+    ),
+    "many_problems": (
+        18,
+        [
+            # No host sets mt5_bind_address: the fleet's address problems come with the rest.
+            "host farm-b: mt5_bind_address is not set, so the platform host farm-a would reach its accounts at 127.0.0.1",
             "host farm-a, account #2 in mt5_accounts: login is quoted ('2002')",
             "host farm-a, account 2003: server is missing",
             "host farm-a, account 2004: password is missing",

@@ -27,8 +27,17 @@ def linux(*accounts: dict[str, Any], **host_vars: Any) -> dict[str, Any]:
 GROUPS = {"mt5_linux": ["lin1", "lin2"], "mt5_windows": ["win1"], "platform": ["lin1"]}
 
 
+def addressed(hosts: dict[str, Any]) -> dict[str, Any]:
+    """Each host with its own private mt5_bind_address unless the test sets one (the fleet's
+    address checks have their own tests below; the rest are about other things)."""
+    return {
+        name: {"mt5_bind_address": f"10.0.0.{index}", **view} if isinstance(view, dict) else view
+        for index, (name, view) in enumerate(hosts.items(), start=11)
+    }
+
+
 def problems(hosts: dict[str, Any], groups: dict[str, Any] | None = None, **kwargs: Any) -> list[str]:
-    return inv.mt5_inventory_problems(hosts, groups or GROUPS, **kwargs)
+    return inv.mt5_inventory_problems(addressed(hosts), groups or GROUPS, **kwargs)
 
 
 def only(hosts: dict[str, Any], groups: dict[str, Any] | None = None) -> str:
@@ -51,7 +60,7 @@ def test_a_valid_inventory_has_no_problems() -> None:
         "win1": linux(acct(3001, isolation="hyperv", backend="mt5"), mt5_host_memory_gb="64G"),
         "ctl": {"ansible_connection": "local"},
     }
-    report = inv.mt5_inventory_report(hosts, GROUPS)
+    report = inv.mt5_inventory_report(addressed(hosts), GROUPS)
     assert report["problems"] == []
     assert report["hosts"]["lin1"]["density"]["cap"] == 37
     assert report["hosts"]["win1"]["density"]["cap"] == 34
@@ -178,7 +187,7 @@ def test_mt5_accounts_must_be_a_list(value: Any, expected: str) -> None:
 
 
 def test_empty_mt5_accounts_is_a_note_not_a_problem() -> None:
-    report = inv.mt5_inventory_report({"lin2": {"mt5_accounts": None}}, GROUPS)
+    report = inv.mt5_inventory_report(addressed({"lin2": {"mt5_accounts": None}}), GROUPS)
     assert report["problems"] == []
     assert "host lin2: mt5_accounts is empty; the host carries no accounts" in report["notes"]
 
@@ -294,7 +303,7 @@ def test_density_settings_are_read_from_the_host() -> None:
         mt5_platform_service_memory_gb={"node_exporter": 0},
         mt5_density_profiles={"linux": {"memory_limit": "1G", "memory_reservation": "512M"}},
     )
-    report = inv.mt5_inventory_report({"lin2": host}, GROUPS)
+    report = inv.mt5_inventory_report(addressed({"lin2": host}), GROUPS)
     assert report["problems"] == []
     assert report["hosts"]["lin2"]["density"]["cap"] == 16
 
@@ -393,3 +402,52 @@ def test_input_is_not_modified() -> None:
 def test_wrong_call_shapes_raise(args: tuple, expected: str) -> None:
     with pytest.raises(FarmError, match=expected.replace("[", r"\[").replace("{", r"\{")):
         inv.mt5_inventory_report(*args)
+
+
+# --- the addresses hosts reach each other at ----------------------------------------------
+
+
+def fleet_problems(hosts: dict[str, Any], groups: dict[str, Any] | None = None) -> list[str]:
+    return inv.mt5_inventory_problems(hosts, groups or GROUPS)
+
+
+def test_one_host_needs_no_address() -> None:
+    assert fleet_problems({"lin1": linux(acct(1001))}, {"mt5_linux": ["lin1"], "platform": ["lin1"]}) == []
+    assert fleet_problems({"lin1": linux(acct(1001)), "lin2": linux(acct(1002))}, {"mt5_linux": ["lin1", "lin2"]}) == []
+
+
+def test_a_fleet_with_loopback_defaults_is_refused_naming_each_host() -> None:
+    found = fleet_problems(
+        {"lin1": linux(acct(1001)), "lin2": linux(acct(1002)), "win1": {"mt5_accounts": [], "mt5_bind_address": "127.0.0.1"}}
+    )
+    assert len(found) == 3, found
+    assert "platform host lin1: the accounts on the other hosts reach Redis and Postgres at its mt5_bind_address" in found[0]
+    assert "host lin2: mt5_bind_address is not set, so the platform host lin1 would reach its accounts at 127.0.0.1" in found[1]
+    assert (
+        "host win1: the platform host lin1 cannot reach its accounts at mt5_bind_address '127.0.0.1': it is a loopback address" in found[2]
+    )
+
+
+def test_the_platform_address_may_differ_from_its_bind_address() -> None:
+    hosts = {"lin1": linux(acct(1001), mt5_platform_address="10.0.0.1"), "lin2": linux(acct(1002), mt5_bind_address="10.0.0.2")}
+    assert fleet_problems(hosts, {"mt5_linux": ["lin1", "lin2"], "platform": ["lin1"]}) == []
+
+
+def test_two_hosts_with_one_address_and_unresolved_templates_are_problems() -> None:
+    hosts = {
+        "lin1": linux(acct(1001), mt5_bind_address="10.0.0.1"),
+        "lin2": linux(acct(1002), mt5_bind_address="10.0.0.1"),
+        "win1": {"mt5_accounts": [], "mt5_bind_address": jinja2.Undefined(hint="'ansible_host' is undefined")},
+    }
+    found = fleet_problems(hosts)
+    assert len(found) == 2, found
+    assert "host lin2: mt5_bind_address 10.0.0.1 is also lin1's" in found[0]
+    assert "host win1: the platform host lin1 cannot reach its accounts at mt5_bind_address" in found[1]
+    assert "could not be templated" in found[1]
+
+
+def test_a_host_checked_alone_is_held_to_the_same_rule() -> None:
+    # The docker host stage checks one host at a time (with its facts): the platform host is
+    # not in that view, the farm host's own address still is.
+    assert fleet_problems({"lin2": linux(acct(1002))}) != []
+    assert fleet_problems({"lin2": linux(acct(1002), mt5_bind_address="10.0.0.2")}) == []
