@@ -22,9 +22,12 @@ description:
     C(mt5farm.image-id). A container is recreated if and only if its hash label differs.
   - Containers recreated because their image changed are rolled in batches of
     I(batch_size), each batch waiting for Docker's healthcheck to report C(healthy)
-    before the next one starts; a batch that does not come healthy within
-    I(health_timeout) fails the module and leaves the rest on the old image. Everything
-    else is done concurrently by I(parallelism) worker threads.
+    before the next one starts. During the update the old container is kept, stopped,
+    under C(<name>-mt5farm-prev); it is removed once the new one is healthy. A new
+    container that does not come healthy within I(health_timeout) is removed and its old
+    one renamed back and started (returned as I(rolled_back)), and the module fails,
+    leaving the rest on the old image. Every account is served throughout but for its own
+    stop-to-healthy gap. Everything else is done concurrently by I(parallelism) worker threads.
   - A recreated container is first created under a temporary name, so that a
     configuration Docker rejects leaves the running container alone; only then is the old
     one stopped (gracefully, with its own stop timeout), removed, and the new one renamed
@@ -428,6 +431,13 @@ unhealthy:
     - Container name to its state, health status and last health check outputs, for the
       containers that did not come healthy in time.
   type: dict
+  returned: failure
+rolled_back:
+  description:
+    - Containers whose image update was undone because the new container did not come healthy
+      in time - the old container, kept stopped during the update, serves again.
+  type: list
+  elements: str
   returned: failure
 not_updated:
   description: Containers whose image update was not attempted because an earlier batch failed.

@@ -46,8 +46,11 @@ from pathlib import Path
 SCOPE_LABEL = "mt5farm.scope"
 LOGIN_LABEL = "mt5farm.login"
 SCOPE = "accounts"
-# mt5_containers creates a replacement under this suffix, then renames it (never started as such).
+# mt5_containers creates a replacement under this suffix, then renames it (never started as such);
+# during an image update it keeps the old container, stopped, under the other until the new one
+# is healthy (started again only by a roll back).
 NEXT_SUFFIX = "-mt5farm-next"
+PREV_SUFFIX = "-mt5farm-prev"
 HELD_DIR = Path(os.environ.get("MT5FARM_HELD_DIR", "/var/lib/mt5farm/held"))
 DOCKER = os.environ.get("MT5FARM_DOCKER", "docker")
 DOWN_STATES = ("exited", "dead")
@@ -191,6 +194,8 @@ def judge(container: Container, marker: dict | None, scope: str = SCOPE) -> Verd
         return Verdict("none", "not an account container of this farm")
     if container.name.endswith(NEXT_SUFFIX):
         return Verdict("none", "a replacement being made by a converge")
+    if container.name.endswith(PREV_SUFFIX):
+        return Verdict("none", "the old container an image update keeps until the new one is healthy")
     if container.status not in DOWN_STATES:
         return Verdict("none", container.status)
     saw = f"{container.status} (exit code {container.exit_code}, since {container.finished_at})"

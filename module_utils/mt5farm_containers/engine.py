@@ -32,6 +32,9 @@ else:
 
 # A recreated container is created under this suffix, then renamed over the old one.
 NEXT_SUFFIX = "-mt5farm-next"
+# During an image update the old container waits, stopped, under this suffix until the new one
+# is healthy: removed then, renamed back and started when the new one is not (a roll back).
+PREV_SUFFIX = "-mt5farm-prev"
 POLL_SECONDS = 0.5
 HTTP_TIMEOUT = 300
 HEALTH_LOG_LINES = 3
@@ -268,6 +271,71 @@ class Engine:
             raise
         api.rename(container_id, spec["name"])
         api.start(container_id)
+
+    def update(self, spec: dict[str, Any], existing: dict[str, Any], scope: str) -> None:
+        """An image update that can be rolled back: the old container is stopped and kept.
+
+        The new container is created under ``<name>-mt5farm-next`` (the old one still serves
+        meanwhile); then the old one is stopped and renamed ``<name>-mt5farm-prev``, the new one
+        takes the name and starts. :meth:`commit` removes the old one once the new is healthy,
+        :meth:`roll_back` puts it back. A failure before the new one starts puts the old one
+        back at once (started again when it was running).
+        """
+        api = self.client()
+        name = spec["name"]
+        container_id = self.create(spec, scope, name=name + NEXT_SUFFIX)
+        was_running = existing.get("State") in ("running", "restarting", "paused")
+        try:
+            self._discard_name(name + PREV_SUFFIX)  # a leftover of an interrupted run
+            # Renamed before it stops, so that the host guard (mt5farm/guard.py), which starts
+            # stopped account containers but leaves -mt5farm-prev ones alone, never restarts it.
+            api.rename(existing["Id"], name + PREV_SUFFIX)
+            if was_running:
+                api.stop(existing["Id"])
+        except Exception:
+            self._discard(container_id)
+            self._put_back(existing["Id"], name, was_running)
+            raise
+        try:
+            api.rename(container_id, name)
+            api.start(container_id)
+        except Exception:
+            self._discard(container_id)
+            api.rename(existing["Id"], name)
+            if was_running:
+                api.start(existing["Id"])
+            raise
+
+    def commit(self, name: str) -> None:
+        """The new container of ``name`` is healthy: remove the old one kept by :meth:`update`."""
+        self._discard_name(name + PREV_SUFFIX)
+
+    def roll_back(self, name: str) -> None:
+        """The new container of ``name`` did not come healthy: remove it, put the old one back and start it."""
+        api = self.client()
+        previous = api.inspect_container(name + PREV_SUFFIX)
+        self._discard_name(name)
+        api.rename(previous["Id"], name)
+        api.start(previous["Id"])
+
+    def _discard_name(self, name: str) -> None:
+        try:
+            self.client().remove_container(name, v=True, force=True)
+        except NotFound:
+            pass
+
+    def _put_back(self, container_id: str, name: str, start: bool) -> None:
+        """Best effort: the old container under its own name again, started when it ran."""
+        api = self.client()
+        try:
+            api.rename(container_id, name)
+        except Exception:  # noqa: BLE001 - the error that matters is the one update re-raises
+            pass  # still named -mt5farm-prev, or already named back
+        if start:
+            try:
+                api.start(container_id)
+            except Exception:  # noqa: BLE001 - as above
+                pass
 
     def _discard(self, container_id: str) -> None:
         try:

@@ -48,18 +48,19 @@ class Outcome:
     """What :func:`apply` did: per container its action, the volumes purged, the errors.
 
     ``failure`` is the message when it stopped short, ``extra`` the failure's own returns
-    (``unhealthy``, ``not_updated``).
+    (``unhealthy``, ``rolled_back``, ``not_updated``).
     """
 
     actions: dict[str, str] = field(default_factory=dict)
     purged_volumes: list[str] = field(default_factory=list)
+    rolled_back: list[str] = field(default_factory=list)  # image updates undone: the old container serves again
     errors: dict[str, str] = field(default_factory=dict)
     failure: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
-        return bool(self.purged_volumes) or any(action != "unchanged" for action in self.actions.values())
+        return bool(self.purged_volumes or self.rolled_back) or any(action != "unchanged" for action in self.actions.values())
 
     def record(self, plan: Plan, names: list[str], errors: dict[str, str]) -> None:
         """Names done take their planned action; errors are kept by name."""
@@ -71,6 +72,24 @@ class Outcome:
         self.failure = message
         self.extra = extra
         return self
+
+
+def roll_back(engine: Engine, outcome: Outcome, unhealthy: dict[str, dict[str, Any]], scope: str, timeout: int, parallelism: int) -> str:
+    """Put the old containers of the ``unhealthy`` ones back (image updates undone); the message says how it went.
+
+    The old containers served before the update, so they are waited for again: a roll back
+    that does not come healthy either is named as such (``outcome.errors``).
+    """
+    back, errors = run_all(parallelism, [(name, partial(engine.roll_back, name)) for name in sorted(unhealthy)])
+    outcome.rolled_back = sorted(back)
+    outcome.errors.update({name: f"roll back failed: {message}" for name, message in errors.items()})
+    still = engine.wait_healthy(scope, back, timeout) if back else {}
+    message = unhealthy_message(unhealthy, timeout) + f"; rolled back to the old image: {', '.join(sorted(back)) or 'none'}"
+    if still:
+        message += f" (not healthy again within {timeout} s: {', '.join(sorted(still))})"
+    if errors:
+        message += "; " + summarize({name: f"roll back failed: {error}" for name, error in errors.items()})
+    return message
 
 
 def apply(engine: Engine, plan: Plan, purge: list[str], scope: str, params: dict[str, Any]) -> Outcome:
@@ -102,22 +121,29 @@ def apply(engine: Engine, plan: Plan, purge: list[str], scope: str, params: dict
 
     for index, batch in enumerate(batches(plan.roll, params["batch_size"])):
         names = [spec["name"] for spec, _ in batch]
+        # Each old container is kept (stopped) until its new one is healthy (Engine.update).
         updated, failures = run_all(
-            parallelism, [(spec["name"], partial(engine.recreate, spec, existing, scope)) for spec, existing in batch]
+            parallelism, [(spec["name"], partial(engine.update, spec, existing, scope)) for spec, existing in batch]
         )
-        outcome.record(plan, updated, failures)
+        unhealthy = engine.wait_healthy(scope, updated, timeout) if updated else {}
+        healthy = [name for name in updated if name not in unhealthy]
+        run_all(parallelism, [(name, partial(engine.commit, name)) for name in healthy])
+        outcome.record(plan, healthy, failures)
         remaining = rolled[rolled.index(names[-1]) + 1 :]
         stopped = f"image update stopped at batch {index + 1} ({', '.join(names)}): "
-        if failures:
+        if failures and not unhealthy:
             return outcome.stop(
                 stopped + summarize(failures) + (f"; not updated: {', '.join(remaining)}" if remaining else ""),
                 not_updated=remaining,
             )
-        unhealthy = engine.wait_healthy(scope, updated, timeout)
         if unhealthy:
             return outcome.stop(
-                stopped + unhealthy_message(unhealthy, timeout) + (f"; left on the old image: {', '.join(remaining)}" if remaining else ""),
+                stopped
+                + roll_back(engine, outcome, unhealthy, scope, timeout, parallelism)
+                + (f"; {summarize(failures)}" if failures else "")
+                + (f"; left on the old image: {', '.join(remaining)}" if remaining else ""),
                 unhealthy=unhealthy,
+                rolled_back=outcome.rolled_back,
                 not_updated=remaining,
             )
 

@@ -47,6 +47,7 @@ def test_containers_without_the_farms_labels_are_never_touched(labels):
 
 def test_a_converges_replacement_is_never_started():
     assert judge(Container.from_inspect(inspect(name="mt5-5001001-mt5farm-next")), None).action == "none"
+    assert judge(Container.from_inspect(inspect(name="mt5-5001001-mt5farm-prev")), None).action == "none"
 
 
 def test_a_hold_counts_for_the_run_it_was_written_in_only():

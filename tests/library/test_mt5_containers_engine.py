@@ -184,6 +184,8 @@ def test_a_rolling_image_update_goes_in_health_gated_batches(farm) -> None:
     assert code == 0, result
     assert result["recreated"] == [farm.name(i) for i in range(1, 5)]
     containers = farm.containers()
+    # The old containers, kept until their new ones were healthy, are gone.
+    assert sorted(containers) == [farm.name(i) for i in range(1, 5)], sorted(containers)
     assert {data["Image"] for data in containers.values()} == {farm.images[2][1]}
     created = {int(name.rsplit("-", 1)[1]): data["Created"] for name, data in containers.items()}
     healthy_first = max(created[1], created[2])
@@ -200,8 +202,9 @@ def _seconds(stamp: str) -> float:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds[:15])
 
 
-def test_a_batch_that_does_not_come_healthy_stops_the_update(farm) -> None:
-    # Accounts 3 and 4 break on image version 2: the second batch never comes healthy.
+def test_a_batch_that_does_not_come_healthy_is_rolled_back_and_stops_the_update(farm) -> None:
+    # Accounts 3 and 4 break on image version 2: the second batch never comes healthy, so its
+    # old containers (kept, stopped, while the new ones were tried) serve again.
     def spec(i: int, version: int) -> dict:
         env = {"ACCOUNT": str(i), "SECRETISH": SECRET_MARKER}
         if i in (3, 4):
@@ -217,17 +220,28 @@ def test_a_batch_that_does_not_come_healthy_stops_the_update(farm) -> None:
     message = result["msg"]
     assert f"image update stopped at batch 2 ({farm.name(3)}, {farm.name(4)})" in message
     assert "2 container(s) did not come healthy within 4 s" in message and "last checks: exit 1" in message
+    assert f"rolled back to the old image: {farm.name(3)}, {farm.name(4)}" in message and "not healthy again" not in message
     assert f"left on the old image: {farm.name(5)}, {farm.name(6)}" in message
     assert sorted(result["unhealthy"]) == [farm.name(3), farm.name(4)]
+    assert result["rolled_back"] == [farm.name(3), farm.name(4)]
     assert result["not_updated"] == [farm.name(5), farm.name(6)]
-    assert result["recreated"] == [farm.name(i) for i in range(1, 5)]
+    assert result["recreated"] == [farm.name(1), farm.name(2)]
     assert SECRET_MARKER not in str({k: v for k, v in result.items() if k != "invocation"}), [
         k for k in result if SECRET_MARKER in str(result[k])
     ]
-    images = {name: data["Image"] for name, data in farm.containers().items()}
-    assert [images[farm.name(i)] for i in range(1, 5)] == [farm.images[2][1]] * 4
-    assert [images[farm.name(i)] for i in (5, 6)] == [farm.images[1][1]] * 2
-    assert ids(farm)[farm.name(5)] == old[farm.name(5)] and ids(farm)[farm.name(6)] == old[farm.name(6)]
+    containers = farm.containers()
+    # Nothing left over under the roll's temporary names; every account is served again.
+    assert sorted(containers) == [farm.name(i) for i in range(1, 7)], sorted(containers)
+    images = {name: data["Image"] for name, data in containers.items()}
+    assert [images[farm.name(i)] for i in (1, 2)] == [farm.images[2][1]] * 2
+    assert [images[farm.name(i)] for i in (3, 4, 5, 6)] == [farm.images[1][1]] * 4
+    assert {name: ids(farm)[name] for name in [farm.name(i) for i in (3, 4, 5, 6)]} == {
+        name: old[name] for name in [farm.name(i) for i in (3, 4, 5, 6)]
+    }
+    assert all(containers[farm.name(i)]["State"]["Health"]["Status"] == "healthy" for i in range(1, 7))
+    # The next run tries the update again (the plan is unchanged), and a rerun of the good
+    # state changes nothing.
+    assert farm.run([spec(i, 1) if i > 2 else spec(i, 2) for i in range(1, 7)])[1]["changed"] is False
 
 
 def test_wait_healthy_fails_with_the_health_log(farm) -> None:
