@@ -306,6 +306,7 @@ class RecordingEngine:
     def __init__(self, broken: tuple[str, ...] = (), sick: tuple[str, ...] = ()) -> None:
         self.calls: list[tuple[str, str]] = []
         self.broken, self.sick = broken, sick
+        self.restored: set[str] = set()
         self._lock = threading.Lock()
 
     def _do(self, operation: str, name: str) -> None:
@@ -332,9 +333,21 @@ class RecordingEngine:
     def restart(self, spec: dict, existing: dict) -> None:
         self._do("restart", spec["name"])
 
+    def update(self, spec: dict, existing: dict, scope: str) -> None:
+        self._do("update", spec["name"])
+
+    def commit(self, name: str) -> None:
+        self._do("commit", name)
+
+    def roll_back(self, name: str) -> None:
+        self._do("roll_back", name)
+        self.restored.add(name)
+
     def wait_healthy(self, scope: str, names: list[str], timeout: int) -> dict:
         self._do("wait", ",".join(names))
-        return {name: {"state": "running", "health": "unhealthy", "last_checks": ["exit 1"]} for name in names if name in self.sick}
+        # A name rolled back runs its old container again, which was healthy.
+        sick = [name for name in names if name in self.sick and name not in self.restored]
+        return {name: {"state": "running", "health": "unhealthy", "last_checks": ["exit 1"]} for name in sick}
 
 
 PARAMS = {"parallelism": 4, "health_timeout": 5, "batch_size": 2, "wait_healthy": False}
@@ -365,8 +378,11 @@ def test_apply_removes_first_then_converges_then_rolls_batch_by_batch() -> None:
     assert operations[:2] == ["remove", "remove_volume"]
     assert sorted(engine.calls[2:4]) == [("create", "new"), ("recreate", "cfg")]
     rolled = engine.calls[4:]
-    assert set(rolled[:2]) == {("recreate", "r1"), ("recreate", "r2")} and rolled[2] == ("wait", "r1,r2")
-    assert set(rolled[3:5]) == {("recreate", "r3"), ("recreate", "r4")} and rolled[5:] == [("wait", "r3,r4")]
+    # Each batch: update (the old container kept), wait for health, then drop the old ones.
+    assert set(rolled[:2]) == {("update", "r1"), ("update", "r2")} and rolled[2] == ("wait", "r1,r2")
+    assert set(rolled[3:5]) == {("commit", "r1"), ("commit", "r2")}
+    assert set(rolled[5:7]) == {("update", "r3"), ("update", "r4")} and rolled[7] == ("wait", "r3,r4")
+    assert set(rolled[8:]) == {("commit", "r3"), ("commit", "r4")}
 
 
 def test_apply_rolls_nothing_after_a_failed_change() -> None:
@@ -383,9 +399,20 @@ def test_apply_stops_at_the_batch_that_does_not_come_healthy() -> None:
     outcome = apply(engine, a_plan(), [], "s", PARAMS)
     assert outcome.failure is not None
     assert outcome.failure.startswith("image update stopped at batch 1 (r1, r2): 1 container(s) did not come healthy within 5 s: r2 ")
-    assert outcome.failure.endswith("; left on the old image: r3, r4")
+    assert outcome.failure.endswith("; rolled back to the old image: r2; left on the old image: r3, r4")
     assert outcome.extra["not_updated"] == ["r3", "r4"] and list(outcome.extra["unhealthy"]) == ["r2"]
-    assert outcome.actions["r1"] == outcome.actions["r2"] == "recreated" and "r3" not in outcome.actions
+    assert outcome.extra["rolled_back"] == ["r2"] and outcome.changed
+    # r1 came healthy and keeps the new image; r2's old container serves again, waited for.
+    assert outcome.actions["r1"] == "recreated" and "r2" not in outcome.actions and "r3" not in outcome.actions
+    assert ("commit", "r1") in engine.calls and ("commit", "r2") not in engine.calls
+    assert engine.calls[-2:] == [("roll_back", "r2"), ("wait", "r2")]
+
+
+def test_a_roll_back_that_does_not_come_healthy_again_says_so() -> None:
+    engine = RecordingEngine(sick=("r1",))
+    engine.roll_back = lambda name: engine._do("roll_back", name)  # type: ignore[method-assign]  # the old one is sick too
+    outcome = apply(engine, a_plan(), [], "s", PARAMS)
+    assert outcome.failure is not None and "rolled back to the old image: r1 (not healthy again within 5 s: r1)" in outcome.failure
 
 
 def test_apply_waits_for_what_it_touched_when_asked() -> None:
