@@ -196,7 +196,7 @@ def test_recovery_time_with_the_loop_at_5_s(make, held):
     figures = []
     try:
         time.sleep(1)
-        # Once, mid-cycle: the scenario (molecule/platform, recovery.yml) times a killed account
+        # Once, mid-cycle: the scenario (molecule/fleet, recovery.yml) times a killed account
         # under the installed guard again, end to end.
         for attempt in range(1):
             time.sleep(2.5 * (attempt + 1))  # kill between two of the guard's passes

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("docker_engine")
 PRD_BOUND = 30.0
 IMAGE_DEFAULTS = Policy(grace=60, interval=5)  # the Dockerfile's WATCHDOG_GRACE / WATCHDOG_INTERVAL
 # One hang is the proof; the bound's arithmetic over many hang and start times is the state
-# machine's unit test (test_image_watchdog.py), and the platform scenario times it again.
+# machine's unit test (test_image_watchdog.py), and the fleet scenario times it again.
 HANGS = 1
 
 
