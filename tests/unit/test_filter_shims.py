@@ -34,6 +34,7 @@ EXPECTED: dict[str, set[str]] = {
         "mt5_grafana_dashboard",
     },
     "mt5_container_specs.py": {"mt5_container_specs"},
+    "mt5_moves.py": {"mt5_account_moves"},
     "mt5_image.py": {"mt5_image_input_hash", "mt5_image_sha256"},
     "mt5farm_files.py": {"mt5farm_path", "mt5_service_packages"},
     "mt5_windows.py": {
