@@ -45,11 +45,13 @@ DATABASE_ROLE = "mt5_account_{login}"
 def account_url(url: str, login: Any) -> str:
     """``url`` (REDIS_URL or DATABASE_URL, from mt5_platform_url) with the account's own user.
 
-    ``redis://host:port/0`` gets the account's ACL user, ``postgresql://<role>@host...`` the
-    account's role in place of the fleet's; any other URL (a site's own) is left as it is.
+    ``redis://host:port/0`` (or ``rediss://``, over TLS) gets the account's ACL user,
+    ``postgresql://<role>@host...`` the account's role in place of the fleet's; any other URL
+    (a site's own) is left as it is.
     """
-    if url.startswith("redis://") and "@" not in url.split("/", 3)[2]:
-        return "redis://" + REDIS_USER.format(login=login) + "@" + url[len("redis://") :]
+    for scheme in ("redis://", "rediss://"):
+        if url.startswith(scheme) and "@" not in url.split("/", 3)[2]:
+            return scheme + REDIS_USER.format(login=login) + "@" + url[len(scheme) :]
     if url.startswith("postgresql://") and "@" in url.split("/", 3)[2]:
         rest = url[len("postgresql://") :]
         return "postgresql://" + DATABASE_ROLE.format(login=login) + rest[rest.index("@") :]
@@ -153,7 +155,9 @@ OS_RULES: dict[str, OsRules] = {
 def _spec(account: Mapping[str, Any], settings: Mapping[str, Any], rules: OsRules) -> dict[str, Any]:
     """The container spec of one enabled resolved account."""
     sep = rules.separator
-    endpoint = f"http://{settings['bind_address']}:{account['api_port']}"
+    # HTTPS when the service has the host's certificate (settings' tls: TLS between hosts).
+    scheme = "https" if settings.get("tls") is True else "http"
+    endpoint = f"{scheme}://{settings['bind_address']}:{account['api_port']}"
     publish = rules.publish_address or settings["bind_address"]
     env = account_service_env(account, settings, rules.secrets_target, f"{rules.data_target}{sep}service", endpoint)
     if rules.vnc_env:
@@ -193,7 +197,9 @@ def mt5_container_specs(accounts: Any, os: str, settings: Mapping[str, Any]) -> 
       secrets_root (the host's folder of per-login secret folders), poll_interval,
       healthcheck ({interval, timeout, retries, start_period}), stop_timeout, env (extra
       environment, never secrets); on Linux also network, uid, pids_limit; on Windows
-      isolation (the host's default, ``process`` when absent).
+      isolation (the host's default, ``process`` when absent); optional tls (True: the
+      service serves HTTPS with the host's certificate from its secrets, so ADVERTISE_URL
+      and the endpoint label say ``https://``).
 
     Raises FarmError when ``accounts`` is not a list, ``os`` is unknown or a Windows
     account's isolation is not process or hyperv.

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,8 +75,10 @@ class LiveService:
         self.backend = backend
         self.app = create_app(settings, backend=backend)
         self.port = settings.service_port
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
+        # HTTPS when the settings carry a certificate (as cli.serve does).
+        tls = settings.tls_cert_file is not None
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.ws_url = f"{'wss' if tls else 'ws'}://127.0.0.1:{self.port}/ws"
         config = uvicorn.Config(
             self.app,
             host="127.0.0.1",
@@ -89,6 +91,8 @@ class LiveService:
             log_level="warning",
             ws_per_message_deflate=False,
             timeout_graceful_shutdown=3,
+            ssl_certfile=str(settings.tls_cert_file) if tls else None,
+            ssl_keyfile=str(settings.tls_key_file) if tls else None,
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, daemon=True)
@@ -285,8 +289,12 @@ class PostgresServer:
             return cur.fetchall() if cur.description is not None else []
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
+def _postgres_cluster(conf: str = "", hba: str | None = None, files: Sequence[Path] = ()) -> Iterator[PostgresServer]:
+    """A private PostgreSQL cluster with the role mt5svc owning the database mt5farm.
+
+    ``conf``: more postgresql.conf lines; ``hba``: pg_hba.conf in place of initdb's (the
+    local socket stays trusted for the setup); ``files``: copied into the data directory,
+    owned by the server's user, 0600 (TLS certificate and key)."""
     if not (PG_BIN / "postgres").exists():
         missing_binary("postgresql", str(PG_BIN / "postgres"))
     root = Path(tempfile.mkdtemp(prefix="mt5-pg-"))
@@ -324,8 +332,16 @@ def postgres_server() -> Iterator[PostgresServer]:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    with open(datadir / "postgresql.conf", "a") as conf:
-        conf.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+    with open(datadir / "postgresql.conf", "a") as handle:
+        handle.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n" + conf)
+    if hba is not None:
+        (datadir / "pg_hba.conf").write_text("local all all trust\n" + hba)
+    for source in files:
+        target = datadir / source.name
+        shutil.copyfile(source, target)
+        os.chmod(target, 0o600)
+        if user:
+            shutil.chown(target, user, user)
     server.start()
     setup = f"CREATE ROLE mt5svc LOGIN PASSWORD '{server.password}';CREATE DATABASE mt5farm OWNER mt5svc;"
     subprocess.run(
@@ -354,6 +370,22 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    yield from _postgres_cluster()
+
+
+@pytest.fixture(scope="session")
+def postgres_tls_server(tls_material: TlsMaterial) -> Iterator[PostgresServer]:
+    """Postgres as platform_postgres runs it with TLS on: TLS only over TCP (hostssl, and
+    hostnossl rejected), the server's certificate from the farm's CA."""
+    yield from _postgres_cluster(
+        conf=f"ssl = on\nssl_cert_file = '{tls_material.cert.name}'\nssl_key_file = '{tls_material.key.name}'\n",
+        hba="hostssl all all all scram-sha-256\nhostnossl all all all reject\n",
+        files=(tls_material.cert, tls_material.key),
+    )
 
 
 # --- the RPyC simulator server (the mt5linux path) ----------------------------------------------------
@@ -394,3 +426,96 @@ def rpyc_simulator() -> Iterator[RpycSimulator]:
 
 def run_async(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+# --- a private CA and server certificates (openssl), for the TLS tests ------------------------------
+@dataclass
+class Pki:
+    """A CA made by openssl in ``root``, like the farm's (roles/mt5_pki): ECDSA keys, serverAuth
+    certificates naming what clients dial."""
+
+    root: Path
+
+    def _openssl(self, *args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def ca(self, name: str) -> Path:
+        """A self-signed CA ``<name>-ca.pem`` (its key beside it); returns the certificate."""
+        key, cert = self.root / f"{name}-ca-key.pem", self.root / f"{name}-ca.pem"
+        self._openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key))
+        self._openssl(
+            "req", "-x509", "-new", "-key", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name} test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        )  # fmt: skip
+        return cert
+
+    def server(self, ca: Path, name: str, sans: str) -> tuple[Path, Path]:
+        """(cert, key) of a server certificate signed by ``ca`` with subjectAltName ``sans``."""
+        ca_key = ca.with_name(ca.name.replace("-ca.pem", "-ca-key.pem"))
+        key, csr, cert = self.root / f"{name}-key.pem", self.root / f"{name}.csr", self.root / f"{name}.pem"
+        ext = self.root / f"{name}.ext"
+        ext.write_text(f"subjectAltName={sans}\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyAgreement\n")
+        self._openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key))
+        self._openssl("req", "-new", "-key", str(key), "-out", str(csr), "-subj", f"/CN={name}")
+        self._openssl(
+            "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-out", str(cert), "-days", "2", "-extfile", str(ext),
+        )  # fmt: skip
+        os.chmod(key, 0o600)
+        return cert, key
+
+
+@dataclass
+class TlsMaterial:
+    ca: Path  # the farm's CA
+    other_ca: Path  # a CA nobody's certificate comes from
+    cert: Path  # names 127.0.0.1 only (dialling "localhost" is a wrong name)
+    key: Path
+
+
+@pytest.fixture(scope="session")
+def tls_material() -> Iterator[TlsMaterial]:
+    if shutil.which("openssl") is None:
+        missing_binary("openssl", "openssl")
+    root = Path(tempfile.mkdtemp(prefix="mt5-pki-"))
+    os.chmod(root, 0o755)
+    pki = Pki(root)
+    ca = pki.ca("farm")
+    other = pki.ca("other")
+    cert, key = pki.server(ca, "server", "IP:127.0.0.1")
+    yield TlsMaterial(ca, other, cert, key)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_tls_server(tls_material: TlsMaterial) -> Iterator[RedisServer]:
+    """redis-server as platform_redis runs it with TLS on: no plaintext port (port 0), TLS on
+    tls-port with the farm's certificate, clients authenticated by password (no client cert)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        missing_binary("redis-server", "redis-server")
+    port, password = free_port(), "redis-test-password-123"
+    proc = subprocess.Popen(
+        [
+            binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--requirepass", password, "--tls-cert-file", str(tls_material.cert), "--tls-key-file", str(tls_material.key),
+            "--tls-ca-cert-file", str(tls_material.ca), "--tls-auth-clients", "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    server = RedisServer(port, password, proc)
+
+    def ping() -> bool:
+        import redis
+
+        try:
+            client = redis.Redis.from_url(f"rediss://127.0.0.1:{port}/0", password=password, ssl_ca_certs=str(tls_material.ca))
+            return bool(client.ping())
+        except Exception:  # noqa: BLE001 - not up yet, whatever the client says
+            return False
+
+    wait_until(ping, timeout=10, what="redis-server (TLS) to answer")
+    yield server
+    proc.terminate()
+    proc.wait(timeout=10)

@@ -2,7 +2,8 @@
 
 Docker restarts a container whose main process exits, never one that is merely unhealthy,
 and supervisord restarts a program that exits, never one that hangs or stays disconnected.
-The watchdog closes that gap. It asks the service's ``GET /health`` every ``WATCHDOG_INTERVAL``
+The watchdog closes that gap. It asks the service's ``GET /health`` (over HTTPS, verified
+against the farm's CA, when the service serves HTTPS: health_target) every ``WATCHDOG_INTERVAL``
 seconds (5) while the answers are 200, and every ``RECHECK`` seconds (2; at most the interval)
 once one is not, with a timeout of ``min(interval, 2)`` seconds, and sorts the answer:
 
@@ -49,6 +50,7 @@ import argparse
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -56,6 +58,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 OK, DEGRADED, DOWN = "ok", "degraded", "down"
 # Seconds between probes once one was not 200 (at most the interval), and a probe's timeout.
@@ -166,11 +169,31 @@ class Watchdog:
         return decision
 
 
-def probe(port: int, timeout: float) -> tuple[str, str]:
-    """One GET /health: (status, detail). The detail is the service's own reason."""
-    url = f"http://127.0.0.1:{port}/health"
+def health_target(port: int, secrets_dir: str | None = None) -> tuple[str, ssl.SSLContext | None]:
+    """Where /health is asked: ``(url, None)`` for ``http://127.0.0.1:<port>/health``, or, when
+    the service serves HTTPS (TLS between hosts: ``tls_cert.pem`` in its secrets directory,
+    ``secrets_dir``, default ``MT5_SECRETS_DIR`` or /run/secrets/mt5), ``https://`` with a
+    context that verifies its certificate (which names 127.0.0.1) against the farm's CA,
+    ``tls_ca.pem`` there. The service's own healthcheck (mt5_account_service.cli) asks the same
+    way; a plain HTTP probe of an HTTPS service would never answer, and the service would be
+    killed as hung again and again.
+    """
+    directory = Path(secrets_dir or os.environ.get("MT5_SECRETS_DIR") or "/run/secrets/mt5")
+    if not (directory / "tls_cert.pem").is_file():
+        return f"http://127.0.0.1:{port}/health", None
+    ca = directory / "tls_ca.pem"
+    return f"https://127.0.0.1:{port}/health", ssl.create_default_context(cafile=str(ca) if ca.is_file() else None)
+
+
+def probe(port: int, timeout: float, secrets_dir: str | None = None) -> tuple[str, str]:
+    """One GET /health (health_target: HTTP, or HTTPS when the service serves it): (status,
+    detail). The detail is the service's own reason."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        url, context = health_target(port, secrets_dir)
+    except (OSError, ssl.SSLError) as exc:  # an unreadable CA file: nothing can be asked
+        return DOWN, f"cannot use the TLS files: {exc}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
             return (OK if response.status == 200 else DEGRADED), ""
     except urllib.error.HTTPError as exc:
         try:

@@ -2,14 +2,17 @@
 
 import http.server
 import json
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 
-from mt5farm.runtime.watchdog import DEGRADED, DOWN, OK, RESPAWN, Policy, Watchdog, describe, probe, run, supervisor_kill
+from mt5farm.runtime.watchdog import DEGRADED, DOWN, OK, RESPAWN, Policy, Watchdog, describe, health_target, probe, run, supervisor_kill
 
 WINE = Policy(grace=60, interval=5, on_down=("service",), on_degraded=(("terminal", "bridge"), ("terminal", "bridge", "service")))
 
@@ -327,3 +330,79 @@ def test_probe_reads_refused_and_silent_as_down():
         assert probe(silent.getsockname()[1], 0.5)[0] == DOWN
     finally:
         silent.close()
+
+
+# --- TLS between hosts: the service serves HTTPS only ----------------------------------------
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def _ca(root: Path, name: str) -> tuple[Path, Path]:
+    key, cert = root / f"{name}-ca-key.pem", root / f"{name}-ca.pem"
+    _openssl("ecparam", "-name", "secp384r1", "-genkey", "-noout", "-out", str(key))
+    _openssl("req", "-x509", "-new", "-key", str(key), "-out", str(cert), "-days", "1", "-subj", f"/CN={name}",
+             "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0", "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
+    return cert, key
+
+
+def _server_cert(root: Path, ca: tuple[Path, Path]) -> tuple[Path, Path]:
+    """A host certificate as roles/mt5_pki makes it: it names loopback, which the probe dials."""
+    key, csr, cert, ext = (root / name for name in ("key.pem", "cert.csr", "cert.pem", "cert.ext"))
+    ext.write_text("subjectAltName=DNS:farm-1,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyAgreement\n")
+    _openssl("ecparam", "-name", "secp384r1", "-genkey", "-noout", "-out", str(key))
+    _openssl("req", "-new", "-key", str(key), "-out", str(csr), "-subj", "/CN=farm-1")
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]), "-CAcreateserial", "-out", str(cert),
+             "-days", "1", "-extfile", str(ext))  # fmt: skip
+    return cert, key
+
+
+def _secrets(root: Path, name: str, ca: Path | None, cert: Path, key: Path) -> Path:
+    """A service's secrets directory with its TLS files (tls_ca.pem unless ``ca`` is None)."""
+    directory = root / name
+    directory.mkdir()
+    for file, source in (("tls_ca.pem", ca), ("tls_cert.pem", cert), ("tls_key.pem", key)):
+        if source is not None:
+            shutil.copyfile(source, directory / file)
+    return directory
+
+
+@pytest.fixture
+def https_health_server(tmp_path: Path):
+    """A /health server serving HTTPS with a certificate from the farm's CA; yields (port, the
+    service's secrets directory, one whose CA is another)."""
+    farm, other = _ca(tmp_path, "farm"), _ca(tmp_path, "other")
+    cert, key = _server_cert(tmp_path, farm)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], _secrets(tmp_path, "secrets", farm[0], cert, key), _secrets(tmp_path, "wrong", other[0], cert, key)
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_probe_asks_over_verified_https_when_the_service_has_a_certificate(https_health_server):
+    port, secrets, _ = https_health_server
+    assert health_target(port, str(secrets))[0] == f"https://127.0.0.1:{port}/health"
+    _Health.mode = "ok"
+    assert probe(port, 2, str(secrets)) == (OK, "")
+    _Health.mode = "degraded"
+    status, detail = probe(port, 2, str(secrets))
+    assert status == DEGRADED and "503" in detail and "terminal not connected" in detail
+    _Health.mode = "ok"
+
+
+def test_a_plain_probe_of_an_https_service_gets_no_answer(https_health_server, tmp_path: Path):
+    # What the probe did before: every HTTPS service looked hung and was killed again and again.
+    port, _, _ = https_health_server
+    (tmp_path / "no-tls").mkdir()
+    assert health_target(port, str(tmp_path / "no-tls")) == (f"http://127.0.0.1:{port}/health", None)
+    assert probe(port, 1, str(tmp_path / "no-tls"))[0] == DOWN
+
+
+def test_a_certificate_from_another_ca_is_not_trusted(https_health_server):
+    port, _, wrong = https_health_server
+    status, detail = probe(port, 2, str(wrong))
+    assert status == DOWN and "CERTIFICATE_VERIFY_FAILED" in detail

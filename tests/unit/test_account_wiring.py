@@ -29,7 +29,13 @@ def test_the_urls_name_the_accounts_own_user_and_role() -> None:
         ("redis://someone@10.0.0.11:6379/0", "redis://someone@10.0.0.11:6379/0"),  # a site's own user: kept
         ("postgresql://mt5_writer@10.0.0.11:5432/fund", "postgresql://mt5_account_7@10.0.0.11:5432/fund"),
         ("postgresql://10.0.0.11:5432/fund", "postgresql://10.0.0.11:5432/fund"),
-        ("rediss://10.0.0.11:6379/0", "rediss://10.0.0.11:6379/0"),
+        # over TLS (mt5_tls): the account's own user too, the TLS parameters kept
+        ("rediss://10.0.0.11:6379/0", "rediss://mt5-account-7@10.0.0.11:6379/0"),
+        ("rediss://someone@10.0.0.11:6379/0", "rediss://someone@10.0.0.11:6379/0"),
+        (
+            "postgresql://mt5_writer@10.0.0.11:5432/fund?sslmode=verify-full",
+            "postgresql://mt5_account_7@10.0.0.11:5432/fund?sslmode=verify-full",
+        ),
     ],
 )
 def test_account_url(url: str, want: str) -> None:

@@ -45,6 +45,15 @@ def test_linux_publishes_on_the_bind_address_and_novnc_only_with_vnc() -> None:
     assert plain["cap_drop"] == ["ALL"] and plain["user"] == "10001:10001" and "isolation" not in plain
 
 
+def test_with_tls_the_endpoint_and_advertise_url_say_https_and_nothing_else_changes() -> None:
+    plain, tls = specs("linux")[0], specs("linux", tls=True)[0]
+    assert tls["env"]["ADVERTISE_URL"] == "https://10.0.0.11:21001" == tls["labels"]["mt5farm.endpoint"]
+    assert plain["env"]["ADVERTISE_URL"] == "http://10.0.0.11:21001"
+    differs = {key for key in plain if plain[key] != tls[key]}
+    assert differs == {"env", "labels"}
+    assert specs("linux", tls=False) == specs("linux")
+
+
 def test_windows_publishes_on_every_address_with_only_what_its_engine_accepts() -> None:
     first, second = specs("windows")
     assert [p["host_ip"] for p in first["ports"]] == ["0.0.0.0"]

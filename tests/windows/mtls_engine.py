@@ -38,7 +38,7 @@ RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq 
     && rm -rf /var/lib/apt/lists/*
 """
 ENGINE_IMAGE = "mt5farm/testhost-dockerd:debian12-" + hashlib.sha256(RECIPE.encode()).hexdigest()[:12]
-# What a nested dockerd needs on this machine (see molecule/default/molecule.yml).
+# What a nested dockerd needs on this machine (see molecule/fleet/molecule.yml).
 CAPS = ["SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "MKNOD", "NET_RAW"]
 BUSYBOX = Path("/bin/busybox")
 STANDIN_ENTRY = """#!/bin/busybox sh

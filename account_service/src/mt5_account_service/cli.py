@@ -1,7 +1,7 @@
 """The ``mt5-account-service`` command.
 
 mt5-account-service                      serve (same as ``serve``)
-mt5-account-service healthcheck          GET localhost /health; exit 0 when healthy
+mt5-account-service healthcheck          GET localhost /health (HTTPS when serving it); exit 0 when healthy
 mt5-account-service simulator-rpyc       serve a simulated terminal over RPyC (mt5linux)
 mt5-account-service migrate              apply the Postgres migrations and exit
 """
@@ -13,12 +13,14 @@ import asyncio
 import json
 import logging
 import os
+import ssl
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 
-from .config import ConfigError, load_settings
+from .config import ConfigError, load_settings, tls_files
 
 
 def _configure_logging() -> None:
@@ -57,15 +59,34 @@ def serve() -> int:
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=5,
         log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+        # HTTPS only, when the host's certificate and key are in the secrets (a farm of more
+        # than one host): Nginx and Prometheus verify it against the farm's CA.
+        ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
+        ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
     )
     return 0
 
 
+def health_url_and_context(port: str, secrets_dir: Path) -> tuple[str, ssl.SSLContext | None]:
+    """Where the healthcheck asks: ``http://127.0.0.1:<port>/health``, or ``https://`` with a
+    context that verifies the service's certificate (its name 127.0.0.1) against the CA in the
+    secrets, when the service serves HTTPS."""
+    ca, cert, _key = tls_files(secrets_dir)
+    if cert is None:
+        return f"http://127.0.0.1:{port}/health", None
+    context = ssl.create_default_context(cafile=str(ca) if ca else None)
+    return f"https://127.0.0.1:{port}/health", context
+
+
 def healthcheck(timeout: float) -> int:
     port = os.environ.get("SERVICE_PORT", "8000")
-    url = f"http://127.0.0.1:{port}/health"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        url, context = health_url_and_context(port, Path(os.environ.get("MT5_SECRETS_DIR") or "/run/secrets/mt5"))
+    except ConfigError as exc:
+        print(f"unhealthy: {exc}")
+        return 1
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
             body, status = response.read().decode(), response.status
     except urllib.error.HTTPError as exc:
         body, status = exc.read().decode(errors="replace"), exc.code
@@ -105,7 +126,7 @@ def migrate() -> int:
         return 2
 
     async def run() -> list[int]:
-        conn = await connect_postgres(settings.database_url or "", settings.postgres_password)
+        conn = await connect_postgres(settings.database_url or "", settings.postgres_password, settings.tls_ca_file)
         try:
             return await apply_migrations(conn)
         finally:

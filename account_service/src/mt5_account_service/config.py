@@ -2,6 +2,9 @@
 
 Secrets (broker password, API keys, Redis/Postgres passwords) come only from files in
 ``MT5_SECRETS_DIR``; they are kept out of ``repr`` so a logged settings object leaks nothing.
+So do the TLS files of a farm of more than one host (``tls_files``): the farm's CA, which
+Redis' and Postgres' certificates are verified against, and the host's certificate and key,
+with which the service serves HTTPS.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ BACKENDS = ("simulator", "mt5linux", "mt5")
 #: a request can make the service buffer.
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+#: The TLS files in MT5_SECRETS_DIR (written by the mt5_linux role from the farm's PKI).
+TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE = "tls_ca.pem", "tls_cert.pem", "tls_key.pem"
 
 
 class ConfigError(ValueError):
@@ -54,6 +59,12 @@ class Settings:
     #: SHA-256 hex digests of the Prometheus scrape token(s): the container holds only the
     #: digests, so it cannot present the token to another account's /metrics.
     metrics_token_sha256: tuple[str, ...] = field(default=(), repr=False)
+    #: The CA certificate that Redis' (rediss://) and Postgres' (sslmode=verify-*) server
+    #: certificates are verified against; None: the system's CAs.
+    tls_ca_file: Path | None = None
+    #: Certificate and key to serve HTTPS with; None: plain HTTP.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
     @property
     def stale_after(self) -> float:
@@ -127,6 +138,17 @@ def _digests(directory: Path, name: str) -> tuple[str, ...]:
     return digests
 
 
+def tls_files(directory: Path) -> tuple[Path | None, Path | None, Path | None]:
+    """(ca, cert, key): the TLS files present in the secrets ``directory``, None for each absent.
+
+    Raises ConfigError when only one of the certificate and the key is there.
+    """
+    ca, cert, key = (directory / name for name in (TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE))
+    if cert.is_file() != key.is_file():
+        raise ConfigError(f"{cert} and {key} go together: write both to serve HTTPS, or neither")
+    return (ca if ca.is_file() else None, cert if cert.is_file() else None, key if key.is_file() else None)
+
+
 def _reject_inline_password(name: str, url: str | None) -> None:
     if url and urlsplit(url).password is not None:
         raise ConfigError(
@@ -153,6 +175,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     redis_url, database_url = _get(env, "REDIS_URL"), _get(env, "DATABASE_URL")
     _reject_inline_password("REDIS_URL", redis_url)
     _reject_inline_password("DATABASE_URL", database_url)
+    tls_ca, tls_cert, tls_key = tls_files(secrets_dir)
     return Settings(
         login=_int(env, "MT5_LOGIN", None, 1, 2**63 - 1),
         server=_get(env, "MT5_SERVER") or ("MT5Farm-Simulator" if backend == "simulator" else ""),
@@ -179,4 +202,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redis_password=_read_secret(secrets_dir, "redis_password"),
         postgres_password=_read_secret(secrets_dir, "postgres_password"),
         metrics_token_sha256=_digests(secrets_dir, "metrics_token_sha256"),
+        tls_ca_file=tls_ca,
+        tls_cert_file=tls_cert,
+        tls_key_file=tls_key,
     )

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -26,11 +27,25 @@ def registration(endpoint: str, server: str, backend: str, started: float) -> st
     return json.dumps({"endpoint": endpoint, "server": server, "backend": backend, "started": started}, separators=(",", ":"))
 
 
+def tls_options(url: str, ca_file: Path | None) -> dict[str, Any]:
+    """redis-py's TLS keywords for ``url``: none for ``redis://``; for ``rediss://`` a verified
+    server (certificate against ``ca_file``, else the system's CAs, and its name against the
+    host dialled)."""
+    if not url.startswith("rediss://"):
+        return {}
+    options: dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    if ca_file is not None:
+        options["ssl_ca_certs"] = str(ca_file)
+    return options
+
+
 class Registry:
-    def __init__(self, url: str, password: str | None, login: int, value: str, ttl: int) -> None:
+    def __init__(self, url: str, password: str | None, login: int, value: str, ttl: int, ca_file: Path | None = None) -> None:
         import redis.asyncio as aioredis
 
-        self._client: Any = aioredis.Redis.from_url(url, password=password, socket_timeout=3, socket_connect_timeout=3)
+        self._client: Any = aioredis.Redis.from_url(
+            url, password=password, socket_timeout=3, socket_connect_timeout=3, **tls_options(url, ca_file)
+        )
         self._login, self._value, self._ttl = login, value, ttl
         self.registered = False
 

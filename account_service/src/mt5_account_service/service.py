@@ -92,6 +92,7 @@ def build_service(settings: Settings, backend: Any | None) -> Service:
             settings.database_url,
             settings.postgres_password,
             metrics.db_spool_pending.set,
+            ca_file=settings.tls_ca_file,
         )
     if settings.redis_url:
         from .registry import Registry, registration, started_now
@@ -102,6 +103,7 @@ def build_service(settings: Settings, backend: Any | None) -> Service:
             settings.login,
             registration(settings.endpoint, settings.server, settings.backend, started_now()),
             settings.redis_ttl,
+            ca_file=settings.tls_ca_file,
         )
     return svc
 

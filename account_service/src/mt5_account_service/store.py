@@ -123,12 +123,17 @@ async def apply_migrations(conn: Any) -> list[int]:
     return applied
 
 
-async def connect_postgres(dsn: str, password: str | None) -> Any:
+async def connect_postgres(dsn: str, password: str | None, ca_file: Path | None = None) -> Any:
+    """A connection for ``dsn``; ``ca_file`` is the CA a ``sslmode=verify-*`` DSN verifies the
+    server's certificate against (libpq's sslrootcert; the DSN's sslmode decides whether TLS
+    is required)."""
     import psycopg
 
     kwargs: dict[str, Any] = {"connect_timeout": 3, "autocommit": True}
     if password is not None:
         kwargs["password"] = password
+    if ca_file is not None:
+        kwargs["sslrootcert"] = str(ca_file)
     return await psycopg.AsyncConnection.connect(dsn, **kwargs)
 
 
@@ -215,11 +220,18 @@ class Store:
     """Records orders, deals and snapshots; see the module docstring for the guarantees."""
 
     def __init__(
-        self, spool_path: Path, login: int, server: str, dsn: str, password: str | None, on_pending: Callable[[int], None]
+        self,
+        spool_path: Path,
+        login: int,
+        server: str,
+        dsn: str,
+        password: str | None,
+        on_pending: Callable[[int], None],
+        ca_file: Path | None = None,
     ) -> None:
         self.spool = Spool(spool_path)
         self._login, self._server = login, server
-        self._dsn, self._password = dsn, password
+        self._dsn, self._password, self._ca_file = dsn, password, ca_file
         self._on_pending = on_pending
         self._wake = asyncio.Event()
         self._conn: Any = None
@@ -329,7 +341,7 @@ class Store:
         security, where an account's role may only see its own login). Orders and deals
         are the trading record and are never deleted here."""
         try:
-            conn = await connect_postgres(self._dsn, self._password)
+            conn = await connect_postgres(self._dsn, self._password, self._ca_file)
         except Exception as exc:  # noqa: BLE001 - Postgres down: skip this round
             log.info("snapshot retention skipped, postgres unavailable: %s", exc)
             return None
@@ -350,7 +362,7 @@ class Store:
 
     async def _connection(self) -> Any:
         if self._conn is None or self._conn.closed:
-            self._conn = await connect_postgres(self._dsn, self._password)
+            self._conn = await connect_postgres(self._dsn, self._password, self._ca_file)
             if not self._migrated:
                 applied = await apply_migrations(self._conn)
                 if applied:
