@@ -19,6 +19,7 @@ class FilterModule:
                 "mt5_platform_node_targets": platform.mt5_platform_node_targets,
                 "mt5_platform_url": platform.mt5_platform_url,
                 "mt5_platform_api_keys": platform.mt5_platform_api_keys,
+                "mt5_platform_nginx_connections": platform.mt5_platform_nginx_connections,
                 "mt5_grafana_dashboard": platform.mt5_grafana_dashboard,
             }
         )

@@ -110,17 +110,27 @@ def mt5_platform_accounts(hosts: Mapping[str, Any], groups: Mapping[str, Any]) -
     return sorted(out, key=lambda item: item["login"])
 
 
-def mt5_platform_account_targets(accounts: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Prometheus static_configs for the accounts: one target per account, labels login, server, host."""
+def mt5_platform_account_targets(accounts: list[Mapping[str, Any]], https_hosts: Any = None) -> list[dict[str, Any]]:
+    """Prometheus static_configs for the accounts: one target per account, labels login, server, host.
+
+    ``https_hosts``: the hosts whose account services serve HTTPS (TLS between hosts: the
+    Linux farm hosts); their targets get ``__scheme__: https`` (the job's tls_config verifies
+    them), the others stay ``http``.
+    """
     if not isinstance(accounts, list):
         raise FarmError(f"mt5_platform_account_targets: accounts must be mt5_platform_accounts' list, got {_type_name(accounts)}")
-    return [
-        {
-            "targets": [f"{account['address']}:{account['api_port']}"],
-            "labels": {"login": str(account["login"]), "server": str(account["server"]), "host": str(account["host"])},
-        }
-        for account in accounts
-    ]
+    if https_hosts is None:
+        https_hosts = []
+    if not isinstance(https_hosts, list):
+        raise FarmError(f"mt5_platform_account_targets: https_hosts must be a list of host names, got {_type_name(https_hosts)}")
+    secure = {str(host) for host in https_hosts}
+    out = []
+    for account in accounts:
+        labels = {"login": str(account["login"]), "server": str(account["server"]), "host": str(account["host"])}
+        if str(account["host"]) in secure:
+            labels["__scheme__"] = "https"
+        out.append({"targets": [f"{account['address']}:{account['api_port']}"], "labels": labels})
+    return out
 
 
 def mt5_platform_node_targets(hosts: Mapping[str, Any], groups: Mapping[str, Any], port: int = 9100) -> list[dict[str, Any]]:
@@ -138,6 +148,32 @@ def mt5_platform_node_targets(hosts: Mapping[str, Any], groups: Mapping[str, Any
     return out
 
 
+# Descriptors a worker needs beyond its connections: log files, the config, temp files.
+NGINX_SPARE_FILES = 1024
+
+
+def mt5_platform_nginx_connections(accounts: int, keepalive: int, base: int) -> dict[str, int]:
+    """Nginx's worker_connections and worker_rlimit_nofile for a fleet of ``accounts`` accounts.
+
+    Each worker keeps up to ``keepalive`` idle connections to every account it has proxied to
+    (the upstreams' ``keepalive``), and with requests spread over the fleet every worker ends up
+    holding such a pool for nearly every account: up to accounts x keepalive connections that
+    count against worker_connections. ``base`` (platform_nginx_worker_connections) is the room
+    for everything else: clients, their proxied connections, WebSockets. Too few, and Nginx
+    refuses work ("worker_connections are not enough"; bench/fleet saw it at 5,000 accounts
+    with 4096). Returns {worker_connections: base + accounts x keepalive, rlimit_nofile: that
+    plus NGINX_SPARE_FILES}, both per worker. Raises FarmError for a negative or non-integer
+    argument, or a base of zero.
+    """
+    for name, value in (("accounts", accounts), ("keepalive", keepalive), ("base", base)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise FarmError(f"mt5_platform_nginx_connections: {name} must be a whole number >= 0, got {value!r}")
+    if base == 0:
+        raise FarmError("mt5_platform_nginx_connections: base (platform_nginx_worker_connections) must be above 0")
+    connections = base + accounts * keepalive
+    return {"worker_connections": connections, "rlimit_nofile": connections + NGINX_SPARE_FILES}
+
+
 def _is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback
@@ -145,7 +181,7 @@ def _is_loopback(address: str) -> bool:
         return address == "localhost"
 
 
-def mt5_platform_url(groups: Mapping[str, Any], kind: str, farm_host: str, hostvars: Mapping[str, Any]) -> str:
+def mt5_platform_url(groups: Mapping[str, Any], kind: str, farm_host: str, hostvars: Mapping[str, Any], tls: bool = False) -> str:
     """The URL (never a password) an account container on ``farm_host`` uses for Redis or Postgres.
 
     No platform host: "" (the account services run without them). On the platform host
@@ -153,6 +189,9 @@ def mt5_platform_url(groups: Mapping[str, Any], kind: str, farm_host: str, hostv
     their container names; elsewhere they use the platform host's ``mt5_platform_address``
     (default its mt5_bind_address) and the published port (``mt5_platform_redis_port``,
     ``mt5_platform_postgres_port``), which must then not be loopback.
+    ``tls`` (mt5farm.pki.mt5_tls_enabled): ``rediss://`` and ``?sslmode=verify-full`` — the
+    service verifies the server's certificate against the farm's CA (its secret file
+    ``tls_ca.pem``) and the name dialled (a subjectAltName of the certificate).
     """
     if kind not in SERVICE_PORTS:
         raise FarmError(f"mt5_platform_url: kind must be one of {sorted(SERVICE_PORTS)}, got {kind!r}")
@@ -172,9 +211,11 @@ def mt5_platform_url(groups: Mapping[str, Any], kind: str, farm_host: str, hostv
                 f"mt5_platform_url: {farm_host} cannot reach {kind} on the platform host {platform} at {host}: "
                 f"set mt5_platform_address (or mt5_bind_address) of {platform} to its private address"
             )
+    if not isinstance(tls, bool):
+        raise FarmError(f"mt5_platform_url: tls must be true or false, got {tls!r}")
     if kind == "redis":
-        return f"redis://{host}:{port}/0"
-    return f"postgresql://{WRITER_ROLE}@{host}:{port}/{database}"
+        return f"{'rediss' if tls else 'redis'}://{host}:{port}/0"
+    return f"postgresql://{WRITER_ROLE}@{host}:{port}/{database}" + ("?sslmode=verify-full" if tls else "")
 
 
 def mt5_platform_api_keys(

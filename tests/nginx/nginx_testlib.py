@@ -14,6 +14,10 @@ Once per session:
 - two account services (``mt5-account-service``, simulator backend), each holding only its own
   derived key; a third account is routed but down (nothing listens on its port).
 
+The same steps serve the other modules here with inventories of their own: one_farm_inventory
+(or farm_host_vars and platform_host_vars) builds the inventory, running_nginx renders, adapts,
+checks and runs Nginx, start_service starts an account service.
+
 Without nginx the tests are skipped, and fail under CI (like the other suites).
 """
 
@@ -30,7 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,8 +55,9 @@ UPSTREAM_BASE = "upstream-base-secret-0123456789abcdef"
 FLEET_KEY = "mt5farm-demo-key"
 SCOPED_KEY = "Fund-A-Scoped-Key-0123456789"  # fund-a: account A only
 LIMITED_KEY = "Limited-Key-0123456789abcdef"  # limited: 1 request a minute, burst 1
-API_KEYS = [
-    {"name": "ops", "key": FLEET_KEY, "rate": "off"},
+OPS_API_KEYS: list[dict[str, Any]] = [{"name": "ops", "key": FLEET_KEY, "rate": "off"}]  # the fleet key alone, no rate limit
+API_KEYS: list[dict[str, Any]] = [
+    *OPS_API_KEYS,
     {"name": "fund-a", "key": SCOPED_KEY, "accounts": [LOGIN_A], "rate": "off"},
     {"name": "limited", "key": LIMITED_KEY, "rate": "1r/m", "burst": 1},
 ]
@@ -254,17 +260,23 @@ def self_signed(out: Path) -> None:
     )
 
 
-def start_service(root: Path, login: int, port: int, key: str) -> subprocess.Popen[bytes]:
-    """An account service holding only ``key`` (its own derived key), as its container would."""
+def start_service(root: Path, login: int, port: int, key: str, tls: tuple[Path, Path, Path] | None = None) -> subprocess.Popen[bytes]:
+    """An account service holding only ``key`` (its own derived key), as its container would;
+    with ``tls``, (ca, cert, key) also as its secret files tls_ca.pem, tls_cert.pem, tls_key.pem,
+    as mt5_linux writes them (the service then serves HTTPS only). Its log: ``root/service-<login>/log``."""
     home = root / f"service-{login}"
-    (home / "secrets").mkdir(parents=True)
-    (home / "secrets/api_key").write_text(key + "\n")
+    secrets = home / "secrets"
+    secrets.mkdir(parents=True)
+    (secrets / "api_key").write_text(key + "\n")
+    if tls:
+        for name, source in zip(("tls_ca.pem", "tls_cert.pem", "tls_key.pem"), tls, strict=True):
+            shutil.copyfile(source, secrets / name)
     env = {
         **os.environ,
         "MT5_BACKEND": "simulator",
         "MT5_LOGIN": str(login),
         "SERVICE_PORT": str(port),
-        "MT5_SECRETS_DIR": str(home / "secrets"),
+        "MT5_SECRETS_DIR": str(secrets),
         "STATE_DIR": str(home / "state"),
         "POLL_INTERVAL": "0.2",
         "LOG_LEVEL": "warning",
@@ -294,88 +306,133 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
             process.wait(timeout=5)
 
 
+# --- the test inventory ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ports:
+    """Nginx's three listen ports on 127.0.0.1 (the role's https, http and status servers)."""
+
+    https: int
+    http: int
+    status: int
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(free_port(), free_port(), free_port())
+
+
+def simulator_account(login: int, api_port: int, **extra: Any) -> dict[str, Any]:
+    """One ``mt5_accounts`` entry: a simulator account whose service listens on ``api_port``;
+    ``extra``: more of the account's keys (e.g. ``vnc=True``)."""
+    return {"login": login, "server": "MT5Farm-Simulator", "backend": "simulator", "api_port": api_port, **extra}
+
+
+def farm_host_vars(accounts: list[dict[str, Any]]) -> dict[str, Any]:
+    """A farm host of the test inventory: run locally by this Python, its ``accounts`` on 127.0.0.1."""
+    return {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        "mt5_bind_address": "127.0.0.1",
+        "mt5_accounts": accounts,
+    }
+
+
+def platform_host_vars(ports: Ports, api_keys: list[dict[str, Any]]) -> dict[str, Any]:
+    """The platform_nginx variables of the test inventory's platform host: Nginx on ``ports`` of
+    127.0.0.1, one small worker, the clients' ``api_keys`` (platform_nginx_api_keys entries),
+    the services' keys derived from UPSTREAM_BASE."""
+    return {
+        "platform_nginx_image": "nginx:test",
+        "platform_nginx_listen_address": "127.0.0.1",
+        "platform_nginx_https_port": ports.https,
+        "platform_nginx_http_port": ports.http,
+        "platform_nginx_status_port": ports.status,
+        "platform_nginx_worker_processes": 1,
+        "platform_nginx_worker_connections": 512,
+        "platform_nginx_upstream_api_key": UPSTREAM_BASE,
+        "platform_nginx_api_keys": api_keys,
+    }
+
+
+def one_farm_inventory(accounts: list[dict[str, Any]], ports: Ports, api_keys: list[dict[str, Any]]) -> dict[str, Any]:
+    """An inventory of one host, ``farm``, that is both the farm host of ``accounts`` (mt5_linux)
+    and the platform host (see farm_host_vars, platform_host_vars)."""
+    return {
+        "all": {
+            "children": {
+                "mt5_linux": {"hosts": {"farm": farm_host_vars(accounts)}},
+                "platform": {"hosts": {"farm": platform_host_vars(ports, api_keys)}},
+            }
+        }
+    }
+
+
+# --- Nginx running the role's config ----------------------------------------------------------------
+@contextmanager
+def running_nginx(root: Path, inventory: dict[str, Any], ports: Ports, staged: Mapping[str, Path] | None = None) -> Iterator[Nginx]:
+    """Nginx running the role's config for ``inventory``, until the block ends (then SIGQUIT).
+
+    The config is rendered into ``root/etc`` (render), adapted (adapt_for_test), given a
+    self-signed pair (``tls/``), the files of ``staged`` (path in the config dir -> file to copy:
+    what a converge stages beside the render, e.g. the upstream CA) and the temp dirs; then
+    ``nginx -t`` must pass. Nginx's stdout and stderr (access and error log) go to
+    ``root/access.log`` and ``root/error.log``. Yields once all three ``ports`` listen.
+    Raises AssertionError when rendering, ``nginx -t`` or the start fails.
+    """
+    binary = nginx_binary()
+    out = root / "etc"
+    out.mkdir()
+    render(out, inventory)
+    conf = out / "nginx.conf"
+    conf.write_text(adapt_for_test(conf.read_text(), out))
+    self_signed(out)
+    for name, source in (staged or {}).items():
+        shutil.copyfile(source, out / name)
+    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (out / "temp" / kind).mkdir(parents=True)
+    command = [binary, "-e", "stderr", "-p", str(out), "-c", str(conf)]
+    checked = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, f"nginx -t refused the role's config:\n{checked.stderr}"
+    access_log, error_log = root / "access.log", root / "error.log"
+    with open(access_log, "wb") as stdout, open(error_log, "wb") as stderr:
+        process = subprocess.Popen([*command, "-g", "daemon off;"], stdout=stdout, stderr=stderr)
+    try:
+        listen = (ports.https, ports.http, ports.status)
+        wait_until(lambda: process.poll() is not None or all(_listening(p) for p in listen), 15, "nginx to listen")
+        assert process.poll() is None, f"nginx exited: {error_log.read_text()}"
+        yield Nginx(out, ports.https, ports.http, ports.status, process, access_log, error_log)
+    finally:
+        stop(process, signal.SIGQUIT)
+
+
 @pytest.fixture(scope="session")
 def nginx() -> Iterator[Nginx]:
-    binary = nginx_binary()
+    nginx_binary()  # skipped (failed under CI) before anything starts
     # Not pytest's tmp_path: its parents are 0700 and, run as root, the workers are nobody.
     root = Path(tempfile.mkdtemp(prefix="mt5-nginx-test-"))
     root.chmod(0o755)
-    processes: list[subprocess.Popen[bytes]] = []
+    services: dict[int, subprocess.Popen[bytes]] = {}
     try:
         ports = {login: free_port() for login in (LOGIN_A, LOGIN_B, LOGIN_DOWN)}
-        https_port, http_port, status_port = free_port(), free_port(), free_port()
         keys = {login: mt5_account_credential(UPSTREAM_BASE, "api_key", login) for login in (LOGIN_A, LOGIN_B)}
         # Start the services first: they take a few seconds, the render runs meanwhile.
-        services = {login: start_service(root, login, ports[login], keys[login]) for login in (LOGIN_A, LOGIN_B)}
-        processes += services.values()
-        out = root / "etc"
-        out.mkdir()
-        render(
-            out,
-            {
-                "all": {
-                    "children": {
-                        "mt5_linux": {
-                            "hosts": {
-                                "farm": {
-                                    "ansible_connection": "local",
-                                    "ansible_python_interpreter": sys.executable,
-                                    "mt5_bind_address": "127.0.0.1",
-                                    "mt5_accounts": [
-                                        {"login": login, "server": "MT5Farm-Simulator", "backend": "simulator", "api_port": port}
-                                        for login, port in ports.items()
-                                    ],
-                                }
-                            }
-                        },
-                        "platform": {
-                            "hosts": {
-                                "farm": {
-                                    "platform_nginx_image": "nginx:test",
-                                    "platform_nginx_listen_address": "127.0.0.1",
-                                    "platform_nginx_https_port": https_port,
-                                    "platform_nginx_http_port": http_port,
-                                    "platform_nginx_status_port": status_port,
-                                    "platform_nginx_worker_processes": 1,
-                                    "platform_nginx_worker_connections": 512,
-                                    "platform_nginx_upstream_api_key": UPSTREAM_BASE,
-                                    "platform_nginx_api_keys": API_KEYS,
-                                }
-                            }
-                        },
-                    }
-                },
-            },
-        )
-        conf = out / "nginx.conf"
-        conf.write_text(adapt_for_test(conf.read_text(), out))
-        self_signed(out)
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            (out / "temp" / kind).mkdir(parents=True)
-        command = [binary, "-e", "stderr", "-p", str(out), "-c", str(conf)]
-        checked = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
-        assert checked.returncode == 0, f"nginx -t refused the role's config:\n{checked.stderr}"
-        access_log, error_log = root / "access.log", root / "error.log"
-        with open(access_log, "wb") as stdout, open(error_log, "wb") as stderr:
-            process = subprocess.Popen([*command, "-g", "daemon off;"], stdout=stdout, stderr=stderr)
-        processes.append(process)
-        server = Nginx(out, https_port, http_port, status_port, process, access_log, error_log, services, ports)
-        wait_until(
-            lambda: process.poll() is not None or all(_listening(p) for p in (https_port, http_port, status_port)), 15, "nginx to listen"
-        )
-        assert process.poll() is None, f"nginx exited: {error_log.read_text()}"
-        for login, service in services.items():
-            # Bound now (default arguments): wait_until calls the lambda before the loop moves on.
-            wait_until(
-                lambda service=service, login=login: service.poll() is not None or service_healthy(ports[login]),
-                40,
-                f"account service {login} to be healthy",
-            )
-            assert service.poll() is None, f"account service {login} exited: {(root / f'service-{login}/log').read_text()}"
-        yield server
+        for login in (LOGIN_A, LOGIN_B):
+            services[login] = start_service(root, login, ports[login], keys[login])
+        nginx_ports = Ports.free()
+        inventory = one_farm_inventory([simulator_account(login, port) for login, port in ports.items()], nginx_ports, API_KEYS)
+        with running_nginx(root, inventory, nginx_ports) as server:
+            server.services, server.service_ports = services, ports
+            for login, service in services.items():
+                # Bound now (default arguments): wait_until calls the lambda before the loop moves on.
+                wait_until(
+                    lambda service=service, login=login: service.poll() is not None or service_healthy(ports[login]),
+                    40,
+                    f"account service {login} to be healthy",
+                )
+                assert service.poll() is None, f"account service {login} exited: {(root / f'service-{login}/log').read_text()}"
+            yield server
     finally:
-        for process in reversed(processes):
-            stop(process, signal.SIGQUIT if process.args[0] == binary else signal.SIGTERM)
+        for service in services.values():
+            stop(service)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -12,7 +12,6 @@ What is proved (nginx_testlib.py explains the setup and the few test adaptations
 from __future__ import annotations
 
 import re
-import sys
 import urllib.parse
 from pathlib import Path
 
@@ -29,10 +28,15 @@ from nginx_testlib import (
     SCOPED_KEY,
     UPSTREAM_BASE,
     Nginx,
+    Ports,
     Response,
+    free_port,
     mt5_account_credential,
+    one_farm_inventory,
     parse_response,
     raw_request,
+    render,
+    simulator_account,
 )
 
 ERRORS = yaml.safe_load((REPO / "roles/platform_nginx/vars/main.yml").read_text())["_platform_nginx_errors"]
@@ -142,37 +146,10 @@ def test_rate_limit_counts_only_the_exact_key(nginx: Nginx) -> None:
 
 
 def test_two_keys_differing_only_in_case_are_refused_by_the_preflight(tmp_path: Path) -> None:
-    from nginx_testlib import render
-
     keys = [*API_KEYS, {"name": "shout", "key": FLEET_KEY.upper()}]
+    inventory = one_farm_inventory([simulator_account(LOGIN_A, free_port())], Ports.free(), keys)
     with pytest.raises(AssertionError, match="differ only in letter case"):
-        render(
-            tmp_path / "etc",
-            {
-                "all": {
-                    "children": {
-                        "mt5_linux": {
-                            "hosts": {
-                                "farm": {
-                                    "ansible_connection": "local",
-                                    "ansible_python_interpreter": sys.executable,
-                                    "mt5_accounts": [{"login": LOGIN_A, "server": "S", "backend": "simulator"}],
-                                }
-                            }
-                        },
-                        "platform": {
-                            "hosts": {
-                                "farm": {
-                                    "platform_nginx_image": "nginx:test",
-                                    "platform_nginx_api_keys": keys,
-                                    "platform_nginx_upstream_api_key": UPSTREAM_BASE,
-                                }
-                            }
-                        },
-                    }
-                }
-            },
-        )
+        render(tmp_path / "etc", inventory)
 
 
 # --- 2. the Bearer scheme in any case -------------------------------------------------------------
@@ -440,3 +417,47 @@ def test_websocket_reaches_the_account_with_its_own_derived_key(nginx: Nginx) ->
     with connect(url, additional_headers={"Authorization": f"bearer {FLEET_KEY}"}, ssl=context, open_timeout=10) as ws:
         snapshot = json.loads(ws.recv(timeout=10))
     assert snapshot["type"] == "snapshot" and snapshot["account"]["login"] == LOGIN_B
+
+
+# --- 6. routing at fleet size ---------------------------------------------------------------------
+def test_every_route_proxies_with_a_fixed_upstream_so_its_cost_does_not_grow_with_the_fleet(nginx: Nginx) -> None:
+    # `proxy_pass http://$variable` makes Nginx search every upstream{} block one by one on each
+    # request (bench/fleet: a third of the throughput at 5,000 accounts); each account's own
+    # internal location with a fixed proxy_pass is found in Nginx's prefix tree instead.
+    rendered = "\n".join(
+        line
+        for path in (nginx.root / "nginx.conf", nginx.root / "mt5farm/routes.conf")
+        for line in path.read_text().splitlines()
+        if not line.lstrip().startswith("#")
+    )
+    assert not re.search(r"proxy_pass\s+https?://\$", rendered), "a proxy_pass names its upstream through a variable"
+    routes = (nginx.root / "mt5farm/routes.conf").read_text()
+    for login in (LOGIN_A, LOGIN_B, LOGIN_DOWN):
+        assert f"location /.mt5farm/api/{login}/ {{ proxy_pass http://mt5_{login}/; }}" in routes
+        assert f"location = /.mt5farm/ws/{login} {{ proxy_pass http://mt5_{login}/ws; }}" in routes
+    # ... and the requests still arrive where and as they did: path and query of the API call.
+    response = request(nginx, "GET", f"/accounts/{LOGIN_A}/api/account?detail=1", {"X-API-Key": FLEET_KEY})
+    assert response.status == 200 and response.json()["login"] == LOGIN_A
+
+
+@pytest.mark.parametrize("path", ["/.mt5farm/api/{login}/api/account", "/.mt5farm/ws/{login}", "/.mt5farm/vnc/{login}/"])
+def test_the_internal_routes_cannot_be_asked_for_directly(nginx: Nginx, path: str) -> None:
+    # They sit behind the key check of /accounts/<login>/...: asked for directly, they are not there.
+    response = request(nginx, "GET", path.format(login=LOGIN_A), {"X-API-Key": FLEET_KEY})
+    assert_json_error(response, 404, "not_found")
+
+
+def test_each_worker_has_room_for_every_accounts_keep_alive_pool(nginx: Nginx) -> None:
+    # Each worker may keep platform_nginx_upstream_keepalive idle connections to every account;
+    # with 4096 fixed, 5,000 accounts under spread traffic exhausted it (bench/fleet).
+    def setting(directive: str, path: str = "nginx.conf") -> int:
+        found = re.search(rf"^\s*{directive} (\d+);$", (nginx.root / path).read_text(), re.MULTILINE)
+        assert found, f"{path} sets no {directive}"
+        return int(found[1])
+
+    keepalive = setting("keepalive", "mt5farm/accounts.conf")
+    connections, nofile = setting("worker_connections"), setting("worker_rlimit_nofile")
+    accounts = 3  # the test inventory's, worker_connections 512 there
+    assert keepalive == 4
+    assert connections == 512 + accounts * keepalive
+    assert nofile == connections + 1024

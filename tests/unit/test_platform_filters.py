@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mt5farm import platform
@@ -81,6 +83,18 @@ def test_account_targets_carry_login_server_and_host():
 def test_account_targets_want_a_list():
     with pytest.raises(FarmError, match="mt5_platform_account_targets"):
         platform.mt5_platform_account_targets({"login": 1})
+    with pytest.raises(FarmError, match="https_hosts must be a list"):
+        platform.mt5_platform_account_targets([], "farm-01")
+
+
+def test_account_targets_of_https_hosts_are_scraped_over_https():
+    targets = platform.mt5_platform_account_targets(platform.mt5_platform_accounts(hosts(), GROUPS), ["farm-01", "farm-02"])
+    assert [(t["labels"]["host"], t["labels"].get("__scheme__")) for t in targets] == [
+        ("farm-01", "https"),
+        ("farm-01", "https"),
+        ("farm-02", "https"),
+        ("win-01", None),  # Windows account services serve plain HTTP
+    ]
 
 
 def test_node_targets_cover_linux_farm_hosts_and_the_platform_host_once():
@@ -128,6 +142,24 @@ def test_url_reads_the_platform_address_ports_and_database():
     )
     assert platform.mt5_platform_url(GROUPS, "redis", "farm-02", view) == "redis://10.9.9.9:16379/0"
     assert platform.mt5_platform_url(GROUPS, "postgres", "farm-02", view) == "postgresql://mt5_writer@10.9.9.9:15432/fund"
+
+
+@pytest.mark.parametrize(
+    ("kind", "farm_host", "expected"),
+    [
+        ("redis", "farm-01", "rediss://mt5-redis:6379/0"),
+        ("postgres", "farm-01", "postgresql://mt5_writer@mt5-postgres:5432/mt5farm?sslmode=verify-full"),
+        ("redis", "farm-02", "rediss://10.0.0.11:6379/0"),
+        ("postgres", "farm-02", "postgresql://mt5_writer@10.0.0.11:5432/mt5farm?sslmode=verify-full"),
+    ],
+)
+def test_url_with_tls_asks_for_tls_and_a_verified_server(kind, farm_host, expected):
+    assert platform.mt5_platform_url(GROUPS, kind, farm_host, hosts(), True) == expected
+
+
+def test_url_tls_must_be_a_boolean():
+    with pytest.raises(FarmError, match="tls must be true or false, got 'yes'"):
+        platform.mt5_platform_url(GROUPS, "redis", "farm-02", hosts(), "yes")
 
 
 def test_url_is_empty_without_a_platform_host():
@@ -195,6 +227,35 @@ def test_key_errors_never_show_the_key(keys, message):
     with pytest.raises(FarmError, match=message) as caught:
         platform.mt5_platform_api_keys(keys, ACCOUNTS)
     assert "k" * 20 not in str(caught.value) and "regex-looking" not in str(caught.value)
+
+
+# --- mt5_platform_nginx_connections -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "accounts,keepalive,base,connections",
+    [(0, 4, 4096, 4096), (10, 4, 4096, 4136), (5000, 4, 4096, 24096), (5000, 16, 4096, 84096), (3, 0, 512, 512)],
+)
+def test_nginx_connections_leave_every_account_its_keep_alive_pool_in_each_worker(accounts, keepalive, base, connections):
+    # 5,000 accounts with the old fixed 4096 ran out within 20 s of spread traffic (bench/fleet).
+    assert platform.mt5_platform_nginx_connections(accounts, keepalive, base) == {
+        "worker_connections": connections,
+        "rlimit_nofile": connections + platform.NGINX_SPARE_FILES,
+    }
+
+
+@pytest.mark.parametrize(
+    "accounts,keepalive,base,message",
+    [
+        (-1, 4, 4096, "accounts must be a whole number >= 0, got -1"),
+        (10, "4", 4096, "keepalive must be a whole number >= 0, got '4'"),
+        (10, 4, True, "base must be a whole number >= 0, got True"),
+        (10, 4, 0, "base (platform_nginx_worker_connections) must be above 0"),
+    ],
+)
+def test_nginx_connections_errors(accounts, keepalive, base, message):
+    with pytest.raises(FarmError, match=r"^mt5_platform_nginx_connections: " + re.escape(message)):
+        platform.mt5_platform_nginx_connections(accounts, keepalive, base)
 
 
 # --- Grafana dashboards -----------------------------------------------------------------
