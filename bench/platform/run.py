@@ -46,6 +46,7 @@ SERVICE_KEY = "mt5bench-service-key-0123456789"
 CLIENT_KEY = "mt5bench-client-key-0123456789"
 TARGETS = {"p95_added_ms": 2.0, "throughput_ratio": 0.80}
 
+# wrk's script (setup, init, request); bench/wrk_report.lua adds the summary line ("JSON {...}") parsed in wrk().
 WRK_LUA = """
 local targets = {TARGETS}
 local counter = 0
@@ -61,14 +62,7 @@ end
 function request()
   return wrk.format("GET", path)
 end
-done = function(summary, latency, requests)
-  io.write(string.format("JSON {\\"requests\\": %d, \\"duration_us\\": %d, \\"errors\\": %d,"
-    .. " \\"non2xx\\": %d, \\"p50\\": %d, \\"p95\\": %d, \\"p99\\": %d}\\n",
-    summary.requests, summary.duration,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    summary.errors.status, latency:percentile(50), latency:percentile(95), latency:percentile(99)))
-end
-"""
+""" + (REPO / "bench/wrk_report.lua").read_text()
 
 
 def run(*args: str, **kwargs) -> str:
