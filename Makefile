@@ -15,7 +15,7 @@ PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 # the tests.
 TYPED := mt5farm module_utils library filter_plugins account_service/src
 # The Molecule scenarios `make test` runs, in order (a scenario joins this list once it is green in CI).
-SCENARIOS ?= docker_host default fleet
+SCENARIOS ?= docker_host fleet
 
 .PHONY: help deploy test venv test-deps lint unit molecule testbed lock clean
 

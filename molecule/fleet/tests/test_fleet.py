@@ -6,6 +6,10 @@ The clients (HTTP, WebSocket) run on the controller, outside the test hosts, on 
 network, as a bot or an operator would. What only the hosts can show (docker inspect, files,
 psql and redis-cli as the services' admins) is read on them through Docker (testinfra's docker
 backend: the test hosts are containers of this machine's engine).
+
+Three hosts: TLS between hosts is on (mt5_tls auto). Redis, Postgres, the account services and
+the node exporters are reached over TLS verified against the farm's CA, and a plaintext
+connection to each is refused, from the controller and from a farm host.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import hashlib
 import hmac
 import json
 import re
+import socket
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -77,6 +82,14 @@ def platform():
 @pytest.fixture(scope="module")
 def hosts():
     return {name: on(name) for name in FLEET}
+
+
+@pytest.fixture(scope="module")
+def farm_ca(platform, tmp_path_factory) -> str:
+    """The farm's CA certificate (public: the controller's, as the platform host got it), as a file."""
+    path = tmp_path_factory.mktemp("farm-ca") / "ca.pem"
+    path.write_text(platform.file("/etc/mt5farm/pki/ca.pem").content_string)
+    return str(path)
 
 
 def derived(base: str, purpose: str, login: int) -> str:
@@ -223,11 +236,15 @@ def test_the_access_log_is_json_with_request_and_upstream_time(platform):
 # --- Redis and Postgres -----------------------------------------------------------------
 
 
+# redis-cli over TLS, verified against the farm's CA (Redis has no plaintext port here).
+REDIS_CLI_TLS = "redis-cli --tls --cacert /run/secrets/redis/tls_ca.pem"
+
+
 def redis(host, command: str) -> str:
     """A redis-cli command as Redis' admin, on the platform host."""
     return host.check_output(
         'docker exec mt5-redis sh -c \'REDISCLI_AUTH="$(cat /run/secrets/redis/password)" '
-        f"redis-cli --no-auth-warning --user mt5-admin {command}'"
+        f"{REDIS_CLI_TLS} --no-auth-warning --user mt5-admin {command}'"
     )
 
 
@@ -235,14 +252,17 @@ def test_redis_has_every_account_registered(platform):
     assert sorted(int(x) for x in redis(platform, "smembers mt5:accounts").split()) == ACCOUNTS
     for login in ACCOUNTS:
         entry = json.loads(redis(platform, f"get mt5:account:{login}"))
-        assert entry["endpoint"] == f"http://{FLEET[HOST_OF[login]][0]}:{20000 + login % 10000}"
+        # TLS between hosts: each service advertises its HTTPS endpoint.
+        assert entry["endpoint"] == f"https://{FLEET[HOST_OF[login]][0]}:{20000 + login % 10000}"
         assert 0 < int(redis(platform, f"ttl mt5:account:{login}")) <= 30
 
 
 def test_redis_wants_its_password_keeps_an_aof_and_is_published_on_the_private_address_only(platform):
-    assert "NOAUTH" in platform.check_output("docker exec mt5-redis redis-cli ping")
+    assert "NOAUTH" in platform.check_output(f"docker exec mt5-redis {REDIS_CLI_TLS} ping")
     # No default user: the admin's password alone (the old requirepass way) opens nothing.
-    assert "NOAUTH" in platform.check_output(f"docker exec -e REDISCLI_AUTH={REDIS_BASE} mt5-redis redis-cli --no-auth-warning ping 2>&1")
+    assert "NOAUTH" in platform.check_output(
+        f"docker exec -e REDISCLI_AUTH={REDIS_BASE} mt5-redis {REDIS_CLI_TLS} --no-auth-warning ping 2>&1"
+    )
     assert redis(platform, "config get appendonly").split() == ["appendonly", "yes"]
     assert int(redis(platform, "config get maxmemory").split()[1]) > 0
     inspect = json.loads(platform.check_output("docker inspect mt5-redis"))[0]
@@ -312,6 +332,89 @@ def test_postgres_is_published_on_the_private_address_only(platform):
 def test_backups_are_scheduled(platform):
     assert platform.service("mt5farm-postgres-backup.timer").is_enabled
     assert platform.file("/var/backups/mt5farm/postgres").mode == 0o700
+
+
+# --- TLS between hosts: plaintext refused ----------------------------------------------
+
+
+def test_redis_refuses_plaintext_from_the_controller_and_answers_over_verified_tls(farm_ca):
+    with socket.create_connection(("10.231.5.10", 6379), timeout=10) as sock:
+        sock.sendall(b"PING\r\n")
+        try:
+            answer = sock.recv(64)
+        except ConnectionResetError:
+            answer = b""
+    assert answer == b"", answer  # no Redis reply at all: the TLS port drops a plaintext client
+    context = ssl.create_default_context(cafile=farm_ca)  # and the platform's address is a name of its certificate
+    with context.wrap_socket(socket.create_connection(("10.231.5.10", 6379), timeout=10), server_hostname="10.231.5.10") as tls:
+        tls.sendall(b"PING\r\n")
+        assert tls.recv(64).startswith(b"-NOAUTH"), "over TLS it is Redis, wanting a user"
+
+
+def test_from_a_farm_host_plaintext_redis_and_postgres_are_refused():
+    """An account's own credentials, from fleet-farm1 to the platform host, without TLS."""
+    script = """
+import json, os, psycopg, redis
+out = {}
+plain = os.environ["REDIS_URL"].replace("rediss://", "redis://", 1)
+try:
+    redis.Redis.from_url(plain, password=open("/run/secrets/mt5/redis_password").read().strip(), socket_timeout=5).ping()
+    out["redis"] = "answered"
+except redis.exceptions.ConnectionError as e:
+    out["redis"] = type(e).__name__
+try:
+    psycopg.connect(os.environ["DATABASE_URL"], password=open("/run/secrets/mt5/postgres_password").read().strip(),
+                    sslmode="disable", connect_timeout=10).close()
+    out["postgres"] = "connected"
+except psycopg.OperationalError as e:
+    out["postgres"] = str(e)
+out["urls"] = [plain, os.environ["DATABASE_URL"]]
+print(json.dumps(out))
+"""
+    out = in_account(5002001, script)
+    assert out["urls"][0].startswith("redis://mt5-account-5002001@10.231.5.10:6379/"), out
+    assert out["urls"][1].startswith("postgresql://mt5_account_5002001@10.231.5.10:5432/"), out
+    assert out["redis"] == "ConnectionError", out
+    assert "pg_hba.conf rejects connection" in out["postgres"], out  # hostnossl ... reject
+
+
+def test_postgres_refuses_psql_without_tls_by_pg_hba(platform):
+    password = "molecule-test-postgres-reader"
+    for sslmode, refused in [("disable", True), ("require", False)]:
+        done = platform.run(
+            f"docker exec -e PGPASSWORD={password} mt5-postgres psql "
+            f"'host=127.0.0.1 dbname=mt5farm user=mt5_reader sslmode={sslmode}' -Atc 'SELECT 1'"
+        )
+        if refused:
+            assert done.rc != 0 and "pg_hba.conf rejects connection" in done.stderr, done.stderr
+        else:
+            assert done.rc == 0 and done.stdout.strip() == "1", done.stderr
+
+
+def test_an_account_service_refuses_plain_http_and_answers_https_under_its_hosts_name(farm_ca):
+    address, port = FLEET["fleet-farm1"][0], 20000 + 5002001 % 10000
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://{address}:{port}/health", timeout=10)
+    context = ssl.create_default_context(cafile=farm_ca)
+    # As Nginx asks (proxy_ssl_name: the host's inventory name) ...
+    with context.wrap_socket(socket.create_connection((address, port), timeout=10), server_hostname="fleet-farm1") as tls:
+        tls.sendall(b"GET /health HTTP/1.1\r\nHost: fleet-farm1\r\nConnection: close\r\n\r\n")
+        assert tls.recv(64).startswith(b"HTTP/1.1 200"), "HTTPS under the host's name"
+    # ... and as Prometheus does (the host's address, a name of its certificate too).
+    assert httpx.get(f"https://{address}:{port}/health", verify=context, timeout=10).status_code == 200
+    # Another host's name is not this host's certificate.
+    with socket.create_connection((address, port), timeout=10) as raw, pytest.raises(ssl.SSLCertVerificationError):
+        context.wrap_socket(raw, server_hostname="fleet-farm2")
+
+
+@pytest.mark.parametrize("name", sorted(FLEET))
+def test_node_exporter_refuses_plain_http_and_answers_verified_https(farm_ca, name):
+    address = FLEET[name][0]
+    plain = httpx.get(f"http://{address}:9100/metrics", timeout=10)
+    # Go's TLS server answers a plaintext request with this 400 and nothing else.
+    assert plain.status_code == 400 and "HTTPS server" in plain.text and "node_exporter_build_info" not in plain.text
+    tls = httpx.get(f"https://{address}:9100/metrics", verify=ssl.create_default_context(cafile=farm_ca), timeout=10)
+    assert tls.status_code == 200 and "node_exporter_build_info" in tls.text
 
 
 # --- secrets ----------------------------------------------------------------------------
@@ -453,16 +556,23 @@ PAIRS = [(5001001, 5001002), (5002001, 5002002)]
 
 @pytest.mark.parametrize(("login", "other"), PAIRS)
 def test_an_accounts_key_opens_that_account_and_no_other(login, other):
+    # HTTPS only (TLS between hosts), verified against the farm's CA: its own service by
+    # 127.0.0.1, a name of the host's certificate; the neighbour by its container name, which
+    # the certificate does not carry (only the chain is checked there: the key is under test).
     script = f"""
-import json, urllib.error, urllib.request
+import json, ssl, urllib.error, urllib.request
 key = open("/run/secrets/mt5/api_key").read().strip()
-def status(url):
+own = ssl.create_default_context(cafile="/run/secrets/mt5/tls_ca.pem")
+neighbour = ssl.create_default_context(cafile="/run/secrets/mt5/tls_ca.pem")
+neighbour.check_hostname = False
+def status(url, context):
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers={{"X-API-Key": key}}), timeout=10) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={{"X-API-Key": key}}), timeout=10, context=context) as r:
             return r.status
     except urllib.error.HTTPError as e:
         return e.code
-print(json.dumps({{"own": status("http://127.0.0.1:8000/api/account"), "other": status("http://mt5-{other}:8000/api/account")}}))
+print(json.dumps({{"own": status("https://127.0.0.1:8000/api/account", own),
+                  "other": status("https://mt5-{other}:8000/api/account", neighbour)}}))
 """
     assert in_account(login, script) == {"own": 200, "other": 401}
     host = on(HOST_OF[login])
@@ -474,7 +584,8 @@ print(json.dumps({{"own": status("http://127.0.0.1:8000/api/account"), "other": 
 def test_an_accounts_redis_user_reaches_its_own_registration_only(platform, login, other):
     script = f"""
 import json, os, redis
-r = redis.Redis.from_url(os.environ["REDIS_URL"], password=open("/run/secrets/mt5/redis_password").read().strip())
+r = redis.Redis.from_url(os.environ["REDIS_URL"], password=open("/run/secrets/mt5/redis_password").read().strip(),
+                         ssl_ca_certs="/run/secrets/mt5/tls_ca.pem", ssl_check_hostname=True)
 def attempt(name, *args):
     try:
         r.execute_command(*args)
@@ -491,9 +602,9 @@ for name, args in {{"get_other": ("GET", "mt5:account:{other}"), "set_other": ("
 print(json.dumps(out))
 """
     out = in_account(login, script)
-    # On the platform host by container name; from a farm host at the platform's private address.
+    # On the platform host by container name; from a farm host at the platform's private address; over TLS.
     where = "mt5-redis" if HOST_OF[login] == "fleet-platform" else "10.231.5.10"
-    assert out.pop("user") == f"redis://mt5-account-{login}@{where}:6379/0"
+    assert out.pop("user") == f"rediss://mt5-account-{login}@{where}:6379/0"
     assert {k: out.pop(k) for k in ["ping", "own", "set"]} == {"ping": "ok", "own": "ok", "set": "ok"}
     assert set(out.values()) == {"NoPermissionError"}, out
     assert sorted(int(x) for x in redis(platform, "smembers mt5:accounts").split()) == ACCOUNTS
@@ -506,7 +617,9 @@ def test_an_accounts_postgres_role_sees_and_writes_its_own_rows_only(platform):
     script = f"""
 import json, os, psycopg
 out = {{}}
-with psycopg.connect(os.environ["DATABASE_URL"], password=open("/run/secrets/mt5/postgres_password").read().strip(), autocommit=True) as c:
+with psycopg.connect(os.environ["DATABASE_URL"], password=open("/run/secrets/mt5/postgres_password").read().strip(), autocommit=True,
+                     sslrootcert="/run/secrets/mt5/tls_ca.pem") as c:
+    out["ssl"] = c.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0]
     out["user"] = c.execute("SELECT session_user").fetchone()[0]
     for table in ["mt5_order_requests", "mt5_deals", "mt5_account_snapshots"]:
         out[table] = c.execute(f"SELECT count(*) FILTER (WHERE login = {login}), count(*) FILTER (WHERE login <> {login}) FROM {{table}}").fetchone()
@@ -533,7 +646,7 @@ print(json.dumps(out))
             break
         time.sleep(1)
     out = in_account(login, script)
-    assert out["user"] == f"mt5_account_{login}"
+    assert out["user"] == f"mt5_account_{login}" and out["ssl"] is True
     assert out["mt5_order_requests"][0] > 0 and out["mt5_account_snapshots"][0] > 0
     assert [out[t][1] for t in ["mt5_order_requests", "mt5_deals", "mt5_account_snapshots"]] == [0, 0, 0]
     assert out["as_group"] == 0
