@@ -68,6 +68,12 @@ options:
         description: Octal mode, as a string.
         type: str
         required: true
+      owner:
+        description: This file's owner (name or uid), over O(owner) or O(secret_owner).
+        type: str
+      group:
+        description: This file's group, over O(group) or O(secret_group).
+        type: str
   owner:
     description: Owner (name or uid) of the files that hold O(files[].content); unset leaves it.
     type: str
@@ -155,6 +161,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
             "content": {"type": "str"},
             "secret_content": {"type": "str", "no_log": True},
             "mode": {"type": "str", "required": True},
+            **_OWNERSHIP,
         },
         "required_one_of": [["content", "secret_content"]],
         "mutually_exclusive": [["content", "secret_content"]],
@@ -248,8 +255,8 @@ def run_module() -> None:
         path = os.path.join(root, spec["path"])
         secret = spec["secret_content"] is not None
         content = (spec["secret_content"] if secret else spec["content"]).encode()
-        owner = (params["secret_owner"] or params["owner"]) if secret else params["owner"]
-        group = (params["secret_group"] or params["group"]) if secret else params["group"]
+        owner = spec["owner"] or ((params["secret_owner"] or params["owner"]) if secret else params["owner"])
+        group = spec["group"] or ((params["secret_group"] or params["group"]) if secret else params["group"])
         before = read_bytes(path)
         if before != content:
             written.append(spec["path"])
