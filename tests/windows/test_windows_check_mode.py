@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
 from mt5_windows_testlib import SECRETS
 
 PROBES = {"win_powershell", "win_find"}  # read-only probes: check_mode false on purpose
@@ -128,8 +129,14 @@ def test_accounts_play_before_an_image_update_plans_the_containers_with_the_imag
     assert said["msg"].startswith(f"{missing} is not on win-mock-01 yet")
 
 
-def test_images_play_computes_the_tag_and_plans_the_build_through_the_engine(play, engine) -> None:
-    run = play("playbooks/windows_images.yml")
+@pytest.fixture(scope="module")
+def images_run(play, engine):
+    """One check run of the images play with the stand-in inputs (about 20 s: shared by the tests)."""
+    return play("playbooks/windows_images.yml")
+
+
+def test_images_play_computes_the_tag_and_plans_the_build_through_the_engine(images_run, play) -> None:
+    run = images_run
     assert_clean(run)
     assert not run.modules("win_command"), "the image is built through the engine's API, not over WinRM"
     [tag] = run.task_results("mt5_windows_image : Compute the image tag from every input")
@@ -142,15 +149,14 @@ def test_images_play_computes_the_tag_and_plans_the_build_through_the_engine(pla
     assert tag2["ansible_facts"]["mt5_windows_image_ref"] == ref, "the same inputs must give the same tag"
 
 
-def test_an_expert_is_checked_against_its_sha256_and_changes_the_tag(play, engine, tmp_path) -> None:
+def test_an_expert_is_checked_against_its_sha256_and_changes_the_tag(images_run, play, tmp_path) -> None:
     expert = tmp_path / "Grid.ex5"
     expert.write_bytes(b"stand-in for a compiled expert")
     good = {"path": str(expert), "sha256": hashlib.sha256(expert.read_bytes()).hexdigest()}
     run = play("playbooks/windows_images.yml", extra_vars={"mt5_windows_image_experts": [good]})
     assert_clean(run)
     [tag] = run.task_results("mt5_windows_image : Compute the image tag from every input")
-    without = play("playbooks/windows_images.yml")
-    [tag_without] = without.task_results("mt5_windows_image : Compute the image tag from every input")
+    [tag_without] = images_run.task_results("mt5_windows_image : Compute the image tag from every input")
     assert tag["ansible_facts"]["mt5_windows_image_ref"] != tag_without["ansible_facts"]["mt5_windows_image_ref"]
 
     wrong = play("playbooks/windows_images.yml", extra_vars={"mt5_windows_image_experts": [{**good, "sha256": "0" * 64}]})

@@ -1,4 +1,8 @@
-"""Outcomes of the docker_host role on a systemd test host with its own Docker engine."""
+"""Outcomes of the docker_host role on a systemd test host with its own Docker engine.
+
+Run by this scenario (Debian 13) and by the fleet scenario on its Debian 12 hosts
+(molecule/fleet/molecule.yml, verifier.additional_files_or_dirs).
+"""
 
 import json
 

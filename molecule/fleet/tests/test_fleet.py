@@ -135,10 +135,10 @@ def test_every_host_runs_the_same_image_id_built_on_one_host(hosts):
         for login in logins:
             images[login] = hosts[name].check_output(f"docker inspect -f '{{{{.Image}}}}' mt5-{login}")
     assert len(set(images.values())) == 1, images
-    # Built on the build host (the first mt5_linux host: Molecule lists hosts by name, so
-    # fleet-farm1), loaded on the others: only the build host has the account image's context.
+    # Built on the build host (mt5_image_build_host: fleet-platform, molecule.yml), loaded on
+    # the others: only the build host has the account image's context.
     built = [name for name, host in hosts.items() if host.run("ls /opt/mt5farm/build/*.Dockerfile").rc == 0]
-    assert built == ["fleet-farm1"], built
+    assert built == ["fleet-platform"], built
 
 
 # --- Nginx ------------------------------------------------------------------------------
