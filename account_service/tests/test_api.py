@@ -98,7 +98,8 @@ def test_unknown_symbol_is_404_with_an_explanation(http: httpx.Client) -> None:
     response = http.get("/api/symbols/NOPE")
     assert response.status_code == 404
     assert "unknown symbol 'NOPE'" in response.json()["message"]
-    assert http.get("/api/symbols/bad%20name").status_code == 422
+    assert http.get("/api/symbols/bad%20name").status_code == 404  # any name reaches the terminal
+    assert http.get("/api/symbols/bad%00name").status_code == 422  # control characters do not
 
 
 # --- orders: success -------------------------------------------------------------------------

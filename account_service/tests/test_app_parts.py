@@ -43,7 +43,7 @@ ROUTES = [
     ("/api/positions", ["GET"], "positions"),
     ("/api/orders", ["GET"], "orders"),
     ("/api/history", ["GET"], "history"),
-    ("/api/symbols/{symbol}", ["GET"], "symbol"),
+    ("/api/symbols/{symbol:path}", ["GET"], "symbol"),
     ("/api/orders", ["POST"], "post_order"),
     ("/api/positions/{ticket}", ["PATCH"], "patch_position"),
     ("/api/orders/{ticket}", ["PATCH"], "patch_order"),

@@ -112,7 +112,7 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
     return value
 
 
-def _read_secret(directory: Path, name: str) -> str | None:
+def read_secret(directory: Path, name: str) -> str | None:
     path = directory / name
     try:
         text = path.read_text(encoding="utf-8")
@@ -126,7 +126,7 @@ def _read_secret(directory: Path, name: str) -> str | None:
 
 def _digests(directory: Path, name: str) -> tuple[str, ...]:
     """One lowercase SHA-256 hex digest per line (blank lines ignored)."""
-    lines = [line.strip().lower() for line in (_read_secret(directory, name) or "").splitlines()]
+    lines = [line.strip().lower() for line in (read_secret(directory, name) or "").splitlines()]
     digests = tuple(line for line in lines if line)
     for number, digest in enumerate(digests, 1):
         if not _SHA256_HEX.fullmatch(digest):
@@ -163,13 +163,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if backend not in BACKENDS:
         raise ConfigError(f"MT5_BACKEND={backend!r} is unknown: use one of {', '.join(BACKENDS)}")
     secrets_dir = Path(_get(env, "MT5_SECRETS_DIR") or "/run/secrets/mt5")
-    api_key_text = _read_secret(secrets_dir, "api_key")
+    api_key_text = read_secret(secrets_dir, "api_key")
     api_keys = tuple(line.strip() for line in (api_key_text or "").splitlines() if line.strip())
     if not api_keys:
         raise ConfigError(f"no API key: write at least one key (one per line) to {secrets_dir / 'api_key'}")
     if any(len(key) < 16 for key in api_keys):
         raise ConfigError(f"every API key in {secrets_dir / 'api_key'} must be at least 16 characters")
-    password = _read_secret(secrets_dir, "password")
+    password = read_secret(secrets_dir, "password")
     if password is None and backend != "simulator":
         raise ConfigError(f"MT5_BACKEND={backend} needs the broker password in {secrets_dir / 'password'}")
     redis_url, database_url = _get(env, "REDIS_URL"), _get(env, "DATABASE_URL")
@@ -199,8 +199,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         snapshot_retention_days=_int(env, "SNAPSHOT_RETENTION_DAYS", 90, 1, 36_500),
         api_keys=api_keys,
         password=password,
-        redis_password=_read_secret(secrets_dir, "redis_password"),
-        postgres_password=_read_secret(secrets_dir, "postgres_password"),
+        redis_password=read_secret(secrets_dir, "redis_password"),
+        postgres_password=read_secret(secrets_dir, "postgres_password"),
         metrics_token_sha256=_digests(secrets_dir, "metrics_token_sha256"),
         tls_ca_file=tls_ca,
         tls_cert_file=tls_cert,

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
-from .gateway import BackendError, BackendUnavailable
+from .gateway import BackendError, BackendInvalidArgument, BackendUnavailable
 from .models import ErrorOut
 
 #: Seconds a client should wait after a 429 (the trade server's "too many requests").
@@ -142,6 +142,10 @@ async def backend_unavailable(_: Request, exc: BackendUnavailable) -> JSONRespon
     return error_response(503, "backend_unavailable", f"the terminal is not reachable: {exc}")
 
 
+async def backend_invalid_argument(_: Request, exc: BackendInvalidArgument) -> JSONResponse:
+    return error_response(422, "invalid_argument", f"the terminal refused an argument of the request: {exc}")
+
+
 async def backend_error(_: Request, exc: BackendError) -> JSONResponse:
     return error_response(502, "backend_error", f"the terminal returned an error: {exc}")
 
@@ -153,5 +157,6 @@ EXCEPTION_HANDLERS: dict[int | type[Exception], Callable[[Request, Any], Corouti
     RequestValidationError: invalid_input,
     StarletteHTTPException: http_error,
     BackendUnavailable: backend_unavailable,
+    BackendInvalidArgument: backend_invalid_argument,
     BackendError: backend_error,
 }

@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .backends.base import RES_S_OK, to_plain
-from .config import Settings
+from .backends.base import RES_E_AUTH_FAILED, RES_E_INVALID_PARAMS, RES_S_OK, to_plain
+from .config import Settings, read_secret
 
 
 class BackendError(Exception):
@@ -29,6 +29,16 @@ class BackendError(Exception):
 
 class BackendUnavailable(BackendError):
     """The backend cannot be reached: not connected, connection lost, terminal down."""
+
+
+class BackendAuthFailed(BackendUnavailable):
+    """The trade server refused the login (last_error -6, RES_E_AUTH_FAILED): wrong password,
+    login or server. Retrying with the same credentials only locks the account."""
+
+
+class BackendInvalidArgument(BackendError):
+    """The terminal refused an argument of the call (last_error -2, RES_E_INVALID_PARAMS),
+    e.g. a comment it does not take: the caller's input, never the terminal's fault."""
 
 
 @dataclass(frozen=True)
@@ -93,8 +103,11 @@ class Gateway:
     def _connect_sync(self) -> None:
         s = self._settings
         kwargs: dict[str, Any] = {"login": s.login, "server": s.server or None, "timeout": 60_000}
-        if s.password is not None:
-            kwargs["password"] = s.password
+        # The file as it is now: a password rotated since the start is used at once (after the
+        # broker refused the old one, login_guard waits for exactly this change).
+        password = read_secret(s.secrets_dir, "password") if (s.secrets_dir / "password").exists() else s.password
+        if password is not None:
+            kwargs["password"] = password
         args: tuple[str, ...] = ()
         if s.terminal_path:
             # The image's terminal is a portable install: without portable=True the
@@ -103,6 +116,10 @@ class Gateway:
             kwargs["portable"] = True
         if not self.backend.initialize(*args, **kwargs):
             code, message = self.backend.last_error()
+            if code == RES_E_AUTH_FAILED:
+                raise BackendAuthFailed(
+                    f"initialize() failed: {message} ({code}) for login {s.login} on {s.server or 'the default server'}", code
+                )
             raise BackendUnavailable(f"initialize() failed: {message} ({code})", code)
         account = self._checked("account_info")
         if int(account.get("login", 0)) != s.login:
@@ -143,4 +160,6 @@ def _classify(name: str, code: int, message: str) -> BackendError:
     text = f"{name}() failed: {message} (last_error {code})"
     if code <= -10000:  # RES_E_INTERNAL_FAIL_*: IPC/terminal connection problems
         return BackendUnavailable(text, code)
+    if code == RES_E_INVALID_PARAMS:
+        return BackendInvalidArgument(text, code)
     return BackendError(text, code)

@@ -64,6 +64,14 @@ class Metrics:
             "mt5_poll_duration_seconds", "Duration of one backend snapshot poll", buckets=POLL_BUCKETS, registry=r
         )
         self.backend_connected = Gauge("mt5_backend_connected", "1 when the backend (terminal) is connected", registry=r)
+        self.trade_allowed = Gauge(
+            "mt5_trade_allowed",
+            "1 when the terminal and the account allow trading (AutoTrading on, Python API trading on, not an investor login)",
+            registry=r,
+        )
+        self.auth_failed = Gauge(
+            "mt5_auth_failed", "1 while the service has stopped logging in because the trade server refused the login", registry=r
+        )
         self.last_poll = Gauge("mt5_last_poll_timestamp_seconds", "Unix time of the last successful poll", registry=r)
         self.balance = Gauge("mt5_account_balance", "Account balance", registry=r)
         self.equity = Gauge("mt5_account_equity", "Account equity", registry=r)
@@ -125,5 +133,6 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            # path_format drops converters: /api/symbols/{symbol}, not {symbol:path}.
+            template = getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
             self.metrics.observe_request(template, scope["method"], status, time.perf_counter() - start)

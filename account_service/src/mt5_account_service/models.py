@@ -41,7 +41,20 @@ _MT5_TYPES = {
     OrderType.sell_stop: c.ORDER_TYPE_SELL_STOP,
 }
 
-SYMBOL_PATTERN = r"^[A-Za-z0-9._#+\-]{1,32}$"
+#: Symbol names as brokers write them: "EURUSD.m", "Volatility 75 (1s) Index", "S&P500",
+#: "BTC/USD". Anything printable (spaces, brackets, &, / included), 1 to 64 characters;
+#: whether the symbol exists is the terminal's answer (issue 12, fault 1). Control characters
+#: are refused: no MT5 name has them, and they would reach logs and Postgres.
+SYMBOL_MAX_LENGTH = 64
+SYMBOL_PATTERN = rf"^[^\x00-\x1f\x7f]{{1,{SYMBOL_MAX_LENGTH}}}$"
+
+#: The longest order comment the service passes on. The terminal's own check is stricter
+#: than MqlTradeRequest's 31 characters: builds refuse comments past about 28 characters
+#: with last_error (-2, 'Invalid "comment" argument') (issue 12, fault 2, from public reports
+#: of the MetaTrader5 module); 27 keeps a character of margin.
+COMMENT_MAX_LENGTH = 27
+#: Characters terminal builds refuse in a comment (same reports), besides non-ASCII ones.
+COMMENT_REFUSED_CHARACTERS = "[]():=,"
 
 # --- bounds of trading numbers -------------------------------------------------------------
 #: Upper bound of any price, SL or TP. The dearest quotes on MT5 servers are around 2e9
@@ -149,6 +162,30 @@ QueryVolume = Annotated[
 ]
 
 
+def terminal_comment(value: str) -> str:
+    """Refuse what a terminal would refuse in a comment (see COMMENT_MAX_LENGTH), with the rule."""
+    refused = sorted({ch for ch in value if not " " <= ch <= "~" or ch in COMMENT_REFUSED_CHARACTERS})
+    if refused:
+        shown = " ".join(repr(ch) for ch in refused[:8])
+        raise ValueError(
+            f"MT5 terminals refuse these characters in a comment: {shown}; use printable ASCII without {COMMENT_REFUSED_CHARACTERS}"
+        )
+    if len(value) > COMMENT_MAX_LENGTH:
+        raise ValueError(f"{len(value)} characters: MT5 terminals refuse comments longer than {COMMENT_MAX_LENGTH}")
+    return value
+
+
+#: The schema states the rule (pattern, maxLength); the check is terminal_comment, whose
+#: message names it (pydantic's own would quote a regular expression).
+_COMMENT_SCHEMA = {
+    "type": "string",
+    "maxLength": COMMENT_MAX_LENGTH,
+    "pattern": r"^[ !\"#$%&'*+\-./0-9;<>?@A-Z\\^_`a-z{|}~]*$",
+    "description": f"printable ASCII, at most {COMMENT_MAX_LENGTH} characters, none of {COMMENT_REFUSED_CHARACTERS}",
+}
+Comment = Annotated[str, Field(strict=True), AfterValidator(terminal_comment), WithJsonSchema(_COMMENT_SCHEMA)]
+
+
 class OrderIn(BaseModel):
     """A market order (``buy``/``sell``) or a pending order (limits and stops, with price)."""
 
@@ -163,7 +200,7 @@ class OrderIn(BaseModel):
     sl: Price | None = None
     tp: Price | None = None
     deviation: Deviation = 20
-    comment: str = Field("", max_length=31, pattern=r"^[\x20-\x7e]*$")
+    comment: Comment = ""
     magic: Magic = 0
 
     @model_validator(mode="after")
@@ -232,6 +269,13 @@ class HealthOut(BaseModel):
     connected: bool
     last_poll_age: float | None
     reason: str | None
+    #: Whether the terminal and account allow trading now (null: not connected).
+    trade_allowed: bool | None = None
+    #: Why not, when trade_allowed is false.
+    trade_reason: str | None = None
+    #: True once the trade server refused the login AUTH_ATTEMPTS times in a row: the service
+    #: has stopped logging in (see login_guard.py).
+    auth_failed: bool = False
 
 
 def trade_out(result: dict[str, Any], position: int | None = None) -> dict[str, Any]:

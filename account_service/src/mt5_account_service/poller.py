@@ -13,8 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .gateway import BackendError, Gateway, Snapshot
+from .gateway import BackendAuthFailed, BackendError, Gateway, Snapshot
+from .login_guard import LoginGuard
 from .metrics import Metrics
+from .trading import trading_block
 from .ws import Hub
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,12 @@ BACKOFF_MAX = 30.0
 
 def diff_snapshots(old: Snapshot, new: Snapshot) -> dict[str, Any]:
     """What changed from ``old`` to ``new``: changed account fields, and per section the
-    changed/new rows (whole rows) and the tickets that disappeared. Empty when equal."""
+    changed/new rows (whole rows) and the tickets that disappeared. Empty when equal.
+
+    A position whose ticket changed while its ``identifier`` stayed (a reversal on a netting
+    account, or a broker's re-opening for swaps) is one position: its new row is in
+    ``changed`` and ``positions.reticketed`` maps the old ticket to the new, instead of a
+    removal plus an unrelated addition (issue 12, fault 3)."""
     out: dict[str, Any] = {}
     account = {k: v for k, v in new.account.items() if old.account.get(k) != v}
     if account:
@@ -35,9 +42,26 @@ def diff_snapshots(old: Snapshot, new: Snapshot) -> dict[str, Any]:
         after: dict[int, Any] = getattr(new, section)
         changed = [row for ticket, row in after.items() if before.get(ticket) != row]
         removed = [ticket for ticket in before if ticket not in after]
-        if changed or removed:
+        reticketed = _reticketed(before, after, removed) if section == "positions" else []
+        if reticketed:
+            gone = {pair["from"] for pair in reticketed}
+            removed = [ticket for ticket in removed if ticket not in gone]
+        if changed or removed or reticketed:
             out[section] = {"changed": changed, "removed": removed}
+            if reticketed:
+                out[section]["reticketed"] = reticketed
     return out
+
+
+def _reticketed(before: dict[int, Any], after: dict[int, Any], removed: list[int]) -> list[dict[str, int]]:
+    """``[{"from": old ticket, "to": new ticket}]`` of positions whose identifier lives on."""
+    new_by_identifier = {int(row.get("identifier") or 0): ticket for ticket, row in after.items() if ticket not in before}
+    pairs = []
+    for ticket in removed:
+        identifier = int(before[ticket].get("identifier") or 0)
+        if identifier and identifier in new_by_identifier:
+            pairs.append({"from": ticket, "to": new_by_identifier[identifier]})
+    return pairs
 
 
 def next_backoff(current: float) -> float:
@@ -53,6 +77,7 @@ class Poller:
         interval: float,
         stale_after: float,
         on_snapshot: Callable[[Snapshot, dict[str, Any] | None], None] | None = None,
+        login_guard: LoginGuard | None = None,
     ) -> None:
         self._gateway = gateway
         self._hub = hub
@@ -60,6 +85,7 @@ class Poller:
         self._interval = interval
         self._stale_after = stale_after
         self._on_snapshot = on_snapshot
+        self._login_guard = login_guard
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._json_cache: dict[str, tuple[int, bytes]] = {}
@@ -85,6 +111,16 @@ class Poller:
         if age > self._stale_after:
             return False, f"last successful poll {age:.1f} s ago (limit {self._stale_after:.1f} s)"
         return True, None
+
+    def trading_block(self) -> str | None:
+        """Why the terminal would refuse orders now (see trading.trading_block), from the
+        last poll; None when trading is allowed or nothing was polled yet."""
+        snap = self.snapshot
+        return trading_block(snap.terminal, snap.account) if snap is not None else None
+
+    @property
+    def auth_failed(self) -> bool:
+        return self._login_guard is not None and self._login_guard.failed
 
     def fresh_snapshot(self) -> Snapshot | None:
         return self.snapshot if self.health()[0] else None
@@ -123,11 +159,27 @@ class Poller:
         next_tick = time.monotonic()
         while not self._stopping.is_set():
             if not self.connected:
+                blocked = self._login_guard.blocked() if self._login_guard else None
+                if blocked:
+                    self._set_disconnected(blocked)
+                    await self._sleep(self._login_guard.recheck_in() if self._login_guard else backoff)
+                    continue
                 try:
                     await self._gateway.connect()
+                    if self._login_guard:
+                        self._login_guard.succeeded()
+                    self._metrics.auth_failed.set(0)
                     await self.poll_once()
                     backoff = BACKOFF_START
                     log.info("backend connected")
+                except BackendAuthFailed as exc:
+                    if self._login_guard:
+                        self._login_guard.refused(str(exc))
+                    self._metrics.auth_failed.set(1 if self.auth_failed else 0)
+                    self._set_disconnected(f"auth_failed: {exc}")
+                    await self._sleep(backoff)
+                    backoff = next_backoff(backoff)
+                    continue
                 except BackendError as exc:
                     self._set_disconnected(str(exc))
                     await self._sleep(backoff)
@@ -175,6 +227,7 @@ class Poller:
             self.last_success_mono = time.monotonic()
             self._metrics.last_poll.set(new.taken_at)
             self._metrics.observe_account(new.account, len(new.positions), len(new.orders))
+            self._metrics.trade_allowed.set(0 if trading_block(new.terminal, new.account) else 1)
             if not self.connected:
                 self._set_connected()
             if old is None:

@@ -22,6 +22,7 @@ from .backends import make_backend
 from .config import Settings
 from .gateway import Gateway, Snapshot
 from .idempotency import IdempotencyStore
+from .login_guard import LoginGuard
 from .metrics import Metrics
 from .poller import Poller
 from .ws import Hub
@@ -78,7 +79,15 @@ def build_service(settings: Settings, backend: Any | None) -> Service:
     hub = Hub(settings.ws_queue_size, metrics.ws_clients.set)
     gateway = Gateway(backend if backend is not None else make_backend(settings), settings)
     deals_due = asyncio.Event()
-    poller = Poller(gateway, hub, metrics, settings.poll_interval, settings.stale_after, on_snapshot=TicketWatch(deals_due))
+    poller = Poller(
+        gateway,
+        hub,
+        metrics,
+        settings.poll_interval,
+        settings.stale_after,
+        on_snapshot=TicketWatch(deals_due),
+        login_guard=LoginGuard(settings.state_dir, settings.secrets_dir / "password"),
+    )
     svc = Service(
         settings, metrics, hub, gateway, poller, IdempotencyStore(settings.state_dir / "idempotency.sqlite3"), deals_due=deals_due
     )

@@ -8,18 +8,24 @@ retcode into a :class:`TradeFailure` carrying the HTTP status to answer with.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from .backends import base as c
-from .gateway import Gateway
+from .gateway import BackendError, BackendInvalidArgument, BackendUnavailable, Gateway
 from .models import OrderIn, OrderModifyIn, OrderType, PositionModifyIn, trade_out
 
 
 class TradeFailure(Exception):
-    def __init__(self, status: int, error: str, message: str, retcode: int | None = None):
+    """A refusal answered with ``status``; ``sent`` says whether the request reached
+    ``order_send`` (only then may it have executed)."""
+
+    def __init__(self, status: int, error: str, message: str, retcode: int | None = None, sent: bool = False):
         super().__init__(message)
-        self.status, self.error, self.message, self.retcode = status, error, message, retcode
+        self.status, self.error, self.message, self.retcode, self.sent = status, error, message, retcode, sent
 
     def body(self) -> dict[str, Any]:
         return {"error": self.error, "message": self.message, "retcode": self.retcode}
@@ -55,17 +61,42 @@ _RETCODE_ERRORS: dict[int, tuple[int, str, str]] = {
     c.TRADE_RETCODE_CONNECTION: (503, "no_connection", "the terminal has no connection to the trade server"),
     c.TRADE_RETCODE_TIMEOUT: (504, "timeout", "the trade server did not answer in time"),
     c.TRADE_RETCODE_REJECT: (409, "rejected", "the trade server rejected the request"),
+    c.TRADE_RETCODE_SERVER_DISABLES_AT: (
+        409,
+        "trading_disabled",
+        "the trade server does not allow automated trading on this account (ask the broker)",
+    ),
+    c.TRADE_RETCODE_CLIENT_DISABLES_AT: (
+        409,
+        "trading_disabled",
+        "the terminal does not allow automated trading: switch on AutoTrading (Algo Trading) in the terminal",
+    ),
     c.TRADE_RETCODE_INVALID: (422, "invalid_request", "the trade server refused the request"),
 }
 
 
-def failure_for(retcode: int, symbol: str = "", comment: str = "") -> TradeFailure:
+def failure_for(retcode: int, symbol: str = "", comment: str = "", sent: bool = False) -> TradeFailure:
     status, error, text = _RETCODE_ERRORS.get(retcode, (502, "trade_server_error", "the trade server refused the request"))
     message = text.format(symbol=symbol or "the symbol")
     detail = f"{c.retcode_text(retcode)}, retcode {retcode}"
     if comment and comment.lower() not in detail.lower():
         detail += f", '{comment}'"
-    return TradeFailure(status, error, f"{message} ({detail})", retcode)
+    return TradeFailure(status, error, f"{message} ({detail})", retcode, sent)
+
+
+def trading_block(terminal: dict[str, Any], account: dict[str, Any]) -> str | None:
+    """Why the terminal would refuse every order (retcode 10027/10026), from the last poll's
+    ``terminal_info`` and ``account_info``; None when trading is allowed. Reads keep working
+    in all these states, so /health alone does not show them (issue 12, fault 5)."""
+    if terminal.get("tradeapi_disabled"):
+        return "the terminal disables trading through the Python API (Tools > Options > Expert Advisors)"
+    if not terminal.get("trade_allowed", True):
+        return "AutoTrading (Algo Trading) is switched off in the terminal"
+    if not account.get("trade_allowed", True):
+        return "the account does not allow trading (logged in with the investor, read-only, password?)"
+    if not account.get("trade_expert", True):
+        return "the trade server does not allow automated trading on this account"
+    return None
 
 
 # --- pure checks ------------------------------------------------------------------------------
@@ -129,6 +160,36 @@ def pending_price_problem(order_type: OrderType, price: float, bid: float, ask: 
     return f"a {order_type.value} price must be {where} {_fmt(ref, digits)}{away}; got {_fmt(price, digits)}"
 
 
+def tick_size(info: dict[str, Any]) -> float:
+    """The symbol's price grid: ``trade_tick_size``, or the point when the terminal gives none."""
+    return float(info.get("trade_tick_size") or 0.0) or float(info["point"])
+
+
+def tick_problem(name: str, value: float | None, info: dict[str, Any]) -> str | None:
+    """A price, SL or TP off the symbol's tick grid (a DE40 with tick 0.5 takes 17950.0 and
+    17950.5, not 17950.3): the server refuses it (10015/10016), so it is refused here with the
+    two nearest valid values. ``value`` is first rounded to ``digits`` (as it is sent), and the
+    grid is checked in decimal: a float remainder would call 1.08501 off a 0.00001 grid."""
+    if not value:
+        return None
+    digits, tick = int(info["digits"]), tick_size(info)
+    price = Decimal(repr(round(value, digits)))
+    step = Decimal(repr(tick))
+    if step <= 0 or price % step == 0:
+        return None
+    below = (price // step) * step
+    return f"{name} {price} is not on {info['name']}'s price grid: its tick size is {step}, so use {below} or {below + step}"
+
+
+def grid_problem(info: dict[str, Any], **values: float | None) -> str | None:
+    """The first of ``values`` (name=price) off the tick grid, see :func:`tick_problem`."""
+    for name, value in values.items():
+        problem = tick_problem(name, value, info)
+        if problem:
+            return problem
+    return None
+
+
 def filling_for(info: dict[str, Any]) -> int:
     flags = int(info.get("filling_mode") or 0)
     if flags & c.SYMBOL_FILLING_FOK:
@@ -143,25 +204,62 @@ def round_price(value: float | None, digits: int) -> float:
 
 
 # --- flows ------------------------------------------------------------------------------------
-async def symbol_or_fail(gw: Gateway, symbol: str) -> tuple[dict[str, Any], dict[str, Any]]:
+#: How long a read or an order waits for the first tick of a symbol it has just selected into
+#: Market Watch: the terminal subscribes on symbol_select and the tick arrives a moment later
+#: (issue 12, fault 12). Polled every TICK_WAIT_STEP seconds.
+TICK_WAIT = 2.0
+TICK_WAIT_STEP = 0.05
+
+
+def has_quotes(tick: dict[str, Any] | None) -> bool:
+    return bool(tick and tick.get("bid") and tick.get("ask"))
+
+
+async def symbol_quote(gw: Gateway, symbol: str) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    """``(symbol_info, tick)`` of ``symbol``, None when the terminal has no such symbol. A
+    symbol outside Market Watch is selected first, then its first tick is awaited up to
+    TICK_WAIT seconds; ``tick`` is None (or has no bid/ask) when none came."""
     info = await gw.call_optional("symbol_info", symbol)
     if info is None:
+        return None
+    tick = await gw.call_optional("symbol_info_tick", symbol)
+    if has_quotes(tick) or (info.get("select", True) and info.get("visible", True)):
+        return info, tick
+    await gw.call_optional("symbol_select", symbol, True)
+    deadline = time.monotonic() + TICK_WAIT
+    while True:
+        tick = await gw.call_optional("symbol_info_tick", symbol)
+        if has_quotes(tick) or time.monotonic() >= deadline:
+            return info, tick
+        await asyncio.sleep(TICK_WAIT_STEP)
+
+
+async def symbol_or_fail(gw: Gateway, symbol: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    quote = await symbol_quote(gw, symbol)
+    if quote is None:
         raise TradeFailure(
             422,
             "unknown_symbol",
             f"unknown symbol '{symbol}': the terminal has no such symbol (check the spelling and your broker's suffix, e.g. EURUSD.m)",
         )
-    if not info.get("visible", True):
-        await gw.call_optional("symbol_select", symbol, True)
-    tick = await gw.call_optional("symbol_info_tick", symbol)
-    if not tick or not tick.get("bid") or not tick.get("ask"):
+    info, tick = quote
+    if tick is None or not has_quotes(tick):
         raise TradeFailure(409, "no_quotes", f"there are no quotes for {symbol} right now")
     return info, tick
 
 
 async def check_and_send(gw: Gateway, request: dict[str, Any], symbol: str, account_currency: str = "") -> dict[str, Any]:
-    """order_check, then order_send; return the send result or raise TradeFailure."""
-    check = await gw.call("order_check", request)
+    """order_check, then order_send; return the send result or raise TradeFailure. An
+    argument the terminal refuses (last_error -2) is the caller's 422, never a 5xx; a failure
+    of order_check is never ``sent``."""
+    try:
+        check = await gw.call("order_check", request)
+    except BackendInvalidArgument as exc:
+        raise TradeFailure(422, "invalid_argument", f"the terminal refused an argument of the request: {exc}") from exc
+    except BackendUnavailable as exc:
+        raise TradeFailure(503, "backend_unavailable", f"the terminal is not reachable, nothing was sent: {exc}") from exc
+    except BackendError as exc:
+        raise TradeFailure(502, "backend_error", f"the terminal's order_check failed, nothing was sent: {exc}") from exc
     retcode = int(check.get("retcode", -1))
     if retcode != c.TRADE_RETCODE_CHECK_OK:
         failure = failure_for(retcode, symbol, str(check.get("comment", "")))
@@ -174,11 +272,33 @@ async def check_and_send(gw: Gateway, request: dict[str, Any], symbol: str, acco
                 f"margin is {free_now:.2f}{cur} (retcode 10019)"
             )
         raise failure
-    result = await gw.call("order_send", request)
+    try:
+        result = await gw.call("order_send", request)
+    except BackendInvalidArgument as exc:
+        raise TradeFailure(422, "invalid_argument", f"the terminal refused an argument of the request: {exc}", sent=True) from exc
     retcode = int(result.get("retcode", -1))
     if retcode not in c.SUCCESS_RETCODES:
-        raise failure_for(retcode, symbol, str(result.get("comment", "")))
+        raise failure_for(retcode, symbol, str(result.get("comment", "")), sent=True)
     return result
+
+
+async def position_of_deal(gw: Gateway, result: dict[str, Any], symbol: str) -> int | None:
+    """The ticket of the position a market order's deal opened or changed, None when the deal
+    closed it. The order's own ticket names a position only on a hedging account; on a netting
+    account the deal joins (or reverses) the symbol's one position, whose identifier is the
+    deal's ``position_id`` and whose ticket changes on a reversal (issue 12, fault 3)."""
+    order, deal = int(result.get("order", 0)), int(result.get("deal", 0))
+    identifier = order
+    deals = await gw.call_optional("history_deals_get", ticket=order) if order else None
+    for row in deals or ():
+        if int(row.get("ticket", 0)) == deal or not deal:
+            identifier = int(row.get("position_id") or order)
+            break
+    rows = await gw.call("positions_get", symbol=symbol)
+    for row in rows:
+        if int(row.get("identifier") or row.get("ticket", 0)) == identifier:
+            return int(row["ticket"])
+    return None
 
 
 async def place_order(gw: Gateway, order: OrderIn, account_currency: str) -> TradeOutcome:
@@ -199,6 +319,7 @@ async def place_order(gw: Gateway, order: OrderIn, account_currency: str) -> Tra
             problem = stops_problem(order.type.is_buy, order.sl, order.tp, order.price, order.price, info, reference="order price")
         price = order.price
         request = {"action": c.TRADE_ACTION_PENDING, "type_filling": c.ORDER_FILLING_RETURN}
+    problem = problem or grid_problem(info, price=order.price, sl=order.sl, tp=order.tp)
     if problem:
         error = "invalid_stops" if problem.startswith(("sl", "tp")) else "invalid_price"
         raise TradeFailure(422, error, problem)
@@ -217,7 +338,7 @@ async def place_order(gw: Gateway, order: OrderIn, account_currency: str) -> Tra
         }
     )
     result = await check_and_send(gw, request, order.symbol, account_currency)
-    position = int(result.get("order", 0)) if order.type.is_market else None
+    position = await position_of_deal(gw, result, order.symbol) if order.type.is_market else None
     return TradeOutcome(201, trade_out(result, position), int(result["retcode"]))
 
 
@@ -280,7 +401,7 @@ async def modify_position(gw: Gateway, ticket: int, change: PositionModifyIn) ->
     sl = change.sl if "sl" in change.model_fields_set else pos.get("sl")
     tp = change.tp if "tp" in change.model_fields_set else pos.get("tp")
     is_buy = int(pos["type"]) == c.POSITION_TYPE_BUY
-    problem = stops_problem(is_buy, sl, tp, float(tick["bid"]), float(tick["ask"]), info)
+    problem = stops_problem(is_buy, sl, tp, float(tick["bid"]), float(tick["ask"]), info) or grid_problem(info, sl=sl, tp=tp)
     if problem:
         raise TradeFailure(422, "invalid_stops", problem, c.TRADE_RETCODE_INVALID_STOPS)
     request = {
@@ -306,8 +427,10 @@ async def modify_order(gw: Gateway, ticket: int, change: OrderModifyIn) -> Trade
     order_type = _ORDER_TYPES_BY_MT5.get(int(order["type"]))
     if order_type is None or order_type.is_market:
         raise TradeFailure(422, "invalid_request", f"order {ticket} is not a pending order")
-    problem = pending_price_problem(order_type, price, float(tick["bid"]), float(tick["ask"]), info) or stops_problem(
-        order_type.is_buy, sl, tp, price, price, info, reference="order price"
+    problem = (
+        pending_price_problem(order_type, price, float(tick["bid"]), float(tick["ask"]), info)
+        or stops_problem(order_type.is_buy, sl, tp, price, price, info, reference="order price")
+        or grid_problem(info, price=price, sl=sl, tp=tp)
     )
     if problem:
         raise TradeFailure(422, "invalid_stops" if problem.startswith(("sl", "tp")) else "invalid_price", problem)

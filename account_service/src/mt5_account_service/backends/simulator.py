@@ -42,6 +42,7 @@ from collections import namedtuple
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from . import base as c
@@ -296,10 +297,20 @@ class SymbolSpec:
     always_open: bool = False
     trade_mode: int = c.SYMBOL_TRADE_MODE_FULL
     filling_mode: int = c.SYMBOL_FILLING_FOK | c.SYMBOL_FILLING_IOC
+    #: The price grid; 0 means the point. Index CFDs often quote in steps coarser than their
+    #: digits (DE40: digits 1, tick 0.5), and the server refuses prices off the grid.
+    tick_size: float = 0.0
+    #: A CFD's margin is on price x volume x contract (an index), a forex pair's on
+    #: volume x contract in the margin currency.
+    cfd: bool = False
 
     @property
     def point(self) -> float:
         return 10.0**-self.digits
+
+    @property
+    def tick(self) -> float:
+        return self.tick_size or self.point
 
 
 DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
@@ -309,6 +320,27 @@ DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
     SymbolSpec("XAUUSD", "Gold vs US Dollar", 2350.00, 2, 30, 100, "XAU", "USD", "XAU", volume_max=50.0, stops_level=50),
     SymbolSpec(
         "BTCUSD", "Bitcoin vs US Dollar", 65000.00, 2, 1500, 1, "BTC", "USD", "BTC", volume_max=10.0, stops_level=100, always_open=True
+    ),
+    # Names and grids as brokers have them (issue 12, faults 1 and 4).
+    SymbolSpec(
+        "DE40", "Germany 40 Index", 18000.0, 1, 20, 1, "EUR", "EUR", "EUR", volume_min=0.1, volume_step=0.1, tick_size=0.5, cfd=True
+    ),
+    SymbolSpec("S&P500", "US 500 Index", 5200.00, 2, 50, 1, "USD", "USD", "USD", volume_min=0.1, volume_step=0.1, tick_size=0.25, cfd=True),
+    SymbolSpec(
+        "Volatility 75 (1s) Index",
+        "Synthetic index, 75 % volatility, a tick every second",
+        400_000.00,
+        2,
+        3000,
+        1,
+        "USD",
+        "USD",
+        "USD",
+        volume_min=0.001,
+        volume_step=0.001,
+        stops_level=0,
+        always_open=True,
+        cfd=True,
     ),
 )
 
@@ -366,6 +398,12 @@ class _Position:
     time: float
     time_update: float
     reason: int
+    #: POSITION_IDENTIFIER: the ticket of the order that opened it; it outlives a change of
+    #: the position's ticket (a reversal on a netting account).
+    identifier: int = 0
+
+    def __post_init__(self) -> None:
+        self.identifier = self.identifier or self.ticket
 
 
 @dataclass
@@ -420,6 +458,34 @@ _BUY_TYPES = (c.ORDER_TYPE_BUY, c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_BUY_STOP)
 _PENDING_TYPES = (c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_SELL_LIMIT, c.ORDER_TYPE_BUY_STOP, c.ORDER_TYPE_SELL_STOP)
 
 
+#: Comments a terminal takes: it refuses longer ones and these characters with last_error
+#: (-2, 'Invalid "comment" argument') from order_check/order_send (issue 12, fault 2: public
+#: reports of the MetaTrader5 module; MqlTradeRequest itself allows 31 characters).
+TERMINAL_COMMENT_MAX = 28
+TERMINAL_COMMENT_REFUSED = frozenset("[]():=,")
+
+
+@dataclass(frozen=True)
+class TerminalOptions:
+    """Where MT5 installations differ, the simulated terminal and broker can be set to the
+    harder case (issue 12). The defaults are the demo's: hedging, any password, UTC."""
+
+    margin_mode: int = c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING
+    #: The account's master password; None accepts any. Another one is refused like a broker
+    #: refuses it: initialize/login False, last_error (-6, 'Terminal: Authorization failed').
+    password: str | None = None
+    #: The investor (read-only) password: the login works, reads work, and the account's
+    #: trade_allowed is False, so every order gets 10027.
+    investor_password: str | None = None
+    #: Seconds the trade server's clock is ahead of UTC (7200: UTC+2). Every time the terminal
+    #: reports (ticks, deals, positions, orders) is then server time, as MT5's are.
+    server_time_offset: int = 0
+    #: Symbols outside Market Watch at start: their tick is all zeros until symbol_select, and
+    #: the first tick comes ``select_tick_delay`` wall-clock seconds after the select.
+    hidden_symbols: frozenset[str] = frozenset()
+    select_tick_delay: float = 0.0
+
+
 class SimulatedTerminal:
     """A paper account behind the ``MetaTrader5`` module's interface (see the module doc).
 
@@ -436,7 +502,17 @@ class SimulatedTerminal:
         symbols: tuple[SymbolSpec, ...] = DEFAULT_SYMBOLS,
         price_path: Callable[[SymbolSpec, float], float] = deterministic_mid,
         market_open: Callable[[float], bool] = forex_market_open,
+        options: TerminalOptions = TerminalOptions(),
     ) -> None:
+        self._options = options
+        self._offset = int(options.server_time_offset)
+        self._hidden = set(options.hidden_symbols)
+        self._selected_at: dict[str, float] = {}
+        #: terminal_info.trade_allowed (the AutoTrading button), terminal_info.tradeapi_disabled
+        #: (Options > Expert Advisors > disable Python API trading), account_info.trade_expert
+        #: (the broker allows automated trading); set_trading changes them.
+        self._trading = {"trade_allowed": True, "tradeapi_disabled": False, "trade_expert": True}
+        self._investor = False
         self._clock = clock
         self._symbols = {s.name: s for s in symbols}
         self._price_path = price_path
@@ -472,6 +548,15 @@ class SimulatedTerminal:
             if not up:
                 self._initialized = False
 
+    def set_trading(self, **flags: bool) -> None:
+        """Switch the terminal's and the broker's trade permissions: ``trade_allowed``
+        (AutoTrading), ``tradeapi_disabled``, ``trade_expert``. Orders then get 10027/10026."""
+        with self._lock:
+            unknown = set(flags) - set(self._trading)
+            if unknown:
+                raise ValueError(f"unknown trading flags: {sorted(unknown)}")
+            self._trading.update(flags)
+
     def set_price_path(self, path: Callable[[SymbolSpec, float], float]) -> None:
         with self._lock:
             self._price_path = path
@@ -490,20 +575,28 @@ class SimulatedTerminal:
         with self._lock:
             if not self._terminal_up:
                 return self._fail(c.RES_E_INTERNAL_FAIL_CONNECT, "IPC initialize failed, terminal not reachable", False)
-            self._initialized = True
             if login is not None:
-                return self._login(login, server)
+                # The terminal starts either way, but initialize is False when the login fails.
+                self._initialized = True
+                ok = self._login(login, password, server)
+                self._initialized = ok
+                return ok
+            self._initialized = True
             return self._ok(True)
 
     def login(self, login: int, password: str | None = None, server: str | None = None, timeout: int | None = None) -> bool:
         with self._lock:
             if not self._ready():
                 return False
-            return self._login(login, server)
+            return self._login(login, password, server)
 
-    def _login(self, login: int, server: str | None) -> bool:
+    def _login(self, login: int, password: str | None, server: str | None) -> bool:
         if not isinstance(login, int) or login <= 0:
             return self._fail(c.RES_E_INVALID_PARAMS, "Invalid login", False)
+        opts = self._options
+        if opts.password is not None and password not in (opts.password, opts.investor_password):
+            return self._fail(c.RES_E_AUTH_FAILED, "Terminal: Authorization failed", False)
+        self._investor = opts.investor_password is not None and password == opts.investor_password
         self._account.login = login
         if server:
             self._account.server = server
@@ -533,8 +626,8 @@ class SimulatedTerminal:
                     False,
                     True,
                     False,
-                    True,
-                    False,
+                    self._trading["trade_allowed"],
+                    self._trading["tradeapi_disabled"],
                     False,
                     False,
                     False,
@@ -628,12 +721,13 @@ class SimulatedTerminal:
             if spec is None:
                 return self._fail(c.RES_E_NOT_FOUND, "Terminal: Not found", None)
             now = self._clock()
-            bid, ask = self._quote(spec, now)
+            bid, ask = self._quote(spec, now) if self._has_tick(spec.name) else (0.0, 0.0)
+            selected = spec.name not in self._hidden
             return self._ok(
                 SymbolInfo(
                     False,
-                    True,
-                    True,
+                    selected,
+                    selected,
                     spec.digits,
                     spec.spread_points,
                     False,
@@ -643,13 +737,13 @@ class SimulatedTerminal:
                     c.SYMBOL_TRADE_EXECUTION_INSTANT,
                     spec.filling_mode,
                     127,
-                    int(now),
+                    int(now) + self._offset,
                     bid,
                     ask,
                     0.0,
                     spec.point,
-                    spec.contract_size * spec.point * self._to_usd(spec.currency_profit, now),
-                    spec.point,
+                    spec.contract_size * spec.tick * self._to_usd(spec.currency_profit, now),
+                    spec.tick,
                     spec.contract_size,
                     spec.volume_min,
                     spec.volume_max,
@@ -675,9 +769,12 @@ class SimulatedTerminal:
             spec = self._symbols.get(symbol)
             if spec is None:
                 return self._fail(c.RES_E_NOT_FOUND, "Terminal: Not found", None)
+            if not self._has_tick(symbol):
+                return self._ok(Tick(0, 0.0, 0.0, 0.0, 0, 0, 0, 0.0))
             now = self._clock()
             bid, ask = self._quote(spec, now)
-            return self._ok(Tick(int(now), bid, ask, 0.0, 0, int(now * 1000), 6, 0.0))
+            server = now + self._offset
+            return self._ok(Tick(int(server), bid, ask, 0.0, 0, int(server * 1000), 6, 0.0))
 
     def symbol_select(self, symbol: str, enable: bool = True) -> bool:
         with self._lock:
@@ -685,13 +782,25 @@ class SimulatedTerminal:
                 return False
             if symbol not in self._symbols:
                 return self._fail(c.RES_E_NOT_FOUND, "Terminal: Not found", False)
+            if enable and symbol in self._hidden:
+                self._hidden.discard(symbol)
+                self._selected_at[symbol] = time.monotonic()
             return self._ok(True)
+
+    def _has_tick(self, symbol: str) -> bool:
+        """False for a symbol outside Market Watch, and for select_tick_delay after its select."""
+        if symbol in self._hidden:
+            return False
+        selected = self._selected_at.get(symbol)
+        return selected is None or time.monotonic() - selected >= self._options.select_tick_delay
 
     # --- trading --------------------------------------------------------------------------
     def order_check(self, request: dict[str, Any]) -> OrderCheckResult | None:
         with self._lock:
             if not self._ready():
                 return None
+            if not _comment_ok(request.get("comment", "")):
+                return self._fail(c.RES_E_INVALID_PARAMS, 'Invalid "comment" argument', None)
             now = self._tick_world()
             req = _request_tuple(request)
             info = self._account_info(now)
@@ -715,6 +824,8 @@ class SimulatedTerminal:
         with self._lock:
             if not self._ready():
                 return None
+            if not _comment_ok(request.get("comment", "")):
+                return self._fail(c.RES_E_INVALID_PARAMS, 'Invalid "comment" argument', None)
             now = self._tick_world()
             req = _request_tuple(request)
             self._request_id += 1
@@ -746,7 +857,7 @@ class SimulatedTerminal:
     def _quote(self, spec: SymbolSpec, t: float) -> tuple[float, float]:
         mid = self._price_path(spec, t)
         half = spec.spread_points * spec.point / 2.0
-        bid = round(mid - half, spec.digits)
+        bid = round(round((mid - half) / spec.tick) * spec.tick, spec.digits)
         ask = round(bid + spec.spread_points * spec.point, spec.digits)
         return bid, ask
 
@@ -762,7 +873,10 @@ class SimulatedTerminal:
         return self._mid(f"{currency}USD", t)
 
     def _margin_for(self, spec: SymbolSpec, volume: float, t: float) -> float:
-        notional = volume * spec.contract_size * self._to_usd(spec.currency_margin, t)
+        if spec.cfd:
+            notional = volume * spec.contract_size * self._price_path(spec, t) * self._to_usd(spec.currency_profit, t)
+        else:
+            notional = volume * spec.contract_size * self._to_usd(spec.currency_margin, t)
         return notional / self._account.leverage
 
     def _profit(self, p: _Position, t: float) -> float:
@@ -785,9 +899,9 @@ class SimulatedTerminal:
             a.leverage,
             200,
             c.ACCOUNT_STOPOUT_MODE_PERCENT,
-            True,
-            True,
-            c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING,
+            not self._investor,
+            self._trading["trade_expert"],
+            self._options.margin_mode,
             2,
             False,
             round(a.balance, 2),
@@ -813,15 +927,16 @@ class SimulatedTerminal:
     def _position_row(self, p: _Position, t: float) -> TradePosition:
         bid, ask = self._quote(self._symbols[p.symbol], t)
         current = bid if p.type == c.POSITION_TYPE_BUY else ask
+        opened, updated = p.time + self._offset, p.time_update + self._offset
         return TradePosition(
             p.ticket,
-            int(p.time),
-            int(p.time * 1000),
-            int(p.time_update),
-            int(p.time_update * 1000),
+            int(opened),
+            int(opened * 1000),
+            int(updated),
+            int(updated * 1000),
             p.type,
             p.magic,
-            p.ticket,
+            p.identifier,
             p.reason,
             p.volume,
             p.price_open,
@@ -838,12 +953,13 @@ class SimulatedTerminal:
     def _order_row(self, o: _Order, t: float) -> TradeOrder:
         bid, ask = self._quote(self._symbols[o.symbol], t)
         current = ask if o.type in _BUY_TYPES else bid
+        setup, done = o.time_setup + self._offset, (o.time_done + self._offset) if o.time_done else 0.0
         return TradeOrder(
             o.ticket,
-            int(o.time_setup),
-            int(o.time_setup * 1000),
-            int(o.time_done),
-            int(o.time_done * 1000),
+            int(setup),
+            int(setup * 1000),
+            int(done),
+            int(done * 1000),
             0,
             o.type,
             c.ORDER_TIME_GTC,
@@ -881,7 +997,7 @@ class SimulatedTerminal:
         comment: str,
         t: float | None = None,
     ) -> int:
-        now = self._clock() if t is None else t
+        now = (self._clock() if t is None else t) + self._offset  # deal times are server time
         ticket = self._next_deal
         self._next_deal += 1
         self._state.deals.append(
@@ -916,12 +1032,19 @@ class SimulatedTerminal:
     # --- internals: validation -----------------------------------------------------------
     def _validate(self, req: TradeRequest, t: float) -> float:
         """Raise :class:`_Reject` when MT5 would refuse ``req``; return its extra margin."""
+        if not self._trading["trade_allowed"] or self._trading["tradeapi_disabled"] or self._investor:
+            raise _Reject(c.TRADE_RETCODE_CLIENT_DISABLES_AT)
+        if not self._trading["trade_expert"]:
+            raise _Reject(c.TRADE_RETCODE_SERVER_DISABLES_AT)
         if req.action in (c.TRADE_ACTION_DEAL, c.TRADE_ACTION_PENDING):
             spec = self._spec_or_reject(req.symbol)
             self._check_tradeable(spec, t)
+            if not self._has_tick(spec.name):
+                raise _Reject(c.TRADE_RETCODE_PRICE_OFF)
             if req.position:
                 return self._validate_close(req, spec)
             self._check_volume(spec, req.volume)
+            self._check_grid(spec, req.price, req.sl, req.tp)
             bid, ask = self._quote(spec, t)
             if req.action == c.TRADE_ACTION_DEAL:
                 if req.type not in (c.ORDER_TYPE_BUY, c.ORDER_TYPE_SELL):
@@ -931,7 +1054,7 @@ class SimulatedTerminal:
                 if req.price and abs(req.price - market) > req.deviation * spec.point + 1e-12:
                     raise _Reject(c.TRADE_RETCODE_REQUOTE)
                 self._check_stops(spec, req.type == c.ORDER_TYPE_BUY, market, req.sl, req.tp, bid, ask)
-                margin = self._margin_for(spec, req.volume, t)
+                margin = self._extra_margin(spec, req.type, req.volume, t)
                 if margin > self._account_info(t).margin_free:
                     raise _Reject(c.TRADE_RETCODE_NO_MONEY, "No money", margin)
                 return margin
@@ -944,6 +1067,7 @@ class SimulatedTerminal:
                 raise _Reject(c.TRADE_RETCODE_POSITION_CLOSED)
             spec = self._symbols[pos.symbol]
             self._check_tradeable(spec, t)
+            self._check_grid(spec, 0.0, req.sl, req.tp)
             bid, ask = self._quote(spec, t)
             is_buy = pos.type == c.POSITION_TYPE_BUY
             self._check_stops(spec, is_buy, bid if is_buy else ask, req.sl, req.tp, bid, ask)
@@ -959,6 +1083,7 @@ class SimulatedTerminal:
             if req.action == c.TRADE_ACTION_MODIFY:
                 bid, ask = self._quote(spec, t)
                 price = req.price or order.price_open
+                self._check_grid(spec, price, req.sl, req.tp)
                 self._check_pending_price(spec, order.type, price, bid, ask)
                 self._check_stops(spec, order.type in _BUY_TYPES, price, req.sl, req.tp, price, price)
                 if (price, req.sl, req.tp) == (order.price_open, order.sl, order.tp):
@@ -977,6 +1102,30 @@ class SimulatedTerminal:
             raise _Reject(c.TRADE_RETCODE_TRADE_DISABLED)
         if not spec.always_open and not self._market_open(t):
             raise _Reject(c.TRADE_RETCODE_MARKET_CLOSED, "Market closed")
+
+    @staticmethod
+    def _check_grid(spec: SymbolSpec, price: float, sl: float, tp: float) -> None:
+        """Prices off the tick grid: 10015 for the price, 10016 for SL/TP (as servers answer)."""
+        if not on_tick_grid(price, spec):
+            raise _Reject(c.TRADE_RETCODE_INVALID_PRICE, "Invalid price")
+        if not (on_tick_grid(sl, spec) and on_tick_grid(tp, spec)):
+            raise _Reject(c.TRADE_RETCODE_INVALID_STOPS, "Invalid stops")
+
+    def _netting_position(self, symbol: str) -> _Position | None:
+        """The symbol's one position on a netting account (None on hedging, or when flat)."""
+        if self._options.margin_mode != c.ACCOUNT_MARGIN_MODE_RETAIL_NETTING:
+            return None
+        return next((p for p in self._state.positions.values() if p.symbol == symbol), None)
+
+    def _extra_margin(self, spec: SymbolSpec, type_: int, volume: float, t: float) -> float:
+        """Margin a new deal adds: its own on hedging; on netting, that of the net position
+        after it less that of the position now (a reducing deal adds none)."""
+        pos = self._netting_position(spec.name)
+        if pos is None:
+            return self._margin_for(spec, volume, t)
+        now = pos.volume if pos.type == c.POSITION_TYPE_BUY else -pos.volume
+        after = now + (volume if type_ in _BUY_TYPES else -volume)
+        return max(self._margin_for(spec, abs(after), t) - self._margin_for(spec, abs(now), t), 0.0)
 
     @staticmethod
     def _check_volume(spec: SymbolSpec, volume: float) -> None:
@@ -1118,6 +1267,9 @@ class SimulatedTerminal:
         reason: int,
         t: float,
     ) -> int:
+        held = self._netting_position(symbol)
+        if held is not None:
+            return self._net(held, order, type_, volume, price, sl, tp, comment, reason, t)
         self._state.positions[order] = _Position(
             order,
             symbol,
@@ -1148,6 +1300,61 @@ class SimulatedTerminal:
             t=t,
         )
 
+    def _net(
+        self, pos: _Position, order: int, type_: int, volume: float, price: float, sl: float, tp: float, comment: str, reason: int, t: float
+    ) -> int:
+        """A deal on a netting account's symbol that already has its one position: it adds to
+        it (average price), reduces or closes it, or reverses it. A reversal closes the old
+        volume and holds the rest the other way under a new ticket (the order's), with the
+        same identifier; its one deal is DEAL_ENTRY_INOUT."""
+        spec = self._symbols[pos.symbol]
+        side = c.POSITION_TYPE_BUY if type_ in _BUY_TYPES else c.POSITION_TYPE_SELL
+        deal_type = c.DEAL_TYPE_BUY if side == c.POSITION_TYPE_BUY else c.DEAL_TYPE_SELL
+        if side == pos.type:
+            total = round(pos.volume + volume, 8)
+            pos.price_open = round((pos.price_open * pos.volume + price * volume) / total, spec.digits + 3)
+            pos.volume, pos.time_update = total, t
+            if sl or tp:
+                pos.sl, pos.tp = sl, tp
+            return self._add_deal(
+                symbol=pos.symbol,
+                type_=deal_type,
+                entry=c.DEAL_ENTRY_IN,
+                volume=volume,
+                price=price,
+                profit=0.0,
+                order=order,
+                position_id=pos.identifier,
+                magic=pos.magic,
+                reason=reason,
+                comment=comment,
+                t=t,
+            )
+        if volume <= pos.volume + 1e-9:
+            return self._close(pos, volume, price, order, reason, comment, t)
+        held = pos.volume
+        sign = 1.0 if pos.type == c.POSITION_TYPE_BUY else -1.0
+        profit = round(sign * (price - pos.price_open) * held * spec.contract_size * self._to_usd(spec.currency_profit, t), 2)
+        self._account.balance = round(self._account.balance + profit, 2)
+        del self._state.positions[pos.ticket]
+        self._state.positions[order] = _Position(
+            order, pos.symbol, side, round(volume - held, 8), price, sl, tp, pos.magic, comment, t, t, reason, pos.identifier
+        )
+        return self._add_deal(
+            symbol=pos.symbol,
+            type_=deal_type,
+            entry=c.DEAL_ENTRY_INOUT,
+            volume=volume,
+            price=price,
+            profit=profit,
+            order=order,
+            position_id=pos.identifier,
+            magic=pos.magic,
+            reason=reason,
+            comment=comment,
+            t=t,
+        )
+
     def _close(self, pos: _Position, volume: float, price: float, order: int, reason: int, comment: str, t: float) -> int:
         spec = self._symbols[pos.symbol]
         sign = 1.0 if pos.type == c.POSITION_TYPE_BUY else -1.0
@@ -1167,7 +1374,7 @@ class SimulatedTerminal:
             price=price,
             profit=profit,
             order=order,
-            position_id=pos.ticket,
+            position_id=pos.identifier,
             magic=pos.magic,
             reason=reason,
             comment=comment,
@@ -1217,6 +1424,23 @@ class SimulatedTerminal:
             bid, ask = self._quote(self._symbols[worst.symbol], t)
             price = bid if worst.type == c.POSITION_TYPE_BUY else ask
             self._close(worst, worst.volume, price, self._new_order_ticket(), c.REASON_SO, f"[so {info.margin_level:.2f}%]", t)
+
+
+def _comment_ok(comment: Any) -> bool:
+    """What a terminal takes as a comment (TERMINAL_COMMENT_MAX, TERMINAL_COMMENT_REFUSED)."""
+    return (
+        isinstance(comment, str)
+        and len(comment) <= TERMINAL_COMMENT_MAX
+        and all(" " <= ch <= "~" and ch not in TERMINAL_COMMENT_REFUSED for ch in comment)
+    )
+
+
+def on_tick_grid(value: float, spec: SymbolSpec) -> bool:
+    """``value`` is a whole number of the symbol's ticks (0, no level, always is)."""
+    if not value:
+        return True
+    price, tick = Decimal(repr(round(value, spec.digits))), Decimal(repr(spec.tick))
+    return price % tick == 0 and abs(float(price) - value) < spec.point / 2
 
 
 def volume_fits(volume: float, vmin: float, vmax: float, step: float) -> bool:
@@ -1284,7 +1508,7 @@ def _request_tuple(request: dict[str, Any]) -> TradeRequest:
         integer("type_filling"),
         integer("type_time"),
         integer("expiration"),
-        str(request.get("comment", ""))[:31],
+        str(request.get("comment", "")),
         integer("position"),
         integer("position_by"),
     )

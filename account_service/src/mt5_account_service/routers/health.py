@@ -20,13 +20,19 @@ router = APIRouter()
 async def health(svc: ServiceDep) -> JSONResponse:
     # 200 when the terminal is connected and the last poll is fresh, else 503 with the same
     # body. (No docstring: FastAPI would publish it as the operation's description.)
+    # Trading can be off while everything else is healthy (AutoTrading off, an investor
+    # login): the status stays ok (reads work, nothing to restart) and trade_allowed says so.
     healthy, reason = svc.poller.health()
     age = svc.poller.last_poll_age()
+    blocked = svc.poller.trading_block() if svc.poller.connected else None
     body = {
         "status": "ok" if healthy else "degraded",
         "connected": svc.poller.connected,
         "last_poll_age": None if age is None else round(age, 3),
         "reason": reason,
+        "trade_allowed": None if not svc.poller.connected or svc.poller.snapshot is None else blocked is None,
+        "trade_reason": blocked,
+        "auth_failed": svc.poller.auth_failed,
     }
     return JSONResponse(body, status_code=200 if healthy else 503)
 

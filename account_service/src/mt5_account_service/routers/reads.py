@@ -18,6 +18,7 @@ from ..deps import ServiceDep, api_key
 from ..errors import READ_ERRORS, SNAPSHOT_ERRORS, ApiError, responses
 from ..models import MAX_HISTORY_DAYS, SYMBOL_PATTERN, HistoryDays
 from ..service import Service
+from ..trading import symbol_quote
 
 router = APIRouter(dependencies=[Depends(api_key)])
 
@@ -66,16 +67,19 @@ async def history(
     return await svc.gateway.call("history_deals_get", now - timedelta(days=days), now + timedelta(days=1))
 
 
-@router.get("/api/symbols/{symbol}", responses={**READ_ERRORS, **responses(404)})
+@router.get("/api/symbols/{symbol:path}", responses={**READ_ERRORS, **responses(404)})
 async def symbol(svc: ServiceDep, symbol: Annotated[str, Path(pattern=SYMBOL_PATTERN)]) -> Any:
-    """The current tick and the contract specification of a symbol."""
+    """The current tick and the contract specification of a symbol, named as the broker
+    names it (spaces, brackets, ``&`` and ``/`` percent-encoded in the path). A symbol outside
+    Market Watch is selected and its first tick awaited (up to 2 s); ``tick`` is null when
+    none came."""
     require_connected(svc)
-    info = await svc.gateway.call_optional("symbol_info", symbol)
-    if info is None:
+    quote = await symbol_quote(svc.gateway, symbol)
+    if quote is None:
         raise ApiError(
             404,
             "unknown_symbol",
             f"unknown symbol '{symbol}': the terminal has no such symbol (check the spelling and your broker's suffix)",
         )
-    tick = await svc.gateway.call_optional("symbol_info_tick", symbol)
+    info, tick = quote
     return {"symbol": symbol, "tick": tick, "spec": info}

@@ -98,28 +98,30 @@ async def claim(svc: Service, key: str, fp: str) -> JSONResponse | None:
 
 
 async def execute(svc: Service, action: Callable[[], Awaitable[TradeOutcome]]) -> Answer:
-    """Run ``action`` under the trade lock when the terminal is connected; every failure
-    becomes an answer (503 when the connection dropped mid-request: it may have executed)."""
-    sent = False
+    """Run ``action`` under the trade lock when the terminal is connected and allows trading;
+    every failure becomes an answer (503 when the connection dropped while the order was
+    with the terminal: it may have executed)."""
     async with svc.trade_lock:
         try:
             if not svc.poller.connected:
                 raise TradeFailure(503, "backend_unavailable", f"the terminal is not connected: {svc.poller.reason}")
-            sent = True
+            blocked = svc.poller.trading_block()
+            if blocked:
+                raise TradeFailure(409, "trading_disabled", f"trading is not allowed: {blocked}; reads keep working")
             outcome = await action()
-            return Answer(outcome.status, outcome.body, "done", sent)
+            return Answer(outcome.status, outcome.body, "done", True)
         except TradeFailure as failure:
-            return Answer(failure.status, failure.body(), failure.error, sent)
+            return Answer(failure.status, failure.body(), failure.error, failure.sent)
         except BackendUnavailable as exc:
             message = (
                 f"the connection to the terminal failed during the request ({exc}); "
                 f"it may or may not have been executed: check GET /api/positions "
                 f"and /api/orders before sending it again with a new key"
             )
-            return Answer(503, {"error": "backend_unavailable", "retcode": None, "message": message}, "backend_unavailable", sent)
+            return Answer(503, {"error": "backend_unavailable", "retcode": None, "message": message}, "backend_unavailable", True)
         except BackendError as exc:
             body = {"error": "backend_error", "retcode": None, "message": f"the terminal returned an error: {exc}"}
-            return Answer(502, body, "backend_error", sent)
+            return Answer(502, body, "backend_error", True)
 
 
 async def trade(
@@ -135,8 +137,8 @@ async def trade(
     answer = await execute(svc, action)
     svc.metrics.orders.labels(answer.label).inc()
     if key is not None:
-        # A refusal before the terminal (< 500) is final; a 5xx that never reached it is
-        # not, so the key is released for the retry.
+        # A refusal (< 500) is final; a 5xx that never reached order_send is not, so the
+        # key is released for the retry (a 5xx stored would be replayed for ever).
         if answer.sent or answer.status < 500:
             await asyncio.to_thread(svc.idempotency.finish, key, answer.status, answer.body)
         else:
