@@ -101,14 +101,19 @@ def healthcheck(timeout: float) -> int:
     return 0 if status == 200 else 1
 
 
-def simulator_rpyc(host: str, port: int, balance: float, leverage: int) -> int:
+def simulator_rpyc(host: str, port: int, balance: float, leverage: int, state_dir: str | None) -> int:
     from .backends.rpyc_server import make_server
     from .backends.simulator import SimulatedTerminal
 
     _configure_logging()
-    terminal = SimulatedTerminal(balance=balance, leverage=leverage)
+    terminal = SimulatedTerminal(balance=balance, leverage=leverage, state_dir=state_dir or None)
     server = make_server(terminal, host, port)
-    logging.getLogger(__name__).info("simulated MT5 terminal (not MetaTrader 5) serving RPyC classic on %s:%d", host, port)
+    logging.getLogger(__name__).info(
+        "simulated MT5 terminal (not MetaTrader 5) serving RPyC classic on %s:%d, account kept %s",
+        host,
+        port,
+        f"in {state_dir}" if state_dir else "in memory only",
+    )
     server.start()
     return 0
 
@@ -148,12 +153,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--port", type=int, default=18812)
     sim.add_argument("--balance", type=float, default=10_000.0)
     sim.add_argument("--leverage", type=int, default=100)
+    sim.add_argument(
+        "--state-dir",
+        default=os.environ.get("STATE_DIR"),
+        help="keep each login's simulated account here across restarts (default: $STATE_DIR; unset: in memory only)",
+    )
     sub.add_parser("migrate", help="apply the Postgres migrations and exit")
     args = parser.parse_args(argv)
     if args.command == "healthcheck":
         return healthcheck(args.timeout)
     if args.command == "simulator-rpyc":
-        return simulator_rpyc(args.host, args.port, args.balance, args.leverage)
+        return simulator_rpyc(args.host, args.port, args.balance, args.leverage, args.state_dir)
     if args.command == "migrate":
         return migrate()
     return serve()

@@ -16,7 +16,8 @@ __all__ = ["BackendImportError", "make_backend"]
 def make_backend(settings: Settings) -> Any:
     """The backend chosen by ``MT5_BACKEND``; optional packages are imported only here."""
     if settings.backend == "simulator":
-        return SimulatedTerminal(balance=settings.simulator_balance, leverage=settings.simulator_leverage)
+        # The simulated account lives in STATE_DIR, so a restart keeps it (issue 12, fault 13).
+        return SimulatedTerminal(balance=settings.simulator_balance, leverage=settings.simulator_leverage, state_dir=settings.state_dir)
     if settings.backend == "mt5linux":
         from .mt5linux import Mt5LinuxBackend
 

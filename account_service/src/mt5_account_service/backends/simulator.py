@@ -30,22 +30,42 @@ What it does not model
     broker time zones (times are UTC), copy_rates/copy_ticks, market_book, symbols_get.
   * A broker: ``login`` accepts any password; there is no network and no latency unless
     you serve it over RPyC (``mt5-account-service simulator-rpyc``).
+
+What it keeps
+  * Given a ``state_dir`` (the service's STATE_DIR), each login's account lives in
+    ``simulator-<login>.json`` there: balance, positions, pending and historical orders,
+    deals, ticket counters (issue 12, fault 13). It is written atomically after every change
+    (a trade, a trigger) and read at the login, so a restarted terminal holds the same
+    positions and issues tickets past the old ones. See :meth:`SimulatedTerminal._bind`.
+    Without a ``state_dir`` (unit tests) the account lives in memory only.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import os
+import re
 import threading
 import time
 import zlib
 from collections import namedtuple
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from . import base as c
+
+log = logging.getLogger(__name__)
+
+#: The layout of ``simulator-<login>.json``; a file of another version is not loaded.
+STATE_VERSION = 1
+#: The first tickets of an account kept in memory only (deterministic for unit tests).
+FIRST_ORDER_TICKET, FIRST_DEAL_TICKET = 1_000_001, 5_000_001
 
 AccountInfo = namedtuple(
     "AccountInfo",
@@ -444,6 +464,64 @@ class _State:
     deals: list[Any] = field(default_factory=list)
 
 
+def state_path(state_dir: Path, login: int) -> Path:
+    """Where the simulated account of ``login`` is kept in ``state_dir``."""
+    return state_dir / f"simulator-{login}.json"
+
+
+def ticket_floor() -> int:
+    """The first ticket of a fresh account that is kept on disk: the wall clock in
+    milliseconds. If an earlier state of the account was lost (never kept, deleted,
+    unreadable), it issued its tickets at far fewer than one per millisecond since its own
+    fresh start, so every one of them lies below this floor: a lost state never makes the
+    terminal hand out a ticket it already gave (the recorder keys deals by ticket)."""
+    return int(time.time() * 1000)
+
+
+_TICKET_FIELDS = re.compile(rb'"(?:ticket|order|identifier|position_id|next_order|next_deal)"\s*:\s*(\d{1,19})')
+
+
+def tickets_in(raw: bytes) -> int:
+    """The largest ticket written in ``raw`` (an unreadable state file), 0 when none is legible."""
+    return max((int(found) for found in _TICKET_FIELDS.findall(raw)), default=0)
+
+
+def _parse_state(data: Any, login: int) -> tuple[_Account, _State, int, int]:
+    """(account, state, next order ticket, next deal ticket) from a state file's JSON.
+
+    Raises ValueError when it is not a version-STATE_VERSION state of ``login`` (KeyError or
+    TypeError when a record is malformed). The counters come out past every ticket in the
+    file, whatever the file says they are."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    if data.get("version") != STATE_VERSION:
+        raise ValueError(f"state version {data.get('version')!r}, this simulator reads version {STATE_VERSION}")
+    if data.get("login") != login:
+        raise ValueError(f"it is the state of login {data.get('login')!r}, not of {login}")
+    account = _Account(**data["account"])
+    positions = [_Position(**row) for row in data["positions"]]
+    orders = [_Order(**row) for row in data["orders"]]
+    history = [_Order(**row) for row in data["history_orders"]]
+    deals = [TradeDeal(**row) for row in data["deals"]]
+    state = _State({p.ticket: p for p in positions}, {o.ticket: o for o in orders}, history, deals)
+    order_tickets = [p.ticket for p in positions] + [p.identifier for p in positions] + [o.ticket for o in orders + history]
+    order_tickets += [d.order for d in deals]
+    next_order = max([int(data["next_order"]), *(t + 1 for t in order_tickets)])
+    next_deal = max([int(data["next_deal"]), *(d.ticket + 1 for d in deals)])
+    return account, state, next_order, next_deal
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; Windows has no directory handles)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class _Reject(Exception):
     """A trade request refused with an MT5 retcode."""
 
@@ -503,7 +581,10 @@ class SimulatedTerminal:
         price_path: Callable[[SymbolSpec, float], float] = deterministic_mid,
         market_open: Callable[[float], bool] = forex_market_open,
         options: TerminalOptions = TerminalOptions(),
+        state_dir: Path | str | None = None,
     ) -> None:
+        """``state_dir``: where each login's account is kept across restarts (see the module
+        doc, "What it keeps"); None keeps it in memory only."""
         self._options = options
         self._offset = int(options.server_time_offset)
         self._hidden = set(options.hidden_symbols)
@@ -518,27 +599,24 @@ class SimulatedTerminal:
         self._price_path = price_path
         self._market_open = market_open
         self._lock = threading.RLock()
-        self._account = _Account(balance=float(balance), leverage=int(leverage))
-        self._state = _State()
         self._initialized = False
         self._terminal_up = True
         self._last_error: tuple[int, str] = (c.RES_S_OK, "Success")
-        self._next_order = 1_000_001
-        self._next_deal = 5_000_001
         self._request_id = 0
-        self._add_deal(
-            symbol="",
-            type_=c.DEAL_TYPE_BALANCE,
-            entry=c.DEAL_ENTRY_IN,
-            volume=0.0,
-            price=0.0,
-            profit=float(balance),
-            order=0,
-            position_id=0,
-            magic=0,
-            reason=c.REASON_CLIENT,
-            comment="Initial deposit",
-        )
+        self._initial = (float(balance), int(leverage))
+        self._state_dir = Path(state_dir) if state_dir is not None else None
+        #: The login whose file the account is (None: not bound yet, or kept in memory only).
+        self._bound_login: int | None = None
+        #: The account changed since it was last written.
+        self._dirty = False
+        self._save_failing = False
+        self._account = _Account()
+        self._state = _State()
+        self._next_order, self._next_deal = FIRST_ORDER_TICKET, FIRST_DEAL_TICKET
+        if self._state_dir is None:
+            self._fresh_account(FIRST_ORDER_TICKET, FIRST_DEAL_TICKET)
+        else:
+            self._fresh_account(ticket_floor(), ticket_floor())
 
     # --- test and demo controls (not part of the MT5 interface) -----------------------
     def set_terminal_up(self, up: bool) -> None:
@@ -597,10 +675,138 @@ class SimulatedTerminal:
         if opts.password is not None and password not in (opts.password, opts.investor_password):
             return self._fail(c.RES_E_AUTH_FAILED, "Terminal: Authorization failed", False)
         self._investor = opts.investor_password is not None and password == opts.investor_password
+        if self._state_dir is not None and login != self._bound_login:
+            self._bind(login)
         self._account.login = login
-        if server:
+        if server and server != self._account.server:
             self._account.server = server
+            self._dirty = True
+        self._persist()
         return self._ok(True)
+
+    # --- keeping the account across restarts (issue 12, fault 13) ---------------------
+    def _fresh_account(self, next_order: int, next_deal: int) -> None:
+        """A new account: the starting balance as its one deal, no positions or orders."""
+        balance, leverage = self._initial
+        self._account = _Account(balance=balance, leverage=leverage)
+        self._state = _State()
+        self._next_order, self._next_deal = next_order, next_deal
+        self._add_deal(
+            symbol="",
+            type_=c.DEAL_TYPE_BALANCE,
+            entry=c.DEAL_ENTRY_IN,
+            volume=0.0,
+            price=0.0,
+            profit=balance,
+            order=0,
+            position_id=0,
+            magic=0,
+            reason=c.REASON_CLIENT,
+            comment="Initial deposit",
+        )
+
+    def _bind(self, login: int) -> None:
+        """Make the account the one kept for ``login``: read its file when there is one; else
+        keep the account as it is (the first login of this terminal) or start a fresh one
+        (another login before). A file that cannot be read (corrupt, another version, another
+        login's) is logged and moved aside, and the fresh account's tickets start past every
+        ticket legible in it and past :func:`ticket_floor`, never at values already used."""
+        assert self._state_dir is not None
+        self._persist()  # the account of the login before, if its last write failed
+        path = state_path(self._state_dir, login)
+        first_login = self._bound_login is None
+        self._bound_login = login
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            if not first_login:
+                self._fresh_account(max(ticket_floor(), self._next_order), max(ticket_floor(), self._next_deal))
+            self._account.login = login
+            self._dirty = True
+            log.info(
+                "simulated account %d starts fresh (no %s yet); next tickets: order %d, deal %d",
+                login,
+                path,
+                self._next_order,
+                self._next_deal,
+            )
+            return
+        except OSError as exc:
+            raw, error = b"", f"{type(exc).__name__}: {exc}"
+        else:
+            try:
+                self._account, self._state, self._next_order, self._next_deal = _parse_state(json.loads(raw), login)
+            except (ValueError, KeyError, TypeError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            else:
+                log.info(
+                    "simulated account %d read from %s: %d positions, %d orders, %d deals; next tickets: order %d, deal %d",
+                    login,
+                    path,
+                    len(self._state.positions),
+                    len(self._state.orders),
+                    len(self._state.deals),
+                    self._next_order,
+                    self._next_deal,
+                )
+                self._dirty = False
+                return
+        aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            os.replace(path, aside)
+            where = f"moved to {aside}"
+        except OSError as move:
+            where = f"and could not be moved aside ({move.strerror}): it will be overwritten"
+        past = max(ticket_floor(), tickets_in(raw) + 1, self._next_order, self._next_deal)
+        self._fresh_account(past, past)
+        self._account.login = login
+        self._dirty = True
+        log.error(
+            "simulated account %d: %s is unreadable (%s), %s; starting a fresh account with tickets from %d on (past every one it held)",
+            login,
+            path,
+            error,
+            where,
+            past,
+        )
+
+    def _persist(self) -> None:
+        """Write the account to its file if it changed (tmp file, fsync, os.replace: a crash
+        leaves the old file or the new one, never half of one). A failed write is logged and
+        retried at the next call; the terminal goes on trading."""
+        if not self._dirty or self._state_dir is None or self._bound_login is None:
+            return
+        path = state_path(self._state_dir, self._bound_login)
+        tmp = path.with_name(path.name + ".tmp")
+        state = {
+            "version": STATE_VERSION,
+            "login": self._bound_login,
+            "saved_at": time.time(),
+            "next_order": self._next_order,
+            "next_deal": self._next_deal,
+            "account": asdict(self._account),
+            "positions": [asdict(p) for p in self._state.positions.values()],
+            "orders": [asdict(o) for o in self._state.orders.values()],
+            "history_orders": [asdict(o) for o in self._state.history_orders],
+            "deals": [d._asdict() for d in self._state.deals],
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as out:
+                json.dump(state, out, separators=(",", ":"))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+            _fsync_directory(path.parent)
+        except OSError as exc:
+            if not self._save_failing:
+                log.error("cannot write the simulated account to %s (%s): a restart now loses what changed since", path, exc)
+            self._save_failing = True
+            return
+        if self._save_failing:
+            log.info("the simulated account is written to %s again", path)
+        self._save_failing = False
+        self._dirty = False
 
     def shutdown(self) -> None:
         with self._lock:
@@ -836,6 +1042,7 @@ class SimulatedTerminal:
                 deal, order, volume, price = self._execute(req, now)
             except _Reject as rej:
                 return self._ok(OrderSendResult(rej.retcode, 0, 0, 0.0, 0.0, bid, ask, rej.comment, self._request_id, 0, req))
+            self._persist()
             retcode = c.TRADE_RETCODE_DONE
             return self._ok(OrderSendResult(retcode, deal, order, volume, price, bid, ask, "Request executed", self._request_id, 0, req))
 
@@ -1000,6 +1207,7 @@ class SimulatedTerminal:
         now = (self._clock() if t is None else t) + self._offset  # deal times are server time
         ticket = self._next_deal
         self._next_deal += 1
+        self._dirty = True
         self._state.deals.append(
             TradeDeal(
                 ticket,
@@ -1189,6 +1397,7 @@ class SimulatedTerminal:
     # --- internals: execution ------------------------------------------------------------
     def _execute(self, req: TradeRequest, t: float) -> tuple[int, int, float, float]:
         """Apply a validated request; return (deal, order, volume, price)."""
+        self._dirty = True
         if req.action == c.TRADE_ACTION_DEAL:
             spec = self._symbols[req.symbol]
             bid, ask = self._quote(spec, t)
@@ -1401,10 +1610,12 @@ class SimulatedTerminal:
                 price = bid if pos.type == c.POSITION_TYPE_BUY else ask
                 self._close(pos, pos.volume, price, self._new_order_ticket(), reason, "[sl]" if reason == c.REASON_SL else "[tp]", now)
         self._stop_out(now)
+        self._persist()
         return now
 
     def _fill_pending(self, order: _Order, bid: float, ask: float, t: float) -> None:
         del self._state.orders[order.ticket]
+        self._dirty = True
         spec = self._symbols[order.symbol]
         if self._margin_for(spec, order.volume, t) > self._account_info(t).margin_free:
             self._state.history_orders.append(replace(order, state=c.ORDER_STATE_REJECTED, time_done=t))
