@@ -281,6 +281,13 @@ class PostgresServer:
 
         asyncio.run(run())
 
+    def reset(self) -> None:
+        """Drop every table of the database, so the next test migrates from scratch (a list
+        of names would miss the tables of a later migration, whose CREATE POLICY then fails)."""
+        tables = [name for (name,) in self.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        if tables:
+            self.query("DROP TABLE IF EXISTS " + ", ".join(f'"{name}"' for name in tables))
+
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         import psycopg
 
@@ -393,11 +400,15 @@ def postgres_tls_server(tls_material: TlsMaterial) -> Iterator[PostgresServer]:
 class RpycSimulator:
     port: int
     process: subprocess.Popen[bytes] | None = None
+    #: Where the simulated terminal keeps its account (None: in memory, whatever STATE_DIR says).
+    state_dir: Path | None = None
 
     def start(self) -> None:
         exe = shutil.which("mt5-account-service") or str(Path(sys.executable).parent / "mt5-account-service")
         self.process = subprocess.Popen(
-            [exe, "simulator-rpyc", "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            [exe, "simulator-rpyc", "--port", str(self.port), "--state-dir", str(self.state_dir or "")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
 
         def listening() -> bool:

@@ -17,7 +17,7 @@ ORDER = {"symbol": "BTCUSD", "type": "buy", "volume": 0.01}
 
 @pytest.fixture
 def pg(postgres_server: PostgresServer) -> PostgresServer:
-    postgres_server.query("DROP TABLE IF EXISTS mt5_order_requests, mt5_deals, mt5_account_snapshots, mt5_schema_migrations")
+    postgres_server.reset()
     return postgres_server
 
 
@@ -134,7 +134,7 @@ def test_a_replayed_spool_is_not_written_twice(pg: PostgresServer, tmp_path: Pat
         await store.record_order("open", {"n": 1}, 201, {"retcode": 10009}, None)
         await store.record_snapshot(1.0, {"balance": 1.0}, 0, 0)
         await store.record_deals([{"ticket": 77, "order": 1, "time": 1, "symbol": "X"}])
-        assert await store.record_deals([{"ticket": 77, "order": 1, "time": 1}]) == 0
+        assert await store.record_deals([{"ticket": 77, "order": 1, "time": 1, "symbol": "X"}]) == 0  # the same deal read again
         # a crash after the Postgres commit but before the spool delete: replay the copy
         for suffix in ("", "-wal"):  # WAL mode: the records may still be in the -wal file
             shutil.copy(tmp_path / f"spool.sqlite3{suffix}", tmp_path / f"before{suffix}")

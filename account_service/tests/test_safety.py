@@ -367,7 +367,7 @@ def test_idempotency_store_is_pruned_periodically_by_the_app(
 
 @pytest.fixture
 def pg(postgres_server: PostgresServer) -> PostgresServer:
-    postgres_server.query("DROP TABLE IF EXISTS mt5_order_requests, mt5_deals, mt5_account_snapshots, mt5_schema_migrations")
+    postgres_server.reset()
     postgres_server.migrate()
     return postgres_server
 

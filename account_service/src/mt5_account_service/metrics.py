@@ -80,6 +80,13 @@ class Metrics:
         self.pending_orders = Gauge("mt5_pending_orders", "Pending orders", registry=r)
         self.orders = Counter("mt5_orders_total", "Trade requests by result", ["result"], registry=r)
         self.db_spool_pending = Gauge("mt5_db_spool_pending", "Records spooled locally, not yet written to Postgres", registry=r)
+        self.db_conflicts = Counter(
+            "mt5_db_conflicts_total",
+            "Records that arrived with the key of a row already in Postgres but other content (the row is kept, the record"
+            " goes to mt5_record_conflicts)",
+            ["table"],
+            registry=r,
+        )
         self.info = Gauge(
             "mt5_account_info", "Static facts about this service (always 1)", ["login", "server", "backend", "version"], registry=r
         )

@@ -92,8 +92,10 @@ def build_service(settings: Settings, backend: Any | None) -> Service:
         settings, metrics, hub, gateway, poller, IdempotencyStore(settings.state_dir / "idempotency.sqlite3"), deals_due=deals_due
     )
     if settings.database_url:
-        from .store import Store
+        from .store import RECORD_TABLES, Store
 
+        for table in RECORD_TABLES:  # exported at 0 from the start, so increase() sees the first one
+            metrics.db_conflicts.labels(table)
         svc.store = Store(
             settings.state_dir / "pg-spool.sqlite3",
             settings.login,
@@ -102,6 +104,7 @@ def build_service(settings: Settings, backend: Any | None) -> Service:
             settings.postgres_password,
             metrics.db_spool_pending.set,
             ca_file=settings.tls_ca_file,
+            on_conflict=lambda table: metrics.db_conflicts.labels(table).inc(),
         )
     if settings.redis_url:
         from .registry import Registry, registration, started_now

@@ -3,15 +3,31 @@
 Every record (an order request and its result, a deal, an account snapshot) is first
 appended to a SQLite spool in STATE_DIR (fsync'd), then a single flusher task copies the
 spool to Postgres in spool order, one transaction per batch, and deletes the batch from the
-spool only after the commit. Each record carries a unique key (a UUID, or (login, ticket) for
-deals) and is inserted with ON CONFLICT DO NOTHING, so a batch replayed after a crash between
-the commit and the delete is not written twice. While Postgres is unreachable the spool
-grows (``mt5_db_spool_pending``) and the service keeps serving.
+spool only after the commit. While Postgres is unreachable the spool grows
+(``mt5_db_spool_pending``) and the service keeps serving.
+
+Each record carries a unique key (a UUID, or (login, ticket) for deals). A record whose key
+is already in its table is compared with the row there (:func:`_insert`):
+
+* the same content is the same record written again (a batch replayed after a crash between
+  the commit and the delete, a deal read again): nothing happens, silently;
+* other content is a *conflict* (a terminal that handed out a ticket twice, as the simulator
+  did after a restart before issue 12, fault 13). The row already there is kept: it is the
+  trading record that reports and clients have read, and the account's role may only SELECT
+  and INSERT, never UPDATE. The new record is kept too, in ``mt5_record_conflicts`` with the
+  row it collided with and the columns that differ; the service logs a warning naming the
+  table, the key and the differences, and counts ``mt5_db_conflicts_total{table}``. Nothing
+  is dropped silently.
+
+Deals are spooled when their ticket is new *or* their content differs from what was spooled
+for that ticket before (``seen_deals`` keeps a digest), so a reused ticket reaches Postgres
+and is reported there instead of stopping at the spool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import sqlite3
@@ -19,6 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -31,6 +48,14 @@ RETRY_START = 0.5
 RETRY_MAX = 15.0
 MIGRATION_LOCK = 0x6D7435_0001  # pg_advisory_xact_lock key: "mt5" + 1
 DEALS_BACKFILL_DAYS = 30
+#: The tables records are written to (the label values of mt5_db_conflicts_total).
+RECORD_TABLES = ("mt5_order_requests", "mt5_deals", "mt5_account_snapshots")
+CONFLICTS_TABLE = "mt5_record_conflicts"
+
+
+def digest(value: Any) -> str:
+    """SHA-256 of ``value``'s canonical JSON (sorted keys, no spaces)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
 class Spool:
@@ -44,7 +69,11 @@ class Spool:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL)"
         )
-        self._db.execute("CREATE TABLE IF NOT EXISTS seen_deals (ticket INTEGER PRIMARY KEY)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS seen_deals (ticket INTEGER PRIMARY KEY, digest TEXT)")
+        # A spool from before the digest: its deals have none (NULL), so each is spooled once more
+        # when next read, and Postgres tells the same deal (silent) from a different one.
+        if "digest" not in {row[1] for row in self._db.execute("PRAGMA table_info(seen_deals)")}:
+            self._db.execute("ALTER TABLE seen_deals ADD COLUMN digest TEXT")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         self._lock = threading.Lock()
 
@@ -55,14 +84,18 @@ class Spool:
             self._db.execute("COMMIT")
 
     def append_new_deals(self, deals: list[dict[str, Any]]) -> int:
-        """Spool the deals whose ticket was never spooled before; return how many."""
+        """Spool the deals not spooled before as they are: a new ticket, or a ticket seen with
+        other content (which Postgres then reports as a conflict); return how many."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             fresh = []
             for deal in deals:
-                cur = self._db.execute("INSERT OR IGNORE INTO seen_deals (ticket) VALUES (?)", (int(deal["ticket"]),))
-                if cur.rowcount:
-                    fresh.append(deal)
+                ticket, content = int(deal["ticket"]), digest(deal["deal"])
+                row = self._db.execute("SELECT digest FROM seen_deals WHERE ticket = ?", (ticket,)).fetchone()
+                if row is not None and row[0] == content:
+                    continue
+                self._db.execute("INSERT OR REPLACE INTO seen_deals (ticket, digest) VALUES (?, ?)", (ticket, content))
+                fresh.append(deal)
             self._db.executemany("INSERT INTO spool (kind, payload) VALUES ('deal', ?)", [(json.dumps(d),) for d in fresh])
             self._db.execute("COMMIT")
             return len(fresh)
@@ -141,79 +174,153 @@ def _ts(epoch: float) -> datetime:
     return datetime.fromtimestamp(float(epoch), tz=UTC)
 
 
-async def _insert(conn: Any, kind: str, p: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class _Record:
+    """One row to insert: its table, the columns of its unique key, and every column's value."""
+
+    table: str
+    key: tuple[str, ...]
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A record whose key was taken by a row with other content (see the module doc)."""
+
+    table: str
+    key: dict[str, Any]
+    #: column -> (kept, incoming), plain JSON values
+    differs: dict[str, tuple[Any, Any]]
+
+    def describe(self) -> str:
+        """``col: kept -> incoming`` for each differing column (JSON documents by name only)."""
+        parts = []
+        for column, (kept, incoming) in self.differs.items():
+            parts.append(column if isinstance(kept, dict | list) else f"{column}: {kept!r} -> {incoming!r}")
+        return "; ".join(parts)
+
+
+def _record(kind: str, p: dict[str, Any]) -> _Record:
     from psycopg.types.json import Jsonb
 
     if kind == "order":
-        await conn.execute(
-            "INSERT INTO mt5_order_requests (record_id, login, server, requested_at, operation,"
-            " idempotency_key, request, http_status, retcode, result)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (record_id) DO NOTHING",
-            (
-                p["record_id"],
-                p["login"],
-                p["server"],
-                _ts(p["requested_at"]),
-                p["operation"],
-                p.get("idempotency_key"),
-                Jsonb(p["request"]),
-                p["http_status"],
-                p.get("retcode"),
-                Jsonb(p["result"]),
-            ),
+        return _Record(
+            "mt5_order_requests",
+            ("record_id",),
+            {
+                "record_id": p["record_id"],
+                "login": p["login"],
+                "server": p["server"],
+                "requested_at": _ts(p["requested_at"]),
+                "operation": p["operation"],
+                "idempotency_key": p.get("idempotency_key"),
+                "request": Jsonb(p["request"]),
+                "http_status": p["http_status"],
+                "retcode": p.get("retcode"),
+                "result": Jsonb(p["result"]),
+            },
         )
-    elif kind == "deal":
+    if kind == "deal":
         d = p["deal"]
-        await conn.execute(
-            "INSERT INTO mt5_deals (login, ticket, order_ticket, time, type, entry, magic,"
-            " position_id, reason, volume, price, commission, swap, profit, fee, symbol,"
-            " comment, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-            " %s, %s, %s, %s) ON CONFLICT (login, ticket) DO NOTHING",
-            (
-                p["login"],
-                d["ticket"],
-                d.get("order", 0),
-                _ts(d.get("time", 0)),
-                d.get("type", 0),
-                d.get("entry", 0),
-                d.get("magic", 0),
-                d.get("position_id", 0),
-                d.get("reason", 0),
-                d.get("volume", 0.0),
-                d.get("price", 0.0),
-                d.get("commission", 0.0),
-                d.get("swap", 0.0),
-                d.get("profit", 0.0),
-                d.get("fee", 0.0),
-                d.get("symbol", ""),
-                d.get("comment", ""),
-                Jsonb(d),
-            ),
+        return _Record(
+            "mt5_deals",
+            ("login", "ticket"),
+            {
+                "login": p["login"],
+                "ticket": d["ticket"],
+                "order_ticket": d.get("order", 0),
+                "time": _ts(d.get("time", 0)),
+                "type": d.get("type", 0),
+                "entry": d.get("entry", 0),
+                "magic": d.get("magic", 0),
+                "position_id": d.get("position_id", 0),
+                "reason": d.get("reason", 0),
+                "volume": d.get("volume", 0.0),
+                "price": d.get("price", 0.0),
+                "commission": d.get("commission", 0.0),
+                "swap": d.get("swap", 0.0),
+                "profit": d.get("profit", 0.0),
+                "fee": d.get("fee", 0.0),
+                "symbol": d.get("symbol", ""),
+                "comment": d.get("comment", ""),
+                "raw": Jsonb(d),
+            },
         )
-    elif kind == "snapshot":
+    if kind == "snapshot":
         a = p["account"]
-        await conn.execute(
-            "INSERT INTO mt5_account_snapshots (record_id, login, taken_at, balance, equity,"
-            " margin, margin_free, margin_level, profit, positions, orders, raw)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (record_id) DO NOTHING",
-            (
-                p["record_id"],
-                p["login"],
-                _ts(p["taken_at"]),
-                a.get("balance", 0.0),
-                a.get("equity", 0.0),
-                a.get("margin", 0.0),
-                a.get("margin_free", 0.0),
-                a.get("margin_level", 0.0),
-                a.get("profit", 0.0),
-                p["positions"],
-                p["orders"],
-                Jsonb(a),
-            ),
+        return _Record(
+            "mt5_account_snapshots",
+            ("record_id",),
+            {
+                "record_id": p["record_id"],
+                "login": p["login"],
+                "taken_at": _ts(p["taken_at"]),
+                "balance": a.get("balance", 0.0),
+                "equity": a.get("equity", 0.0),
+                "margin": a.get("margin", 0.0),
+                "margin_free": a.get("margin_free", 0.0),
+                "margin_level": a.get("margin_level", 0.0),
+                "profit": a.get("profit", 0.0),
+                "positions": p["positions"],
+                "orders": p["orders"],
+                "raw": Jsonb(a),
+            },
         )
+    raise ValueError(f"unknown spool record kind {kind!r}")
+
+
+def _plain(value: Any) -> Any:
+    """A column's value as JSON: a Jsonb parameter's document, a UUID's and a time's text."""
+    from psycopg.types.json import Jsonb
+
+    if isinstance(value, Jsonb):
+        return value.obj
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return value
+
+
+async def _insert(conn: Any, kind: str, p: dict[str, Any]) -> Conflict | None:
+    """Insert one spooled record; return the conflict when its key holds other content.
+
+    ``ON CONFLICT DO NOTHING`` first (the common case: one statement). When nothing was
+    inserted, the row holding the key is read and compared column by column: the same record
+    is nothing to do; another one goes to ``mt5_record_conflicts`` (keyed by its content, so a
+    replayed batch adds no second row and reports nothing twice) and is returned."""
+    from psycopg.types.json import Jsonb
+
+    rec = _record(kind, p)
+    columns = list(rec.values)
+    cur = await conn.execute(
+        f"INSERT INTO {rec.table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+        f" ON CONFLICT ({', '.join(rec.key)}) DO NOTHING",
+        list(rec.values.values()),
+    )
+    if cur.rowcount == 1:
+        return None
+    key = {column: _plain(rec.values[column]) for column in rec.key}
+    cur = await conn.execute(
+        f"SELECT {', '.join(columns)} FROM {rec.table} WHERE {' AND '.join(f'{column} = %s' for column in rec.key)}",
+        [rec.values[column] for column in rec.key],
+    )
+    row = await cur.fetchone()
+    incoming = {column: _plain(value) for column, value in rec.values.items()}
+    kept: dict[str, Any] | None
+    if row is None:  # row-level security hides it: another login's row holds this UUID
+        kept, differs = None, {column: (None, incoming[column]) for column in ("login", *rec.key)}
     else:
-        raise ValueError(f"unknown spool record kind {kind!r}")
+        kept = {column: _plain(value) for column, value in zip(columns, row, strict=True)}
+        differs = {column: (kept[column], incoming[column]) for column in columns if kept[column] != incoming[column]}
+    if not differs:
+        return None
+    cur = await conn.execute(
+        f"INSERT INTO {CONFLICTS_TABLE} (login, table_name, record_key, differs, kept, incoming, incoming_sha256)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (table_name, record_key, incoming_sha256) DO NOTHING",
+        (incoming["login"], rec.table, Jsonb(key), list(differs), None if kept is None else Jsonb(kept), Jsonb(incoming), digest(incoming)),
+    )
+    return Conflict(rec.table, key, differs) if cur.rowcount == 1 else None
 
 
 class Store:
@@ -228,11 +335,15 @@ class Store:
         password: str | None,
         on_pending: Callable[[int], None],
         ca_file: Path | None = None,
+        on_conflict: Callable[[str], None] = lambda table: None,
     ) -> None:
+        """``on_pending(n)``: the spool holds n records now; ``on_conflict(table)``: a record
+        with a taken key and other content was kept aside (see the module doc)."""
         self.spool = Spool(spool_path)
         self._login, self._server = login, server
         self._dsn, self._password, self._ca_file = dsn, password, ca_file
         self._on_pending = on_pending
+        self._on_conflict = on_conflict
         self._wake = asyncio.Event()
         self._conn: Any = None
         self._migrated = False
@@ -322,9 +433,23 @@ class Store:
             if not batch:
                 return written
             conn = await self._connection()
+            conflicts = []
             async with conn.transaction():
                 for _seq, kind, payload in batch:
-                    await _insert(conn, kind, payload)
+                    conflict = await _insert(conn, kind, payload)
+                    if conflict is not None:
+                        conflicts.append(conflict)
+            # Reported once committed (a batch rolled back and retried reports nothing twice).
+            for conflict in conflicts:
+                log.warning(
+                    "%s: a record with key %s differs from the row already there (%s): the row is kept,"
+                    " the new record is in %s; a terminal reused this key",
+                    conflict.table,
+                    ", ".join(f"{column}={value}" for column, value in conflict.key.items()),
+                    conflict.describe(),
+                    CONFLICTS_TABLE,
+                )
+                self._on_conflict(conflict.table)
             await asyncio.to_thread(self.spool.delete_through, batch[-1][0])
             written += len(batch)
             self.last_error = None
