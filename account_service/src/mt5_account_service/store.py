@@ -442,8 +442,7 @@ class Store:
             # Reported once committed (a batch rolled back and retried reports nothing twice).
             for conflict in conflicts:
                 log.warning(
-                    "%s: a record with key %s differs from the row already there (%s): the row is kept,"
-                    " the new record is in %s; a terminal reused this key",
+                    "%s: a record with key %s differs from the row already there (%s): the row is kept, the new record is in %s",
                     conflict.table,
                     ", ".join(f"{column}={value}" for column, value in conflict.key.items()),
                     conflict.describe(),

@@ -511,6 +511,23 @@ def _parse_state(data: Any, login: int) -> tuple[_Account, _State, int, int]:
     return account, state, next_order, next_deal
 
 
+class _AppendOnlyJson:
+    """The JSON array of an append-only list (the deals, the order history), each item encoded
+    once: the account is written after every trade, and re-encoding a long history each time
+    cost ten times more than writing it (10,000 deals: ~140 ms against ~15 ms)."""
+
+    def __init__(self, encode: Callable[[Any], dict[str, Any]]) -> None:
+        self._encode = encode
+        self._of: list[Any] | None = None
+        self._parts: list[str] = []
+
+    def text(self, items: list[Any]) -> str:
+        if items is not self._of or len(self._parts) > len(items):  # another list: start again
+            self._of, self._parts = items, []
+        self._parts.extend(json.dumps(self._encode(item), separators=(",", ":")) for item in items[len(self._parts) :])
+        return "[" + ",".join(self._parts) + "]"
+
+
 def _fsync_directory(directory: Path) -> None:
     """Make a rename in ``directory`` durable (POSIX; Windows has no directory handles)."""
     if not hasattr(os, "O_DIRECTORY"):
@@ -610,6 +627,8 @@ class SimulatedTerminal:
         #: The account changed since it was last written.
         self._dirty = False
         self._save_failing = False
+        self._deals_json = _AppendOnlyJson(lambda deal: deal._asdict())
+        self._history_json = _AppendOnlyJson(asdict)
         self._account = _Account()
         self._state = _State()
         self._next_order, self._next_deal = FIRST_ORDER_TICKET, FIRST_DEAL_TICKET
@@ -773,12 +792,14 @@ class SimulatedTerminal:
     def _persist(self) -> None:
         """Write the account to its file if it changed (tmp file, fsync, os.replace: a crash
         leaves the old file or the new one, never half of one). A failed write is logged and
-        retried at the next call; the terminal goes on trading."""
+        retried at the next call; the terminal goes on trading. The whole account is written
+        each time, its history included (each deal encoded once): a few milliseconds for a
+        demo account's hundreds of deals, tens at 10,000; not made for millions."""
         if not self._dirty or self._state_dir is None or self._bound_login is None:
             return
         path = state_path(self._state_dir, self._bound_login)
         tmp = path.with_name(path.name + ".tmp")
-        state = {
+        head = {
             "version": STATE_VERSION,
             "login": self._bound_login,
             "saved_at": time.time(),
@@ -787,13 +808,13 @@ class SimulatedTerminal:
             "account": asdict(self._account),
             "positions": [asdict(p) for p in self._state.positions.values()],
             "orders": [asdict(o) for o in self._state.orders.values()],
-            "history_orders": [asdict(o) for o in self._state.history_orders],
-            "deals": [d._asdict() for d in self._state.deals],
         }
+        history, deals = self._history_json.text(self._state.history_orders), self._deals_json.text(self._state.deals)
+        text = json.dumps(head, separators=(",", ":"))[:-1] + f',"history_orders":{history},"deals":{deals}}}'
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "w", encoding="utf-8") as out:
-                json.dump(state, out, separators=(",", ":"))
+                out.write(text)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, path)
