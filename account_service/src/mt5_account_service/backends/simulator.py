@@ -34,6 +34,7 @@ What it does not model
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import threading
 import time
@@ -707,8 +708,9 @@ class SimulatedTerminal:
             elif position is not None:
                 deals = [d for d in deals if d.position_id == position]
             elif date_from is not None and date_to is not None:
+                # MT5 compares the window with deal times on the trade server's clock.
                 lo, hi = _epoch(date_from), _epoch(date_to)
-                deals = [d for d in deals if lo <= d.time <= hi]
+                deals = [d for d in deals if lo <= d.time + self._offset <= hi]
             else:
                 return self._fail(c.RES_E_INVALID_PARAMS, "Invalid arguments", None)
             return self._ok(tuple(deals))
@@ -720,7 +722,7 @@ class SimulatedTerminal:
             spec = self._symbols.get(symbol)
             if spec is None:
                 return self._fail(c.RES_E_NOT_FOUND, "Terminal: Not found", None)
-            now = self._clock()
+            now = self._last_quote_time(spec, self._clock())
             bid, ask = self._quote(spec, now) if self._has_tick(spec.name) else (0.0, 0.0)
             selected = spec.name not in self._hidden
             return self._ok(
@@ -762,6 +764,20 @@ class SimulatedTerminal:
                 )
             )
 
+    def symbols_total(self) -> int | None:
+        with self._lock:
+            return self._ok(len(self._symbols)) if self._ready() else None
+
+    def symbols_get(self, group: str | None = None) -> tuple[SymbolInfo, ...] | None:
+        """Every symbol's info, or those matching ``group`` (MT5's syntax: comma-separated
+        patterns with ``*``, ``!`` before a pattern excludes; e.g. ``"*USD*,!EUR*"``)."""
+        with self._lock:
+            if not self._ready():
+                return None
+            names = [n for n in self._symbols if group is None or _in_group(n, group)]
+        infos = [self.symbol_info(n) for n in names]
+        return self._ok(tuple(i for i in infos if i is not None))
+
     def symbol_info_tick(self, symbol: str) -> Tick | None:
         with self._lock:
             if not self._ready():
@@ -771,7 +787,7 @@ class SimulatedTerminal:
                 return self._fail(c.RES_E_NOT_FOUND, "Terminal: Not found", None)
             if not self._has_tick(symbol):
                 return self._ok(Tick(0, 0.0, 0.0, 0.0, 0, 0, 0, 0.0))
-            now = self._clock()
+            now = self._last_quote_time(spec, self._clock())
             bid, ask = self._quote(spec, now)
             server = now + self._offset
             return self._ok(Tick(int(server), bid, ask, 0.0, 0, int(server * 1000), 6, 0.0))
@@ -853,6 +869,23 @@ class SimulatedTerminal:
     def _fail(self, code: int, message: str, value: Any) -> Any:
         self._last_error = (code, message)
         return value
+
+    def _last_quote_time(self, spec: SymbolSpec, t: float) -> float:
+        """``t`` while the symbol's market is open, else the last minute it was (as MT5: a
+        closed market's tick is its last one, e.g. Friday's close all weekend)."""
+        if spec.always_open or self._market_open(t):
+            return t
+        back = t - t % 3600
+        for _ in range(24 * 7):
+            if self._market_open(back - 1):
+                break
+            back -= 3600
+        else:
+            return t  # never open in a week: a market model without sessions
+        last = back - 1  # open; the close is within the next hour (or before t)
+        while last + 60 <= t and self._market_open(last + 60):
+            last += 60
+        return last
 
     def _quote(self, spec: SymbolSpec, t: float) -> tuple[float, float]:
         mid = self._price_path(spec, t)
@@ -1472,6 +1505,16 @@ def _stop_hit(pos: _Position, bid: float, ask: float) -> int | None:
         if pos.tp and ask <= pos.tp:
             return c.REASON_TP
     return None
+
+
+def _in_group(name: str, group: str) -> bool:
+    """MT5's symbols_get group filter: the last matching pattern decides; ``!`` excludes."""
+    chosen = False
+    for pattern in (p.strip() for p in group.split(",") if p.strip()):
+        exclude = pattern.startswith("!")
+        if fnmatch.fnmatchcase(name, pattern.lstrip("!")):
+            chosen = not exclude
+    return chosen
 
 
 def _epoch(value: Any) -> float:
