@@ -1349,60 +1349,53 @@ class SimulatedTerminal:
             pos.volume, pos.time_update = total, t
             if sl or tp:
                 pos.sl, pos.tp = sl, tp
-            return self._add_deal(
-                symbol=pos.symbol,
-                type_=deal_type,
-                entry=c.DEAL_ENTRY_IN,
-                volume=volume,
-                price=price,
-                profit=0.0,
-                order=order,
-                position_id=pos.identifier,
-                magic=pos.magic,
-                reason=reason,
-                comment=comment,
-                t=t,
-            )
+            return self._position_deal(pos, deal_type, c.DEAL_ENTRY_IN, volume, price, 0.0, order, reason, comment, t)
         if volume <= pos.volume + 1e-9:
             return self._close(pos, volume, price, order, reason, comment, t)
         held = pos.volume
-        sign = 1.0 if pos.type == c.POSITION_TYPE_BUY else -1.0
-        profit = round(sign * (price - pos.price_open) * held * spec.contract_size * self._to_usd(spec.currency_profit, t), 2)
-        self._account.balance = round(self._account.balance + profit, 2)
+        profit = self._realise(pos, held, price, t)
         del self._state.positions[pos.ticket]
         self._state.positions[order] = _Position(
             order, pos.symbol, side, round(volume - held, 8), price, sl, tp, pos.magic, comment, t, t, reason, pos.identifier
         )
-        return self._add_deal(
-            symbol=pos.symbol,
-            type_=deal_type,
-            entry=c.DEAL_ENTRY_INOUT,
-            volume=volume,
-            price=price,
-            profit=profit,
-            order=order,
-            position_id=pos.identifier,
-            magic=pos.magic,
-            reason=reason,
-            comment=comment,
-            t=t,
-        )
+        return self._position_deal(pos, deal_type, c.DEAL_ENTRY_INOUT, volume, price, profit, order, reason, comment, t)
 
     def _close(self, pos: _Position, volume: float, price: float, order: int, reason: int, comment: str, t: float) -> int:
-        spec = self._symbols[pos.symbol]
-        sign = 1.0 if pos.type == c.POSITION_TYPE_BUY else -1.0
-        profit = round(sign * (price - pos.price_open) * volume * spec.contract_size * self._to_usd(spec.currency_profit, t), 2)
-        self._account.balance = round(self._account.balance + profit, 2)
+        profit = self._realise(pos, volume, price, t)
         remaining = round(pos.volume - volume, 8)
         if remaining <= 1e-9:
             del self._state.positions[pos.ticket]
         else:
             pos.volume, pos.time_update = remaining, t
         deal_type = c.DEAL_TYPE_SELL if pos.type == c.POSITION_TYPE_BUY else c.DEAL_TYPE_BUY
+        return self._position_deal(pos, deal_type, c.DEAL_ENTRY_OUT, volume, price, profit, order, reason, comment, t)
+
+    def _realise(self, pos: _Position, volume: float, price: float, t: float) -> float:
+        """The profit of closing ``volume`` of ``pos`` at ``price``, credited to the balance."""
+        spec = self._symbols[pos.symbol]
+        sign = 1.0 if pos.type == c.POSITION_TYPE_BUY else -1.0
+        profit = round(sign * (price - pos.price_open) * volume * spec.contract_size * self._to_usd(spec.currency_profit, t), 2)
+        self._account.balance = round(self._account.balance + profit, 2)
+        return profit
+
+    def _position_deal(
+        self,
+        pos: _Position,
+        type_: int,
+        entry: int,
+        volume: float,
+        price: float,
+        profit: float,
+        order: int,
+        reason: int,
+        comment: str,
+        t: float,
+    ) -> int:
+        """The deal of ``order`` on an existing position (its symbol, identifier and magic)."""
         return self._add_deal(
             symbol=pos.symbol,
-            type_=deal_type,
-            entry=c.DEAL_ENTRY_OUT,
+            type_=type_,
+            entry=entry,
             volume=volume,
             price=price,
             profit=profit,
