@@ -54,7 +54,10 @@ def test_a_symbol_name_reaches_the_terminal_which_says_whether_it_exists(http: h
     refused(http.get("/api/symbols/BTC%2FUSD"), 404, "unknown_symbol", "'BTC/USD'")
     refused(http.post("/api/orders", json={"symbol": "DAX 40 (cash)", "type": "buy", "volume": 0.1}), 422, "unknown_symbol")
     # Control characters are no broker's: refused before the terminal.
-    refused(http.get("/api/symbols/EUR%01USD"), 422, "invalid_input")
+    # Control characters are no broker's, nor 65 characters: refused before the terminal, in words.
+    for bad in (http.get("/api/symbols/EUR%01USD"), http.post("/api/orders", json={"symbol": "X" * 65, "type": "buy", "volume": 0.1})):
+        body = refused(bad, 422, "invalid_input", "1 to 64 characters, no control characters")
+        assert "\\x" not in body["message"] and "^" not in body["message"]  # no regular expression
 
 
 # --- fault 2: comments the terminal refuses ----------------------------------------------------

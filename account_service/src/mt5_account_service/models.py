@@ -47,6 +47,10 @@ _MT5_TYPES = {
 #: are refused: no MT5 name has them, and they would reach logs and Postgres.
 SYMBOL_MAX_LENGTH = 64
 SYMBOL_PATTERN = rf"^[^\x00-\x1f\x7f]{{1,{SYMBOL_MAX_LENGTH}}}$"
+#: What each pattern of the API asks for, in words: a 422 says this, not the regular expression.
+PATTERN_RULES = {
+    SYMBOL_PATTERN: f"the symbol's name as the broker writes it: 1 to {SYMBOL_MAX_LENGTH} characters, no control characters",
+}
 
 #: The longest order comment the service passes on. The terminal's own check is stricter
 #: than MqlTradeRequest's 31 characters: builds refuse comments past about 28 characters
