@@ -400,13 +400,15 @@ def postgres_tls_server(tls_material: TlsMaterial) -> Iterator[PostgresServer]:
 class RpycSimulator:
     port: int
     process: subprocess.Popen[bytes] | None = None
+    #: More simulator-rpyc options (the terminal's harder cases: --margin-mode netting, ...).
+    args: tuple[str, ...] = ()
     #: Where the simulated terminal keeps its account (None: in memory, whatever STATE_DIR says).
     state_dir: Path | None = None
 
     def start(self) -> None:
         exe = shutil.which("mt5-account-service") or str(Path(sys.executable).parent / "mt5-account-service")
         self.process = subprocess.Popen(
-            [exe, "simulator-rpyc", "--port", str(self.port), "--state-dir", str(self.state_dir or "")],
+            [exe, "simulator-rpyc", "--port", str(self.port), "--state-dir", str(self.state_dir or ""), *self.args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )

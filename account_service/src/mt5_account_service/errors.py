@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from .gateway import BackendError, BackendInvalidArgument, BackendUnavailable
-from .models import ErrorOut
+from .models import PATTERN_RULES, ErrorOut
 
 #: Seconds a client should wait after a 429 (the trade server's "too many requests").
 RETRY_AFTER_SECONDS = 1
@@ -102,6 +102,8 @@ def validation_message(exc: RequestValidationError) -> str:
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         if err.get("type") in _STRICT_TYPES:
             msg += _STRICT_TYPES[str(err["type"])]
+        elif err.get("type") == "string_pattern_mismatch":
+            msg = PATTERN_RULES.get(str((err.get("ctx") or {}).get("pattern")), "not of the expected form (see the schema at /docs)")
         parts.append(f"{'.'.join(loc)}: {msg}" if loc else msg)
     return "; ".join(parts) or "invalid request"
 

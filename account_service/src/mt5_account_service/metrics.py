@@ -72,6 +72,11 @@ class Metrics:
         self.auth_failed = Gauge(
             "mt5_auth_failed", "1 while the service has stopped logging in because the trade server refused the login", registry=r
         )
+        self.server_time_offset = Gauge(
+            "mt5_server_time_offset_seconds",
+            "Seconds the trade server's clock is ahead of UTC (learned from quotes or configured; 0 while unknown)",
+            registry=r,
+        )
         self.last_poll = Gauge("mt5_last_poll_timestamp_seconds", "Unix time of the last successful poll", registry=r)
         self.balance = Gauge("mt5_account_balance", "Account balance", registry=r)
         self.equity = Gauge("mt5_account_equity", "Account equity", registry=r)

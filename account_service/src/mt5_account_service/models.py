@@ -47,6 +47,10 @@ _MT5_TYPES = {
 #: are refused: no MT5 name has them, and they would reach logs and Postgres.
 SYMBOL_MAX_LENGTH = 64
 SYMBOL_PATTERN = rf"^[^\x00-\x1f\x7f]{{1,{SYMBOL_MAX_LENGTH}}}$"
+#: What each pattern of the API asks for, in words: a 422 says this, not the regular expression.
+PATTERN_RULES = {
+    SYMBOL_PATTERN: f"the symbol's name as the broker writes it: 1 to {SYMBOL_MAX_LENGTH} characters, no control characters",
+}
 
 #: The longest order comment the service passes on. The terminal's own check is stricter
 #: than MqlTradeRequest's 31 characters: builds refuse comments past about 28 characters
@@ -276,6 +280,12 @@ class HealthOut(BaseModel):
     #: True once the trade server refused the login AUTH_ATTEMPTS times in a row: the service
     #: has stopped logging in (see login_guard.py).
     auth_failed: bool = False
+    #: Seconds the trade server's clock is ahead of UTC (null while unknown): every time the
+    #: API serves is UTC, this offset already taken off (see server_time.py).
+    server_time_offset: int | None = None
+    #: Where the offset comes from: measured (quotes), saved (an earlier run), configured
+    #: (MT5_SERVER_TIME_OFFSET) or unknown.
+    server_time_offset_source: str = "unknown"
 
 
 def trade_out(result: dict[str, Any], position: int | None = None) -> dict[str, Any]:
