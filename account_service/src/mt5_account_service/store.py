@@ -22,6 +22,12 @@ is already in its table is compared with the row there (:func:`_insert`):
 Deals are spooled when their ticket is new *or* their content differs from what was spooled
 for that ticket before (``seen_deals`` keeps a digest), so a reused ticket reaches Postgres
 and is reported there instead of stopping at the spool.
+
+A deal's times are not part of its identity (:func:`deal_identity`): the service converts the
+terminal's times to UTC with an offset it learns (``server_time.py``), so the same deal read
+before and after the offset is learned, or across a summer-time switch, comes with other
+times. Comparing them would re-send every deal of the scan window and report each as a
+conflict; the first row, written with the offset of its day, stays as it is.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .server_time import MSC_FIELDS, TIME_FIELDS
+
 log = logging.getLogger(__name__)
 
 BATCH = 500
@@ -56,6 +64,24 @@ CONFLICTS_TABLE = "mt5_record_conflicts"
 def digest(value: Any) -> str:
     """SHA-256 of ``value``'s canonical JSON (sorted keys, no spaces)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def deal_identity(deal: dict[str, Any]) -> dict[str, Any]:
+    """What makes a deal that deal: everything but its times, which the service shifts by the
+    trade server's offset as it learns it (see the module doc)."""
+    return {key: value for key, value in deal.items() if key not in TIME_FIELDS and key not in MSC_FIELDS}
+
+
+def _deal_row_identity(row: dict[str, Any]) -> dict[str, Any]:
+    """:func:`deal_identity` of a ``mt5_deals`` row: no ``time`` column, a ``raw`` without times."""
+    same = {column: value for column, value in row.items() if column != "time"}
+    if isinstance(same.get("raw"), dict):
+        same["raw"] = deal_identity(same["raw"])
+    return same
+
+
+def _whole(row: dict[str, Any]) -> dict[str, Any]:
+    return row
 
 
 class Spool:
@@ -90,7 +116,7 @@ class Spool:
             self._db.execute("BEGIN IMMEDIATE")
             fresh = []
             for deal in deals:
-                ticket, content = int(deal["ticket"]), digest(deal["deal"])
+                ticket, content = int(deal["ticket"]), digest(deal_identity(deal["deal"]))
                 row = self._db.execute("SELECT digest FROM seen_deals WHERE ticket = ?", (ticket,)).fetchone()
                 if row is not None and row[0] == content:
                     continue
@@ -176,11 +202,13 @@ def _ts(epoch: float) -> datetime:
 
 @dataclass(frozen=True)
 class _Record:
-    """One row to insert: its table, the columns of its unique key, and every column's value."""
+    """One row to insert: its table, the columns of its unique key, every column's value, and
+    what of a row (as plain JSON) tells whether two rows with that key are the same record."""
 
     table: str
     key: tuple[str, ...]
     values: dict[str, Any]
+    identity: Callable[[dict[str, Any]], dict[str, Any]] = _whole
 
 
 @dataclass(frozen=True)
@@ -245,6 +273,7 @@ def _record(kind: str, p: dict[str, Any]) -> _Record:
                 "comment": d.get("comment", ""),
                 "raw": Jsonb(d),
             },
+            _deal_row_identity,
         )
     if kind == "snapshot":
         a = p["account"]
@@ -312,7 +341,8 @@ async def _insert(conn: Any, kind: str, p: dict[str, Any]) -> Conflict | None:
         kept, differs = None, {column: (None, incoming[column]) for column in ("login", *rec.key)}
     else:
         kept = {column: _plain(value) for column, value in zip(columns, row, strict=True)}
-        differs = {column: (kept[column], incoming[column]) for column in columns if kept[column] != incoming[column]}
+        old, new = rec.identity(kept), rec.identity(incoming)
+        differs = {column: (old[column], new[column]) for column in new if old.get(column) != new[column]}
     if not differs:
         return None
     cur = await conn.execute(
