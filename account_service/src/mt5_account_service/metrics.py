@@ -72,6 +72,15 @@ class Metrics:
         self.auth_failed = Gauge(
             "mt5_auth_failed", "1 while the service has stopped logging in because the trade server refused the login", registry=r
         )
+        self.terminal_build = Gauge(
+            "mt5_terminal_build", "Build of the running MT5 terminal (terminal_info().build; 0 until the first poll)", registry=r
+        )
+        self.image_terminal_build = Gauge(
+            "mt5_image_terminal_build",
+            "Build of the MT5 terminal the image was built with (MT5_IMAGE_BUILD; 0: unknown). "
+            "Differs from mt5_terminal_build after a LiveUpdate",
+            registry=r,
+        )
         self.last_poll = Gauge("mt5_last_poll_timestamp_seconds", "Unix time of the last successful poll", registry=r)
         self.balance = Gauge("mt5_account_balance", "Account balance", registry=r)
         self.equity = Gauge("mt5_account_equity", "Account equity", registry=r)
