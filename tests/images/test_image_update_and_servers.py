@@ -90,3 +90,199 @@ def test_a_failed_copy_leaves_the_old_list_whole(volume, monkeypatch):
     config = data / "terminal" / "config"
     assert (config / "servers.dat").read_bytes() == b"servers v1: Broker-Demo"
     assert not [p.name for p in config.iterdir() if p.name.startswith(".")]
+
+
+# --- fault 9: the LiveUpdate hand-off, end to end with real processes ------------------------------
+# A stand-in for `wine explorer ... terminal64.exe`: processes whose argv[0] is a Windows path, as
+# Wine's are. It plays MetaTrader's LiveUpdate: the terminal runs, exits, after a gap the updater
+# (`terminal64.exe /update`) runs and, when it was not killed, writes UPDATED and starts the
+# terminal again.
+FAKE_WINE = """\
+import subprocess, sys, time
+from pathlib import Path
+
+def windows(seconds, *args):
+    code = "import sys, time; time.sleep(float(sys.argv[1]))"
+    return subprocess.Popen(["C:\\\\MT5\\\\terminal64.exe", "-c", code, str(seconds), *args], executable=sys.executable)
+
+windows(3, "/portable").wait()
+time.sleep(2)  # the old terminal has exited, its updater is not there yet
+updater = windows(3, "/update")
+if updater.wait() == 0:
+    (Path(sys.argv[0]).parent / "UPDATED").write_text("the updater finished")
+    windows(600, "/portable").wait()
+"""
+
+RUN_TERMINAL = """\
+import json, sys
+from pathlib import Path
+import mt5farm.runtime.terminal as terminal
+
+image = json.loads(Path(sys.argv[1]).read_text())
+terminal.load_image = lambda: image
+terminal.INI_PATH = Path(sys.argv[2])
+sys.exit(terminal.main([]))
+"""
+
+
+def test_a_liveupdate_hand_off_is_left_to_finish_and_its_terminal_watched(tmp_path, monkeypatch):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wine = bin_dir / "wine"
+    wine.write_text(f"#!{sys.executable}\n{FAKE_WINE}")
+    wine.chmod(0o755)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "password").write_text("pw")
+    display = 4000 + os.getpid() % 1000
+    x11 = Path("/tmp/.X11-unix")
+    made_x11 = not x11.exists()
+    x11.mkdir(mode=0o1777, exist_ok=True)
+    (x11 / f"X{display}").write_text("")
+    image = {"display": f":{display}", "screen": "800x600x24", "terminal": {"windows_path": "C:\\MT5\\terminal64.exe"}}
+    (tmp_path / "image.json").write_text(json.dumps(image))
+    ini = Path("/dev/shm") / f"mt5farm-test-{os.getpid()}" / "terminal.ini"
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "MT5_LOGIN": "5550123",
+        "MT5_SERVER": "Broker-Demo",
+        "MT5_SECRETS_DIR": str(secrets),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    loop = subprocess.Popen(
+        [sys.executable, "-c", RUN_TERMINAL, str(tmp_path / "image.json"), str(ini)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 40
+        while not (bin_dir / "UPDATED").exists() and loop.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3)  # the relaunched terminal is up; the loop goes on watching it
+        assert loop.poll() is None, f"the terminal loop gave up during the update:\n{loop.communicate()[0]}"
+        assert (bin_dir / "UPDATED").exists(), "the updater was killed before it finished"
+        loop.send_signal(signal.SIGTERM)
+        out = loop.communicate(timeout=30)[0]
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+            loop.wait()
+        (x11 / f"X{display}").unlink(missing_ok=True)
+        if made_x11:
+            x11.rmdir()
+        ini.unlink(missing_ok=True)
+        ini.parent.rmdir() if ini.parent.exists() else None
+    assert loop.returncode == 0, out
+    assert "LiveUpdate in progress" in out and "runs again after the LiveUpdate" in out, out
+
+
+# --- fault 9: the loop's rules, on a scripted process table -------------------------------------
+class World:
+    """A scripted process table and clock for TerminalLoop: ``events`` are (time, action)
+    with actions ("start", pid, args) / ("exit", pid) / ("stop",); kills are recorded."""
+
+    def __init__(self, events):
+        self.now = 0.0
+        self.events = sorted(events, key=lambda e: e[0])
+        self.running = {}  # pid -> (args, started)
+        self.kills = []
+        self.launched = 0
+        self.loop = None
+
+    def _apply(self):
+        while self.events and self.events[0][0] <= self.now:
+            _, action, *rest = self.events.pop(0)
+            if action == "start":
+                self.running[rest[0]] = (tuple(rest[1]), self.now)
+            elif action == "exit":
+                self.running.pop(rest[0], None)
+            elif action == "stop":
+                self.loop.stop()
+
+    def processes(self):
+        from mt5farm.runtime.terminal import WindowsProcess
+
+        self._apply()
+        return [WindowsProcess(pid, "terminal64.exe", args, self.now - since) for pid, (args, since) in sorted(self.running.items())]
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+        self._apply()
+
+    def kill(self, pid, sig):
+        self.kills.append((pid, sig))
+        self.running.pop(pid, None)
+
+    def launch(self):
+        self.launched += 1
+        self.events.append((self.now + 1, "start", 100 + self.launched, ["/portable"]))
+        self.events.sort(key=lambda e: e[0])
+        return None
+
+    def run(self):
+        from mt5farm.runtime.terminal import TerminalLoop
+
+        self.loop = TerminalLoop(
+            self.launch, self.processes, self.clock, self.sleep, self.kill, lambda pgid, sig: None, lambda message: None
+        )
+        return self.loop.run()
+
+
+def test_a_terminal_that_exits_with_no_update_following_is_a_crash_after_the_hand_off_wait():
+    from mt5farm.runtime.terminal import HANDOFF_WAIT
+
+    world = World([(10, "exit", 101)])
+    assert world.run() == 1
+    assert HANDOFF_WAIT <= world.now - 10 <= HANDOFF_WAIT + 2
+
+
+def test_a_hung_updater_is_killed_once_it_is_update_timeout_old():
+    from mt5farm.runtime.terminal import UPDATE_TIMEOUT
+
+    world = World([(10, "exit", 101), (12, "start", 200, ["/update"])])
+    assert world.run() == 1
+    assert (200, 9) in world.kills  # SIGKILL
+    assert UPDATE_TIMEOUT <= world.now - 12 <= UPDATE_TIMEOUT + 30
+
+
+def test_stopping_during_an_update_leaves_the_updater_alone():
+    world = World([(10, "exit", 101), (12, "start", 200, ["/update"]), (40, "stop")])
+    assert world.run() == 0
+    assert world.kills == [] and 200 in world.running
+
+
+def test_a_start_during_an_update_waits_for_it_and_watches_the_terminal_it_starts():
+    world = World([(0, "start", 200, ["/update"]), (30, "exit", 200), (31, "start", 300, ["/portable"]), (200, "stop")])
+    assert world.run() == 0
+    assert world.launched == 0  # the updater's terminal was adopted, no second one started
+    assert (300, 15) in world.kills  # and stopped on SIGTERM like our own
+
+
+def test_windows_processes_are_read_with_their_arguments_and_age(tmp_path):
+    from mt5farm.runtime.terminal import terminals, updaters, windows_processes
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    (tmp_path / "uptime").write_text("1000.00 500.00\n")
+    for pid, argv, started in [
+        ("11", b"C:\\MT5\\terminal64.exe\0/portable\0", 100),
+        ("12", b"C:\\MT5\\terminal64.exe\0/update\0", 990),
+        ("13", b"/usr/bin/python3\0-m\0x\0", 1),
+    ]:
+        (tmp_path / pid).mkdir()
+        (tmp_path / pid / "cmdline").write_bytes(argv)
+        (tmp_path / pid / "stat").write_text(f"{pid} (terminal 64.exe) S " + " ".join(["0"] * 18) + f" {started * ticks} 0 0\n")
+    found = windows_processes(tmp_path)
+    assert [(p.pid, p.args) for p in found] == [(11, ("/portable",)), (12, ("/update",))]
+    assert [p.pid for p in terminals(found)] == [11] and [p.pid for p in updaters(found)] == [12]
+    assert found[1].age == pytest.approx(10.0)
