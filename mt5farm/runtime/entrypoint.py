@@ -7,7 +7,8 @@
    the broker lists (``config/servers.dat``) refreshed from the image when it brings a new
    one (:func:`refresh_broker_lists`);
 3. clear stale X locks (Wine image), write the supervisord programs for this account;
-4. exec supervisord.
+4. exec supervisord, with ``MT5_IMAGE_BUILD`` (the terminal build the image was built with,
+   from its build report) in the environment its programs inherit, unless already set.
 
 With arguments (``docker run IMAGE wine cmd /c ver``) it runs them instead.
 """
@@ -23,7 +24,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from . import PROGRAMS_DIR, RUNTIME_DIR, SUPERVISOR_CONF
+from . import PROGRAMS_DIR, REPORT_DIR, RUNTIME_DIR, SUPERVISOR_CONF
 from .common import clear_x_locks, exec_command, load_image, log
 from .programs import ConfigurationError, plan, secrets_dir
 
@@ -154,6 +155,20 @@ def refresh_broker_lists(image: Mapping, terminal_root: Path) -> list[str]:
     return changed
 
 
+def image_build_env(env: Mapping[str, str], report_dir: Path = Path(REPORT_DIR)) -> dict[str, str]:
+    """``{"MT5_IMAGE_BUILD": "5200"}`` from the image's ``terminal-build`` (written by the build
+    from terminal64.exe's file version); nothing when the build is unknown or the container
+    sets MT5_IMAGE_BUILD itself. The service exports it as mt5_image_terminal_build, beside
+    the running terminal's mt5_terminal_build (issue 12, fault 9)."""
+    if (env.get("MT5_IMAGE_BUILD") or "").strip():
+        return {}
+    try:
+        build = (report_dir / "terminal-build").read_text(encoding="utf-8").strip()
+    except OSError:
+        return {}
+    return {"MT5_IMAGE_BUILD": build} if build.isdigit() else {}
+
+
 def write_programs(rendered: Sequence[tuple[str, str]], directory: Path = Path(PROGRAMS_DIR)) -> None:
     if directory.exists():
         shutil.rmtree(directory)
@@ -205,6 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{image['variant']} image, backend {decided.backend}, login {env.get('MT5_LOGIN')}: "
         f"programs {', '.join(p.name for p in decided.programs)}",
     )
+    os.environ.update(image_build_env(env))
     exec_command(["supervisord", "--nodaemon", "--configuration", SUPERVISOR_CONF])
     return 0  # not reached
 

@@ -286,3 +286,94 @@ def test_windows_processes_are_read_with_their_arguments_and_age(tmp_path):
     assert [(p.pid, p.args) for p in found] == [(11, ("/portable",)), (12, ("/update",))]
     assert [p.pid for p in terminals(found)] == [11] and [p.pid for p in updaters(found)] == [12]
     assert found[1].age == pytest.approx(10.0)
+
+
+# --- fault 9: the image's terminal build (label, report, MT5_IMAGE_BUILD) ----------------------
+def windows_program(version: tuple[int, int, int, int] | None = (5, 0, 0, 5200)) -> bytes:
+    """A minimal 64-bit PE file; with ``version``, a .rsrc section holding VS_VERSIONINFO."""
+    import struct
+
+    section_rva, section_raw = 0x1000, 0x200
+    rsrc = b""
+    if version is not None:
+        directory = struct.pack("<IIHHHH", 0, 0, 0, 0, 0, 1)
+        info_key = "VS_VERSION_INFO\0".encode("utf-16-le")
+        major, minor, patch, build = version
+        fixed = struct.pack(
+            "<13I",
+            0xFEEF04BD,
+            0x10000,
+            major << 16 | minor,
+            patch << 16 | build,
+            major << 16 | minor,
+            patch << 16 | build,
+            0x3F,
+            0,
+            4,
+            1,
+            0,
+            0,
+            0,
+        )
+        info_head = 6 + len(info_key)
+        info = struct.pack("<HHH", info_head + 2 + len(fixed), len(fixed), 0) + info_key + b"\0\0" + fixed
+        rsrc = (
+            directory
+            + struct.pack("<II", 16, 0x80000000 | 0x18)  # RT_VERSION
+            + directory
+            + struct.pack("<II", 1, 0x80000000 | 0x30)  # name 1
+            + directory
+            + struct.pack("<II", 1033, 0x48)  # language: the data entry
+            + struct.pack("<IIII", section_rva + 0x58, len(info), 0, 0)
+            + info
+        )
+    optional = bytearray(240)
+    struct.pack_into("<H", optional, 0, 0x20B)
+    struct.pack_into("<I", optional, 108, 16)
+    if rsrc:
+        struct.pack_into("<II", optional, 112 + 2 * 8, section_rva, len(rsrc))
+    section = struct.pack("<8sIIIIIIHHI", b".rsrc", len(rsrc), section_rva, len(rsrc), section_raw, 0, 0, 0, 0, 0x40000040)
+    dos = bytearray(64)
+    dos[:2] = b"MZ"
+    struct.pack_into("<I", dos, 0x3C, 64)
+    headers = bytes(dos) + b"PE\0\0" + struct.pack("<HHIIIHH", 0x8664, 1, 0, 0, 0, 240, 0x22) + bytes(optional) + section
+    return headers.ljust(section_raw, b"\0") + rsrc
+
+
+def test_the_terminal_build_is_read_from_terminal64_exes_version_resource(tmp_path):
+    import io
+    import tarfile
+
+    from mt5farm.runtime.peversion import NoVersion, archive_terminal, file_version
+
+    assert str(file_version(io.BytesIO(windows_program((5, 0, 0, 5200))))) == "5.0.0.5200"
+    with pytest.raises(NoVersion, match="no resources"):
+        file_version(io.BytesIO(windows_program(None)))
+    with pytest.raises(NoVersion, match="not a Windows program"):
+        file_version(io.BytesIO(b"#!/bin/sh\n"))
+    # A captured terminal directory, read in place on the controller (the image's label).
+    exe = tmp_path / "MetaTrader 5" / "terminal64.exe"
+    exe.parent.mkdir()
+    exe.write_bytes(windows_program((5, 0, 0, 5260)))
+    with tarfile.open(tmp_path / "terminal.tar", "w") as archive:
+        archive.add(exe.parent, arcname="MetaTrader 5")
+    assert archive_terminal(str(tmp_path / "terminal.tar")).build == 5260
+
+
+def test_the_image_records_its_terminal_build_and_the_entrypoint_passes_it_to_the_service(tmp_path):
+    from mt5farm.runtime.build import terminal_build
+    from mt5farm.runtime.entrypoint import image_build_env
+
+    image = {"terminal": {"unix_dir": str(tmp_path / "MT5")}}
+    (tmp_path / "MT5").mkdir()
+    assert terminal_build(image)[0] == ""  # no terminal64.exe: unknown, and said why
+    (tmp_path / "MT5" / "terminal64.exe").write_bytes(windows_program((5, 0, 0, 5200)))
+    build, line = terminal_build(image)
+    assert (build, line) == ("5200", "terminal build: 5200 (terminal64.exe file version 5.0.0.5200)")
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "terminal-build").write_text("5200\n")
+    assert image_build_env({}, report) == {"MT5_IMAGE_BUILD": "5200"}
+    assert image_build_env({"MT5_IMAGE_BUILD": "5100"}, report) == {}  # the container's own wins
+    (report / "terminal-build").write_text("")
+    assert image_build_env({}, report) == {}  # unknown: the service exports 0
