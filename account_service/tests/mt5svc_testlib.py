@@ -393,11 +393,13 @@ def postgres_tls_server(tls_material: TlsMaterial) -> Iterator[PostgresServer]:
 class RpycSimulator:
     port: int
     process: subprocess.Popen[bytes] | None = None
+    #: More simulator-rpyc options (the terminal's harder cases: --margin-mode netting, ...).
+    args: tuple[str, ...] = ()
 
     def start(self) -> None:
         exe = shutil.which("mt5-account-service") or str(Path(sys.executable).parent / "mt5-account-service")
         self.process = subprocess.Popen(
-            [exe, "simulator-rpyc", "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            [exe, "simulator-rpyc", "--port", str(self.port), *self.args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
 
         def listening() -> bool:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-from mt5_account_service import login_guard
+from mt5_account_service import login_guard, server_time
 from mt5_account_service.backends import base as c
 from mt5_account_service.backends.simulator import ManualClock, SimulatedTerminal, TerminalOptions
 from mt5svc_testlib import LOGIN, LiveService, wait_until, ws_connect
@@ -265,6 +266,67 @@ def test_a_refused_login_stops_after_three_attempts_survives_a_restart_and_resum
     again.wait_healthy(timeout=10)
     assert http.get("/health").json()["auth_failed"] is False and metric(http, "mt5_auth_failed") == 0
     assert terminal.attempts == login_guard.AUTH_ATTEMPTS + 1
+
+
+# --- fault 11: the trade server's clock -----------------------------------------------------------
+def test_times_are_served_in_utc_and_the_server_offset_is_learned_shown_and_kept(
+    start_service: Callable[..., LiveService], tmp_path: Path
+) -> None:
+    terminal = SimulatedTerminal(options=TerminalOptions(server_time_offset=7200))  # a UTC+2 server, real clock
+    live, http = started(start_service, terminal)
+    health = wait_until(
+        lambda: (h := http.get("/health").json())["server_time_offset_source"] == "measured" and h, what="a measured offset"
+    )
+    assert health["server_time_offset"] == 7200
+    assert metric(http, "mt5_server_time_offset_seconds") == 7200
+    before = time.time()
+    response = http.post("/api/orders", json={"symbol": "BTCUSD", "type": "buy", "volume": 0.01})
+    assert response.status_code == 201, response.text
+    after = time.time()
+    (deal,) = [d for d in http.get("/api/history", params={"days": 1}).json() if d["order"] == response.json()["order"]]
+    assert before - 1 <= deal["time"] <= after + 1 and before - 1 <= deal["time_msc"] / 1000 <= after + 1
+    (position,) = http.get("/api/positions").json()
+    assert before - 1 <= position["time"] <= after + 1
+    assert abs(http.get("/api/symbols/BTCUSD").json()["tick"]["time"] - after) < 5
+    live.stop()
+
+    # A restart while no quote is fresh (the simulator's clock a day behind): the saved offset.
+    stale = SimulatedTerminal(clock=ManualClock(time.time() - 86400), options=TerminalOptions(server_time_offset=7200))
+    _, http = started(start_service, stale)
+    health = http.get("/health").json()
+    assert (health["server_time_offset"], health["server_time_offset_source"]) == (7200, "saved")
+
+
+def test_the_server_offset_is_only_learned_from_a_fresh_quote() -> None:
+    now = 1_800_000_000.0
+    assert server_time.estimate(now + 7200 - 3, now) == 7200  # a quote 3 s old on UTC+2
+    assert server_time.estimate(now + 20700, now) == 20700  # UTC+5:45
+    assert server_time.estimate(now + 7200 - 3 * 3600 + 500, now) is None  # a closed market's quote
+    assert server_time.estimate(0, now) is None
+    clock = server_time.ServerClock(Path("/nonexistent"))
+    quote = int((now + 7200 - 3 * 3600) * 1000)  # Friday's close, 3 h old, on a Sunday
+    clock.learn(quote, now)
+    clock.learn(quote, now + 5)
+    assert (clock.offset, clock.source) == (None, "unknown")  # it never moved: no reading
+    clock.learn(int((now + 7200 + 6) * 1000), now + 6)
+    assert (clock.offset, clock.source) == (7200, "measured")
+    assert server_time.to_utc({"time": 7300, "time_msc": 7_300_500, "time_expiration": 0, "price": 1.5}, 7200) == {
+        "time": 100,
+        "time_msc": 100_500,
+        "time_expiration": 0,
+        "price": 1.5,
+    }
+
+
+def test_the_simulated_terminal_reports_server_time_and_a_closed_market_s_last_quote() -> None:
+    friday_close = datetime(2026, 12, 4, 20, 59, 59, tzinfo=UTC).timestamp()
+    saturday = friday_close + 15 * 3600
+    terminal = SimulatedTerminal(clock=ManualClock(saturday), options=TerminalOptions(server_time_offset=7200))
+    assert terminal.initialize(login=LOGIN)
+    assert terminal.symbol_info_tick("EURUSD").time == int(friday_close) + 7200
+    assert terminal.symbol_info_tick("BTCUSD").time == int(saturday) + 7200
+    names = {s.name for s in terminal.symbols_get("*USD*,!BTC*")}
+    assert "EURUSD" in names and "BTCUSD" not in names and terminal.symbols_total() == len(terminal.symbols_get())
 
 
 # --- fault 12: symbols outside Market Watch ------------------------------------------------------

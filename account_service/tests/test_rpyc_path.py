@@ -3,12 +3,14 @@ RPyC to `mt5-account-service simulator-rpyc` (a separate process, as the Wine br
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 from mt5_account_service.backends import base as c
 from mt5_account_service.backends.mt5linux import Mt5LinuxBackend
 from mt5linux import MetaTrader5
-from mt5svc_testlib import LOGIN, RpycSimulator, wait_until
+from mt5svc_testlib import LOGIN, RpycSimulator, free_port, wait_until
 
 
 def test_stock_mt5linux_client_talks_to_the_simulator_server(rpyc_simulator: RpycSimulator) -> None:
@@ -68,3 +70,29 @@ def test_service_reconnects_after_the_bridge_dies(start_service: Any, rpyc_simul
         rpyc_simulator.start()
         wait_until(lambda: http.get("/health").status_code == 200, timeout=15, what="reconnect to the restarted bridge")
         assert http.get("/api/account").json()["login"] == LOGIN
+
+
+def test_simulator_rpyc_options_give_the_harder_terminal_across_the_bridge(start_service: Any, tmp_path: Path) -> None:
+    # simulator-rpyc as a demo or test runs it for a netting, UTC+2 broker with a real password
+    # (issue 12): the service meets it through the mt5linux backend as it would meet MT5.
+    (tmp_path / "broker_password").write_text("s3cret-pw\n")
+    args = ("--margin-mode", "netting", "--server-time-offset", "7200", "--password-file", str(tmp_path / "broker_password"))
+    sim = RpycSimulator(free_port(), args=args)
+    sim.start()
+    try:
+        (tmp_path / "secrets").mkdir()
+        (tmp_path / "secrets" / "password").write_text("s3cret-pw\n")
+        live = start_service(None, backend="mt5linux", mt5linux_port=sim.port)
+        live.wait_healthy()
+        with live.client() as http:
+            assert http.get("/api/account").json()["margin_mode"] == c.ACCOUNT_MARGIN_MODE_RETAIL_NETTING
+            wait_until(lambda: http.get("/health").json()["server_time_offset"] == 7200, what="the offset learned over RPyC")
+            for _ in range(2):
+                opened = http.post("/api/orders", json={"symbol": "BTCUSD", "type": "buy", "volume": 0.01})
+                assert opened.status_code == 201, opened.text
+            (position,) = http.get("/api/positions").json()  # netting: one position per symbol
+            assert position["volume"] == 0.02 and position["ticket"] == opened.json()["position"]
+            deals = http.get("/api/history", params={"days": 1}).json()
+            assert all(abs(d["time"] - time.time()) < 60 for d in deals if d["symbol"] == "BTCUSD")  # UTC, not UTC+2
+    finally:
+        sim.kill()

@@ -347,6 +347,7 @@ def platform_host_vars(ports: Ports, api_keys: list[dict[str, Any]]) -> dict[str
         "platform_nginx_http_port": ports.http,
         "platform_nginx_status_port": ports.status,
         "platform_nginx_worker_processes": 1,
+        "platform_nginx_worker_shutdown_timeout": 2,
         "platform_nginx_worker_connections": 512,
         "platform_nginx_upstream_api_key": UPSTREAM_BASE,
         "platform_nginx_api_keys": api_keys,

@@ -11,9 +11,16 @@ What is proved (nginx_testlib.py explains the setup and the few test adaptations
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
+import signal
+import subprocess
+import time
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -37,6 +44,7 @@ from nginx_testlib import (
     raw_request,
     render,
     simulator_account,
+    wait_until,
 )
 
 ERRORS = yaml.safe_load((REPO / "roles/platform_nginx/vars/main.yml").read_text())["_platform_nginx_errors"]
@@ -417,6 +425,74 @@ def test_websocket_reaches_the_account_with_its_own_derived_key(nginx: Nginx) ->
     with connect(url, additional_headers={"Authorization": f"bearer {FLEET_KEY}"}, ssl=context, open_timeout=10) as ws:
         snapshot = json.loads(ws.recv(timeout=10))
     assert snapshot["type"] == "snapshot" and snapshot["account"]["login"] == LOGIN_B
+
+
+@pytest.mark.parametrize("symbol", ["S&P500", "Volatility 75 (1s) Index", "DE40"])
+def test_symbol_names_as_brokers_write_them_reach_the_account_intact(nginx: Nginx, symbol: str) -> None:
+    # Spaces, parentheses, '&' (issue 12, fault 1): Nginx decodes the path for its rewrite and
+    # must pass the same name on, escaped again, to the account's service.
+    response = request(nginx, "GET", f"/accounts/{LOGIN_A}/api/symbols/{urllib.parse.quote(symbol, safe='')}", {"X-API-Key": FLEET_KEY})
+    assert response.status == 200 and response.json()["symbol"] == symbol == response.json()["spec"]["name"], response
+
+
+@pytest.mark.parametrize("symbol", ["EURUSD#", "EURUSD?x=1", "EUR/USD", "100%"])
+def test_a_symbol_name_with_uri_delimiters_reaches_the_account_as_written(nginx: Nginx, symbol: str) -> None:
+    # Not in the simulator: the service's own 404 names exactly what it was asked for.
+    response = request(nginx, "GET", f"/accounts/{LOGIN_A}/api/symbols/{urllib.parse.quote(symbol, safe='')}", {"X-API-Key": FLEET_KEY})
+    assert response.status == 404 and symbol in response.json()["message"], response
+
+
+def test_reloads_with_100_websockets_leave_no_old_workers_behind(nginx: Nginx) -> None:
+    # Each inventory change reloads Nginx; an old worker lives until its last connection ends,
+    # and a WebSocket lasts hours: platform_nginx_worker_shutdown_timeout (2 s in the test
+    # inventory) bounds it (issue 12, fault 14).
+    import ssl
+
+    from websockets.exceptions import ConnectionClosed, InvalidMessage
+    from websockets.sync.client import connect
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    url = f"wss://127.0.0.1:{nginx.https_port}/accounts/{LOGIN_A}/ws"
+
+    def open_ws() -> Any:
+        # The test adaptation's 1 s client_header_timeout closes a connection whose request a
+        # starved client (100 threads on a loaded host) was slow to send: try again.
+        for attempt in range(3):
+            try:
+                return connect(url, additional_headers={"X-API-Key": FLEET_KEY}, ssl=context, open_timeout=20)
+            except (InvalidMessage, OSError):
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(open_ws()) for _ in range(100)]
+        for ws in clients:
+            ws.recv(timeout=20)  # the snapshot: each one is proxied through to the service
+        for _ in range(5):
+            os.kill(nginx.process.pid, signal.SIGHUP)
+            time.sleep(0.3)
+
+        def workers() -> list[str]:
+            out = subprocess.run(["ps", "--ppid", str(nginx.process.pid), "-o", "args="], capture_output=True, text=True, check=False)
+            return [line for line in out.stdout.splitlines() if "worker process" in line]
+
+        wait_until(lambda: workers() == ["nginx: worker process"], timeout=20, what="only the new worker (old ones gone)")
+
+        def closed(ws: Any) -> bool:
+            try:
+                while True:
+                    ws.recv(timeout=0)
+            except TimeoutError:
+                return False
+            except (ConnectionClosed, OSError):  # closed by the old worker, with or without a TLS close
+                return True
+
+        assert all(closed(ws) for ws in clients), "a WebSocket of an old worker is still open"
+        with connect(url, additional_headers={"X-API-Key": FLEET_KEY}, ssl=context, open_timeout=10) as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"  # clients reconnect to the new worker
 
 
 # --- 6. routing at fleet size ---------------------------------------------------------------------

@@ -20,7 +20,12 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import ConfigError, load_settings, tls_files
+from .backends import base as c
+from .backends.simulator import SimulatedTerminal, TerminalOptions
+from .config import ConfigError, load_settings, read_secret, tls_files
+
+#: simulator-rpyc --margin-mode: MT5's account margin modes (ACCOUNT_MARGIN_MODE_RETAIL_*).
+MARGIN_MODES = {"hedging": c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING, "netting": c.ACCOUNT_MARGIN_MODE_RETAIL_NETTING}
 
 
 def _configure_logging() -> None:
@@ -101,12 +106,31 @@ def healthcheck(timeout: float) -> int:
     return 0 if status == 200 else 1
 
 
-def simulator_rpyc(host: str, port: int, balance: float, leverage: int) -> int:
+def terminal_options(args: argparse.Namespace) -> TerminalOptions:
+    """The simulator-rpyc options as :class:`TerminalOptions` (the harder cases of issue 12).
+
+    Passwords come from files, never the command line (a process list shows it to everyone).
+    Raises ConfigError for an unreadable password file.
+    """
+
+    def password(path: Path | None) -> str | None:
+        return None if path is None else read_secret(path.parent, path.name)
+
+    return TerminalOptions(
+        margin_mode=MARGIN_MODES[args.margin_mode],
+        password=password(args.password_file),
+        investor_password=password(args.investor_password_file),
+        server_time_offset=args.server_time_offset,
+        hidden_symbols=frozenset(args.hidden_symbol),
+        select_tick_delay=args.select_tick_delay,
+    )
+
+
+def simulator_rpyc(host: str, port: int, balance: float, leverage: int, options: TerminalOptions) -> int:
     from .backends.rpyc_server import make_server
-    from .backends.simulator import SimulatedTerminal
 
     _configure_logging()
-    terminal = SimulatedTerminal(balance=balance, leverage=leverage)
+    terminal = SimulatedTerminal(balance=balance, leverage=leverage, options=options)
     server = make_server(terminal, host, port)
     logging.getLogger(__name__).info("simulated MT5 terminal (not MetaTrader 5) serving RPyC classic on %s:%d", host, port)
     server.start()
@@ -148,12 +172,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--port", type=int, default=18812)
     sim.add_argument("--balance", type=float, default=10_000.0)
     sim.add_argument("--leverage", type=int, default=100)
+    sim.add_argument("--margin-mode", choices=sorted(MARGIN_MODES), default="hedging", help="the account's position accounting")
+    sim.add_argument("--password-file", type=Path, help="a file holding the only master password accepted (default: any)")
+    sim.add_argument("--investor-password-file", type=Path, help="a file holding the investor (read-only) password")
+    sim.add_argument("--server-time-offset", type=int, default=0, help="seconds the trade server's clock is ahead of UTC")
+    sim.add_argument("--hidden-symbol", action="append", default=[], help="a symbol outside Market Watch at start (repeatable)")
+    sim.add_argument("--select-tick-delay", type=float, default=0.0, help="seconds from symbol_select to a hidden symbol's first tick")
     sub.add_parser("migrate", help="apply the Postgres migrations and exit")
     args = parser.parse_args(argv)
     if args.command == "healthcheck":
         return healthcheck(args.timeout)
     if args.command == "simulator-rpyc":
-        return simulator_rpyc(args.host, args.port, args.balance, args.leverage)
+        try:
+            options = terminal_options(args)
+        except ConfigError as exc:
+            print(f"mt5-account-service: {exc}", file=sys.stderr)
+            return 2
+        return simulator_rpyc(args.host, args.port, args.balance, args.leverage, options)
     if args.command == "migrate":
         return migrate()
     return serve()

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .server_time import LIMIT, OFFSET_STEP
+
 BACKENDS = ("simulator", "mt5linux", "mt5")
 #: The largest trade body is a few hundred bytes; 64 KiB leaves ample room and caps what
 #: a request can make the service buffer.
@@ -56,6 +58,9 @@ class Settings:
     simulator_leverage: int = 100
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     snapshot_retention_days: int = 90
+    #: Seconds the trade server's clock is ahead of UTC, when the operator fixes it
+    #: (MT5_SERVER_TIME_OFFSET); None: learned from quotes (server_time.py).
+    server_time_offset: int | None = None
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     password: str | None = field(default=None, repr=False)
     redis_password: str | None = field(default=None, repr=False)
@@ -160,6 +165,18 @@ def _reject_inline_password(name: str, url: str | None) -> None:
         )
 
 
+def _server_time_offset(env: Mapping[str, str]) -> int | None:
+    if not _get(env, "MT5_SERVER_TIME_OFFSET"):
+        return None
+    offset = _int(env, "MT5_SERVER_TIME_OFFSET", None, -LIMIT, LIMIT)
+    if offset % OFFSET_STEP:
+        raise ConfigError(
+            f"MT5_SERVER_TIME_OFFSET={offset} is not a whole number of {OFFSET_STEP} s: give the "
+            f"trade server's UTC offset in seconds, e.g. 7200 for UTC+2, or leave it unset to learn it"
+        )
+    return offset
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (default ``os.environ``) and the secret files."""
     env = os.environ if env is None else env
@@ -202,6 +219,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         simulator_leverage=_int(env, "SIMULATOR_LEVERAGE", 100, 1, 10_000),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1024, 16 * 2**20),
         snapshot_retention_days=_int(env, "SNAPSHOT_RETENTION_DAYS", 90, 1, 36_500),
+        server_time_offset=_server_time_offset(env),
         api_keys=api_keys,
         password=password,
         redis_password=read_secret(secrets_dir, "redis_password"),

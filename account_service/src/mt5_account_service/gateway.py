@@ -17,6 +17,7 @@ from typing import Any
 
 from .backends.base import RES_E_AUTH_FAILED, RES_E_INVALID_PARAMS, RES_E_NOT_FOUND, RES_S_OK, to_plain
 from .config import Settings, read_secret
+from .server_time import SYMBOLS, ServerClock, to_server, to_utc
 
 
 class BackendError(Exception):
@@ -74,6 +75,9 @@ class Gateway:
         self.backend = backend
         self._settings = settings
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mt5-backend")
+        #: The trade server's clock: results are served in UTC, history windows sent in its time.
+        self.server_clock = ServerClock(settings.state_dir, settings.server_time_offset)
+        self._clock_symbols: list[str] = []
 
     async def run(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the backend thread; connection failures become BackendUnavailable."""
@@ -92,16 +96,23 @@ class Gateway:
         'not found' or OK (e.g. ``symbol_info`` of an unknown symbol)."""
         return await self.run(lambda: self._optional(name, *args, **kwargs))
 
+    def _invoke(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The backend call with datetimes on the server's clock (history windows)."""
+        offset = self.server_clock.seconds
+        args = tuple(to_server(a, offset) for a in args)
+        kwargs = {k: to_server(v, offset) for k, v in kwargs.items()}
+        return getattr(self.backend, name)(*args, **kwargs)
+
     def _checked(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        result = getattr(self.backend, name)(*args, **kwargs)
+        result = self._invoke(name, args, kwargs)
         if result is None:
             raise self._error(name)
-        return to_plain(result)
+        return to_utc(to_plain(result), self.server_clock.seconds)
 
     def _optional(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        result = getattr(self.backend, name)(*args, **kwargs)
+        result = self._invoke(name, args, kwargs)
         if result is not None:
-            return to_plain(result)
+            return to_utc(to_plain(result), self.server_clock.seconds)
         code, message = self.backend.last_error()
         if code in (RES_S_OK, -4):
             return None
@@ -150,6 +161,23 @@ class Gateway:
             raise BackendUnavailable(
                 f"the terminal is logged in to account {account.get('login')}, not MT5_LOGIN={s.login}: check the terminal's saved account"
             )
+        lister = getattr(self.backend, "symbols_get", None)
+        symbols = (to_plain(lister()) if callable(lister) else None) or []
+        self._clock_symbols = [str(x["name"]) for x in symbols if x.get("visible")][:SYMBOLS]
+        self._learn_offset_sync()
+
+    async def learn_offset(self) -> None:
+        """Look at the newest quote for the trade server's offset (see server_time.py)."""
+        await self.run(self._learn_offset_sync)
+
+    def _learn_offset_sync(self) -> None:
+        # Raw quote times (server clock, ms): the newest of the Market Watch symbols.
+        newest = 0
+        for name in self._clock_symbols:
+            tick = self.backend.symbol_info_tick(name)
+            if tick is not None:
+                newest = max(newest, int(to_plain(tick).get("time_msc", 0)))
+        self.server_clock.learn(newest, time.time())
 
     async def snapshot(self) -> Snapshot:
         return await self.run(self._snapshot_sync)

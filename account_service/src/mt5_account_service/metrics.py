@@ -81,6 +81,11 @@ class Metrics:
             "Differs from mt5_terminal_build after a LiveUpdate",
             registry=r,
         )
+        self.server_time_offset = Gauge(
+            "mt5_server_time_offset_seconds",
+            "Seconds the trade server's clock is ahead of UTC (learned from quotes or configured; 0 while unknown)",
+            registry=r,
+        )
         self.last_poll = Gauge("mt5_last_poll_timestamp_seconds", "Unix time of the last successful poll", registry=r)
         self.balance = Gauge("mt5_account_balance", "Account balance", registry=r)
         self.equity = Gauge("mt5_account_equity", "Account equity", registry=r)

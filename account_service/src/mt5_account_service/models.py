@@ -276,6 +276,12 @@ class HealthOut(BaseModel):
     #: True once the trade server refused the login AUTH_ATTEMPTS times in a row: the service
     #: has stopped logging in (see login_guard.py).
     auth_failed: bool = False
+    #: Seconds the trade server's clock is ahead of UTC (null while unknown): every time the
+    #: API serves is UTC, this offset already taken off (see server_time.py).
+    server_time_offset: int | None = None
+    #: Where the offset comes from: measured (quotes), saved (an earlier run), configured
+    #: (MT5_SERVER_TIME_OFFSET) or unknown.
+    server_time_offset_source: str = "unknown"
 
 
 def trade_out(result: dict[str, Any], position: int | None = None) -> dict[str, Any]:

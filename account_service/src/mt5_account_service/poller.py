@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import server_time
 from .gateway import BackendAuthFailed, BackendError, BackendUnknownServer, Gateway, Snapshot
 from .login_guard import LoginGuard
 from .metrics import Metrics
@@ -86,6 +87,8 @@ class Poller:
         self._stale_after = stale_after
         self._on_snapshot = on_snapshot
         self._login_guard = login_guard
+        self._offset_due = 0.0
+        self._settle_until = 0.0
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._json_cache: dict[str, tuple[int, bytes]] = {}
@@ -166,6 +169,9 @@ class Poller:
                     continue
                 try:
                     await self._gateway.connect()
+                    # connect() looked once; each poll looks again until a live quote settles it.
+                    self._offset_due = time.monotonic() + server_time.RECHECK
+                    self._settle_until = time.monotonic() + server_time.SETTLE
                     if self._login_guard:
                         self._login_guard.succeeded()
                     self._metrics.auth_failed.set(0)
@@ -203,6 +209,10 @@ class Poller:
                 next_tick = time.monotonic()
             else:
                 try:
+                    now = time.monotonic()
+                    if now >= self._offset_due or (not self._gateway.server_clock.settled and now < self._settle_until):
+                        await self._gateway.learn_offset()
+                        self._offset_due = now + server_time.RECHECK
                     await self.poll_once()
                 except BackendError as exc:
                     log.warning("poll failed, reconnecting: %s", exc)
@@ -236,6 +246,7 @@ class Poller:
             self.last_success_mono = time.monotonic()
             self._metrics.last_poll.set(new.taken_at)
             self._metrics.observe_account(new.account, len(new.positions), len(new.orders))
+            self._metrics.server_time_offset.set(self._gateway.server_clock.seconds)
             self._metrics.trade_allowed.set(0 if trading_block(new.terminal, new.account) else 1)
             self._metrics.terminal_build.set(int(new.terminal.get("build") or 0))
             if not self.connected:

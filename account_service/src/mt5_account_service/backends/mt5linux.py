@@ -45,6 +45,7 @@ _FUNCTIONS = (
     "history_deals_get",
     "symbol_info",
     "symbol_info_tick",
+    "symbols_get",
     "symbol_select",
     "order_check",
     "order_send",

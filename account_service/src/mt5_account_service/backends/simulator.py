@@ -34,6 +34,7 @@ What it does not model
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import threading
 import time
@@ -716,8 +717,9 @@ class SimulatedTerminal:
             elif position is not None:
                 deals = [d for d in deals if d.position_id == position]
             elif date_from is not None and date_to is not None:
+                # MT5 compares the window with deal times on the trade server's clock.
                 lo, hi = _epoch(date_from), _epoch(date_to)
-                deals = [d for d in deals if lo <= d.time <= hi]
+                deals = [d for d in deals if lo <= d.time + self._offset <= hi]
             else:
                 return self._fail(c.RES_E_INVALID_PARAMS, "Invalid arguments", None)
             return self._ok(tuple(deals))
@@ -729,7 +731,7 @@ class SimulatedTerminal:
             spec = self._symbols.get(symbol)
             if spec is None:
                 return self._fail(c.RES_E_NOT_FOUND, "Terminal: Not found", None)
-            now = self._clock()
+            now = self._last_quote_time(spec, self._clock())
             bid, ask = self._quote(spec, now) if self._has_tick(spec.name) else (0.0, 0.0)
             selected = spec.name not in self._hidden
             return self._ok(
@@ -771,6 +773,20 @@ class SimulatedTerminal:
                 )
             )
 
+    def symbols_total(self) -> int | None:
+        with self._lock:
+            return self._ok(len(self._symbols)) if self._ready() else None
+
+    def symbols_get(self, group: str | None = None) -> tuple[SymbolInfo, ...] | None:
+        """Every symbol's info, or those matching ``group`` (MT5's syntax: comma-separated
+        patterns with ``*``, ``!`` before a pattern excludes; e.g. ``"*USD*,!EUR*"``)."""
+        with self._lock:
+            if not self._ready():
+                return None
+            names = [n for n in self._symbols if group is None or _in_group(n, group)]
+        infos = [self.symbol_info(n) for n in names]
+        return self._ok(tuple(i for i in infos if i is not None))
+
     def symbol_info_tick(self, symbol: str) -> Tick | None:
         with self._lock:
             if not self._ready():
@@ -780,7 +796,7 @@ class SimulatedTerminal:
                 return self._fail(c.RES_E_NOT_FOUND, "Terminal: Not found", None)
             if not self._has_tick(symbol):
                 return self._ok(Tick(0, 0.0, 0.0, 0.0, 0, 0, 0, 0.0))
-            now = self._clock()
+            now = self._last_quote_time(spec, self._clock())
             bid, ask = self._quote(spec, now)
             server = now + self._offset
             return self._ok(Tick(int(server), bid, ask, 0.0, 0, int(server * 1000), 6, 0.0))
@@ -862,6 +878,23 @@ class SimulatedTerminal:
     def _fail(self, code: int, message: str, value: Any) -> Any:
         self._last_error = (code, message)
         return value
+
+    def _last_quote_time(self, spec: SymbolSpec, t: float) -> float:
+        """``t`` while the symbol's market is open, else the last minute it was (as MT5: a
+        closed market's tick is its last one, e.g. Friday's close all weekend)."""
+        if spec.always_open or self._market_open(t):
+            return t
+        back = t - t % 3600
+        for _ in range(24 * 7):
+            if self._market_open(back - 1):
+                break
+            back -= 3600
+        else:
+            return t  # never open in a week: a market model without sessions
+        last = back - 1  # open; the close is within the next hour (or before t)
+        while last + 60 <= t and self._market_open(last + 60):
+            last += 60
+        return last
 
     def _quote(self, spec: SymbolSpec, t: float) -> tuple[float, float]:
         mid = self._price_path(spec, t)
@@ -1325,60 +1358,53 @@ class SimulatedTerminal:
             pos.volume, pos.time_update = total, t
             if sl or tp:
                 pos.sl, pos.tp = sl, tp
-            return self._add_deal(
-                symbol=pos.symbol,
-                type_=deal_type,
-                entry=c.DEAL_ENTRY_IN,
-                volume=volume,
-                price=price,
-                profit=0.0,
-                order=order,
-                position_id=pos.identifier,
-                magic=pos.magic,
-                reason=reason,
-                comment=comment,
-                t=t,
-            )
+            return self._position_deal(pos, deal_type, c.DEAL_ENTRY_IN, volume, price, 0.0, order, reason, comment, t)
         if volume <= pos.volume + 1e-9:
             return self._close(pos, volume, price, order, reason, comment, t)
         held = pos.volume
-        sign = 1.0 if pos.type == c.POSITION_TYPE_BUY else -1.0
-        profit = round(sign * (price - pos.price_open) * held * spec.contract_size * self._to_usd(spec.currency_profit, t), 2)
-        self._account.balance = round(self._account.balance + profit, 2)
+        profit = self._realise(pos, held, price, t)
         del self._state.positions[pos.ticket]
         self._state.positions[order] = _Position(
             order, pos.symbol, side, round(volume - held, 8), price, sl, tp, pos.magic, comment, t, t, reason, pos.identifier
         )
-        return self._add_deal(
-            symbol=pos.symbol,
-            type_=deal_type,
-            entry=c.DEAL_ENTRY_INOUT,
-            volume=volume,
-            price=price,
-            profit=profit,
-            order=order,
-            position_id=pos.identifier,
-            magic=pos.magic,
-            reason=reason,
-            comment=comment,
-            t=t,
-        )
+        return self._position_deal(pos, deal_type, c.DEAL_ENTRY_INOUT, volume, price, profit, order, reason, comment, t)
 
     def _close(self, pos: _Position, volume: float, price: float, order: int, reason: int, comment: str, t: float) -> int:
-        spec = self._symbols[pos.symbol]
-        sign = 1.0 if pos.type == c.POSITION_TYPE_BUY else -1.0
-        profit = round(sign * (price - pos.price_open) * volume * spec.contract_size * self._to_usd(spec.currency_profit, t), 2)
-        self._account.balance = round(self._account.balance + profit, 2)
+        profit = self._realise(pos, volume, price, t)
         remaining = round(pos.volume - volume, 8)
         if remaining <= 1e-9:
             del self._state.positions[pos.ticket]
         else:
             pos.volume, pos.time_update = remaining, t
         deal_type = c.DEAL_TYPE_SELL if pos.type == c.POSITION_TYPE_BUY else c.DEAL_TYPE_BUY
+        return self._position_deal(pos, deal_type, c.DEAL_ENTRY_OUT, volume, price, profit, order, reason, comment, t)
+
+    def _realise(self, pos: _Position, volume: float, price: float, t: float) -> float:
+        """The profit of closing ``volume`` of ``pos`` at ``price``, credited to the balance."""
+        spec = self._symbols[pos.symbol]
+        sign = 1.0 if pos.type == c.POSITION_TYPE_BUY else -1.0
+        profit = round(sign * (price - pos.price_open) * volume * spec.contract_size * self._to_usd(spec.currency_profit, t), 2)
+        self._account.balance = round(self._account.balance + profit, 2)
+        return profit
+
+    def _position_deal(
+        self,
+        pos: _Position,
+        type_: int,
+        entry: int,
+        volume: float,
+        price: float,
+        profit: float,
+        order: int,
+        reason: int,
+        comment: str,
+        t: float,
+    ) -> int:
+        """The deal of ``order`` on an existing position (its symbol, identifier and magic)."""
         return self._add_deal(
             symbol=pos.symbol,
-            type_=deal_type,
-            entry=c.DEAL_ENTRY_OUT,
+            type_=type_,
+            entry=entry,
             volume=volume,
             price=price,
             profit=profit,
@@ -1481,6 +1507,16 @@ def _stop_hit(pos: _Position, bid: float, ask: float) -> int | None:
         if pos.tp and ask <= pos.tp:
             return c.REASON_TP
     return None
+
+
+def _in_group(name: str, group: str) -> bool:
+    """MT5's symbols_get group filter: the last matching pattern decides; ``!`` excludes."""
+    chosen = False
+    for pattern in (p.strip() for p in group.split(",") if p.strip()):
+        exclude = pattern.startswith("!")
+        if fnmatch.fnmatchcase(name, pattern.lstrip("!")):
+            chosen = not exclude
+    return chosen
 
 
 def _epoch(value: Any) -> float:

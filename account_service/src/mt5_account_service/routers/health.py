@@ -33,6 +33,8 @@ async def health(svc: ServiceDep) -> JSONResponse:
         "trade_allowed": None if not svc.poller.connected or svc.poller.snapshot is None else blocked is None,
         "trade_reason": blocked,
         "auth_failed": svc.poller.auth_failed,
+        "server_time_offset": svc.gateway.server_clock.offset,
+        "server_time_offset_source": svc.gateway.server_clock.source,
     }
     return JSONResponse(body, status_code=200 if healthy else 503)
 
