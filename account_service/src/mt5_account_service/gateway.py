@@ -18,6 +18,7 @@ from typing import Any
 from .backends.base import RES_E_AUTH_FAILED, RES_E_INVALID_PARAMS, RES_E_NOT_FOUND, RES_S_OK, to_plain
 from .config import Settings, read_secret
 from .server_time import SYMBOLS, ServerClock, to_server, to_utc
+from .timeouts import INITIALIZE_TIMEOUT
 
 
 class BackendError(Exception):
@@ -128,7 +129,9 @@ class Gateway:
 
     def _connect_sync(self) -> None:
         s = self._settings
-        kwargs: dict[str, Any] = {"login": s.login, "server": s.server or None, "timeout": 60_000}
+        # The terminal's own limit (ms); the mt5linux backend waits for the answer longer than
+        # this (timeouts.RPYC_INITIALIZE_TIMEOUT), so the terminal ends a slow initialize.
+        kwargs: dict[str, Any] = {"login": s.login, "server": s.server or None, "timeout": int(INITIALIZE_TIMEOUT * 1000)}
         # The file as it is now: a password rotated since the start is used at once (after the
         # broker refused the old one, login_guard waits for exactly this change).
         password = read_secret(s.secrets_dir, "password") if (s.secrets_dir / "password").exists() else s.password
