@@ -11,7 +11,10 @@ import threading
 from pathlib import Path
 
 import pytest
+import yaml
+from mt5_account_service import timeouts
 
+from mt5farm.runtime import terminal
 from mt5farm.runtime.watchdog import (
     DEGRADED,
     DOWN,
@@ -259,6 +262,25 @@ def test_run_logs_the_hold_once_and_its_end(capsys):
     assert restarts == []
     assert out.count("holding off: the broker refused the login (auth_failed)") == 1
     assert out.count("auth_failed cleared: watching normally again") == 1
+
+
+ROLES = Path(__file__).resolve().parents[2] / "roles"
+
+
+def test_the_chain_of_timeouts_from_initialize_to_the_converge_is_in_order():
+    """Issue 12, faults 7 and 8: each wait longer than the wait it contains, from the terminal's
+    initialize to the converge that waits for a new container, role defaults included."""
+    linux = yaml.safe_load((ROLES / "mt5_linux" / "defaults" / "main.yml").read_text())
+    image = yaml.safe_load((ROLES / "mt5_image" / "defaults" / "main.yml").read_text())
+    dockerfile = (ROLES / "mt5_image" / "templates" / "Dockerfile.j2").read_text()
+    assert timeouts.INITIALIZE_TIMEOUT < timeouts.RPYC_INITIALIZE_TIMEOUT < timeouts.RECONNECT_BOUND < GRACE
+    assert GRACE < FIRST_CONNECT, "a cold start gets more than a reconnect"
+    assert terminal.START_TIMEOUT + timeouts.RPYC_INITIALIZE_TIMEOUT < FIRST_CONNECT, "the terminal's start, then one initialize"
+    assert image["mt5_image_watchdog_grace"] == GRACE and image["mt5_image_watchdog_interval"] == Policy().interval
+    assert image["mt5_image_watchdog_first_connect"] == FIRST_CONNECT == linux["mt5_linux_first_connect"]
+    assert "--start-period={{ mt5_image_watchdog_first_connect }}s" in dockerfile, "the image's start period is the allowance"
+    assert "start_period" not in linux["mt5_linux_healthcheck"], "the containers' start period is mt5_linux_first_connect"
+    assert linux["mt5_linux_health_timeout"] > linux["mt5_linux_first_connect"] + linux["mt5_linux_healthcheck"]["interval"]
 
 
 def test_the_documented_bounds():
