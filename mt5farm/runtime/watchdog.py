@@ -102,7 +102,7 @@ DOWN_GRACE = 10.0
 #: WATCHDOG_FIRST_CONNECT's default, seconds from a (re)start to the first 200 before the
 #: terminal side is restarted: a cold Wine prefix and terminal under the account's CPU limit
 #: (0.5 CPU), its first login, the bridge's start and one whole ``initialize`` (75 s waited).
-#: Measured: see bench/wine_cold_start.sh (median of 3 cold starts of the booted prefix with
+#: Measured: see bench/wine_cold_start.py (median of 3 cold starts of the booted prefix with
 #: --cpus 0.5). Until the lead's measurement replaces it, 300 s: the terminal's own start
 #: allowance (mt5farm.runtime.terminal.START_TIMEOUT, 120 s, which the bridge also waits),
 #: the 75 s initialize, and as much again for Wine's first boot of a new data volume.
