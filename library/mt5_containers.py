@@ -189,6 +189,13 @@ options:
         description: tmpfs mounts, path to mount options (for example C(size=64m)).
         type: dict
         default: {}
+      extra_hosts:
+        description:
+          - Host names the container resolves to the given address (C(HostConfig.ExtraHosts), its
+            C(/etc/hosts)), for example the MT5 terminal's update hosts to C(127.0.0.1).
+          - Empty (the default) is left out of the config hash, so specs without it hash as before.
+        type: dict
+        default: {}
       command:
         description: Command; null keeps the image's.
         type: list

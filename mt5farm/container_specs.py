@@ -17,6 +17,9 @@ limits                 memory, reservation, CPUs,      memory, CPUs (the daemon 
                        pids limit
 hardening              user uid:uid, cap_drop ALL,     isolation (process or hyperv)
                        no-new-privileges, network
+update hosts blocked   a terminal's (not simulator)    not set
+                       accounts: settings'
+                       blocked_hosts -> 127.0.0.1
 labels                 the account's, endpoint         the account's, endpoint, mt5farm.platform
 =====================  ==============================  ==========================================
 
@@ -38,6 +41,9 @@ SERVICE_PORT = 8000  # the account service, in every image variant on either OS
 NOVNC_PORT = 6080  # noVNC on the terminal's screen (Linux wine variant, when vnc is on)
 # Each account's own identities on the platform (least privilege): its Redis ACL user and
 # its Postgres role (roles/platform_redis, roles/platform_postgres create them).
+#: Where the terminal's update hosts point (settings' blocked_hosts): loopback, where nothing
+#: serves them, so LiveUpdate cannot fetch a new build (issue 12, fault 9).
+BLOCKED_ADDRESS = "127.0.0.1"
 REDIS_USER = "mt5-account-{login}"
 DATABASE_ROLE = "mt5_account_{login}"
 
@@ -86,8 +92,10 @@ def account_service_env(
 
 
 def _linux_options(account: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
-    """What only a Linux engine is given: the reservation, the network, the hardening."""
-    return {
+    """What only a Linux engine is given: the reservation, the network, the hardening, and
+    for an account that runs the MT5 terminal (any backend but the simulator) its update
+    hosts resolved to loopback (settings' ``blocked_hosts``; none: the key is left out)."""
+    options: dict[str, Any] = {
         "memory_reservation": account["memory_reservation_bytes"],
         "network": settings["network"],
         "user": f"{settings['uid']}:{settings['uid']}",
@@ -95,6 +103,10 @@ def _linux_options(account: Mapping[str, Any], settings: Mapping[str, Any]) -> d
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true"],
     }
+    blocked = settings.get("blocked_hosts") or []
+    if blocked and account["backend"] != "simulator":
+        options["extra_hosts"] = {str(name): BLOCKED_ADDRESS for name in blocked}
+    return options
 
 
 def _windows_isolation(account: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
@@ -196,7 +208,8 @@ def mt5_container_specs(accounts: Any, os: str, settings: Mapping[str, Any]) -> 
       ADVERTISE_URL, the endpoint label and, on Linux, where ports are published),
       secrets_root (the host's folder of per-login secret folders), poll_interval,
       healthcheck ({interval, timeout, retries, start_period}), stop_timeout, env (extra
-      environment, never secrets); on Linux also network, uid, pids_limit; on Windows
+      environment, never secrets); on Linux also network, uid, pids_limit and optional
+      blocked_hosts (host names a terminal's container resolves to 127.0.0.1); on Windows
       isolation (the host's default, ``process`` when absent); optional tls (True: the
       service serves HTTPS with the host's certificate from its secrets, so ADVERTISE_URL
       and the endpoint label say ``https://``).

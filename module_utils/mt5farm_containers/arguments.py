@@ -44,6 +44,7 @@ CONTAINER_OPTIONS = dict(
     security_opt=dict(type="list", elements="str", default=[]),
     read_only=dict(type="bool", default=False),
     tmpfs=dict(type="dict", default={}),
+    extra_hosts=dict(type="dict", default={}),
     command=dict(type="list", elements="str"),
     pids_limit=dict(type="int"),
     isolation=dict(type="str", choices=["process", "hyperv"]),

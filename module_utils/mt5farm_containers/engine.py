@@ -224,6 +224,7 @@ class Engine:
             security_opt=spec["security_opt"] or None,
             read_only=True if spec.get("read_only") else None,
             tmpfs=spec["tmpfs"] or None,
+            extra_hosts=spec.get("extra_hosts") or None,
             pids_limit=spec.get("pids_limit"),
             isolation=spec.get("isolation"),
         )

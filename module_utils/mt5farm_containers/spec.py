@@ -66,6 +66,7 @@ def normalize(container: dict[str, Any]) -> dict[str, Any]:
     if reserved:
         raise SpecError(f"container {name}: labels {', '.join(reserved)} are set by mt5_containers; remove them")
     spec["tmpfs"] = {str(path): "" if options is None else str(options) for path, options in (spec.get("tmpfs") or {}).items()}
+    spec["extra_hosts"] = _string_map(name, "extra_hosts", spec.get("extra_hosts"))
     spec["ports"] = sorted(spec.get("ports") or [], key=lambda p: (p["container_port"], p["protocol"], p["host_ip"], p["host_port"]))
     spec["mounts"] = sorted(spec.get("mounts") or [], key=lambda m: (m["target"], m["type"], m["source"]))
     spec["cap_drop"] = sorted(spec.get("cap_drop") or [])

@@ -5,6 +5,8 @@ service's own virtualenv, and is unit-tested on the controller's Python (3.11).
 """
 
 IMAGE_JSON = "/usr/share/mt5farm/image.json"
+# What the build found (build.txt) and the terminal's build (terminal-build; empty: unknown).
+REPORT_DIR = "/usr/share/mt5farm/report"
 RUNTIME_DIR = "/tmp/mt5farm"
 PROGRAMS_DIR = RUNTIME_DIR + "/programs"
 SUPERVISOR_CONF = "/etc/supervisor/supervisord.conf"

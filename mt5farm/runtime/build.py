@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from .common import load_image
+from .peversion import NoVersion, file_version
 
 TERMINAL_EXE = "terminal64.exe"
 
@@ -195,8 +196,24 @@ def link_data_dirs(image: dict) -> None:
     say(f"MT5 terminal: per-account data ({', '.join(image['terminal_data_dirs'])}) lives on the volume at {data}")
 
 
+def terminal_build(image: dict) -> tuple[str, str]:
+    """(build, line): the installed terminal's build from terminal64.exe's file version
+    (``5.0.0.5200`` is build 5200), or ("", why it is unknown)."""
+    exe = terminal_dir(image) / TERMINAL_EXE
+    try:
+        with exe.open("rb") as handle:
+            version = file_version(handle)
+    except (NoVersion, OSError) as exc:
+        return "", f"terminal build: unknown ({TERMINAL_EXE}: {exc})"
+    return str(version.build), f"terminal build: {version.build} ({TERMINAL_EXE} file version {version})"
+
+
 def report(image: dict, out: Path) -> None:
+    """build.txt (what was included, skipped, proved) and, beside it, ``terminal-build``: the
+    terminal's build, or empty when unknown (the entrypoint passes it to the service as
+    MT5_IMAGE_BUILD, whose mt5_image_terminal_build is compared with the running build)."""
     lines = [f"variant: {image['variant']}"]
+    build = ""
     for name in image.get("included", []):
         lines.append(f"included: {name}")
     for name in image.get("skipped", []):
@@ -216,8 +233,12 @@ def report(image: dict, out: Path) -> None:
         lines.append(f"wine cmd /c ver: {ver}")
         wine = subprocess.run(["wine", "--version"], env=wine_env(), capture_output=True, text=True, check=False)
         lines.append(f"wine --version: {wine.stdout.strip()}")
+        if image.get("terminal", {}).get("included"):
+            build, line = terminal_build(image)
+            lines.append(line)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out.parent / "terminal-build").write_text(build + "\n" if build else "", encoding="utf-8")
     for line in lines:
         say(line)
 

@@ -3,26 +3,38 @@
 1. check the environment and the secret files (names only; no secret is ever printed);
 2. prepare ``/data`` (the account's volume, possibly new and empty): the service's state
    directory and, in the Wine image, the terminal's per-account data directories (seeded
-   from the image on first use; the terminal directory in the image links to them);
+   from the image on first use; the terminal directory in the image links to them), and
+   the broker lists (``config/servers.dat``) refreshed from the image when it brings a new
+   one (:func:`refresh_broker_lists`);
 3. clear stale X locks (Wine image), write the supervisord programs for this account;
-4. exec supervisord.
+4. exec supervisord, with ``MT5_IMAGE_BUILD`` (the terminal build the image was built with,
+   from its build report) in the environment its programs inherit, unless already set.
 
 With arguments (``docker run IMAGE wine cmd /c ver``) it runs them instead.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from . import PROGRAMS_DIR, RUNTIME_DIR, SUPERVISOR_CONF
+from . import PROGRAMS_DIR, REPORT_DIR, RUNTIME_DIR, SUPERVISOR_CONF
 from .common import clear_x_locks, exec_command, load_image, log
 from .programs import ConfigurationError, plan, secrets_dir
 
 PROG = "mt5-entrypoint"
+#: The terminal's broker lists in its data directory, when image.json names none: the list of
+#: trade servers (and their access points) the ini's ``Server=`` is looked up in.
+BROKER_LISTS = ("config/servers.dat",)
+#: On the volume, beside the terminal's directories: the sha256 of each broker list as the
+#: image last delivered it.
+BROKER_STAMP = ".mt5farm-broker-lists.json"
 
 
 class EntrypointError(RuntimeError):
@@ -48,7 +60,8 @@ def check_environment(image: Mapping, env: Mapping[str, str]) -> None:
 
 
 def prepare_data(image: Mapping, env: Mapping[str, str], data_root: Path = Path("/data")) -> list[str]:
-    """Create the account's data directories on a possibly new volume; returns what it created."""
+    """Create the account's data directories on a possibly new volume, refresh the broker
+    lists from the image (:func:`refresh_broker_lists`); returns what it created or replaced."""
     created: list[str] = []
     state = Path(env.get("STATE_DIR") or str(data_root / "service"))
     if not data_root.is_dir() or not os.access(data_root, os.W_OK):
@@ -73,7 +86,87 @@ def prepare_data(image: Mapping, env: Mapping[str, str], data_root: Path = Path(
             else:
                 target.mkdir(mode=0o750, parents=True)
             created.append(str(target))
+        created += refresh_broker_lists(image, terminal_root)
     return created
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    """``target`` becomes a copy of ``source`` in one rename: a reader (or a crash) sees the
+    old file or the new one, never half of it."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle, source.open("rb") as data:
+            shutil.copyfileobj(data, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o640)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def refresh_broker_lists(image: Mapping, terminal_root: Path) -> list[str]:
+    """Bring the image's broker lists (``servers.dat``) to the account's volume; returns what changed.
+
+    ``prepare_data`` seeds ``config/`` only on a volume's first use, so a rebuilt image with
+    a newer ``servers.dat`` (a broker's new trade server) never reached an existing account,
+    whose ``Server=`` then stayed unknown to its terminal. Now, on every start, each broker
+    list the image holds (image.json ``terminal_broker_lists``, default ``config/servers.dat``)
+    is compared with what the image delivered last time (its sha256 in ``BROKER_STAMP`` on
+    the volume): a list the image changed replaces the volume's, atomically, the replaced
+    one kept as ``<name>.mt5farm-previous``; a list the image did not change is left as the
+    terminal keeps it (the terminal adds the access points its broker sends it). Nothing
+    else of ``config/`` is touched: ``accounts.dat``, ``common.ini``, ``terminal.ini`` and
+    the certificates are the account's own.
+    """
+    seed = Path(image["seed_dir"])
+    stamp_path = terminal_root / BROKER_STAMP
+    try:
+        delivered: dict[str, str] = json.loads(stamp_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        delivered = {}
+    changed: list[str] = []
+    stamp: dict[str, str] = {}
+    for name in image.get("terminal_broker_lists", BROKER_LISTS):
+        source, target = seed / name, terminal_root / name
+        if not source.is_file():
+            continue
+        digest = _sha256(source)
+        stamp[name] = digest
+        if delivered.get(name) == digest and target.is_file():
+            continue  # the image brings nothing new: the terminal's copy stays
+        if target.is_file() and _sha256(target) == digest:
+            continue
+        target.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        if target.is_file():
+            _copy_atomically(target, target.with_name(target.name + ".mt5farm-previous"))
+        _copy_atomically(source, target)
+        changed.append(str(target))
+    if stamp != delivered:
+        fd, tmp = tempfile.mkstemp(dir=terminal_root, prefix=f"{BROKER_STAMP}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(stamp, handle, indent=1, sort_keys=True)
+        os.replace(tmp, stamp_path)
+    return changed
+
+
+def image_build_env(env: Mapping[str, str], report_dir: Path = Path(REPORT_DIR)) -> dict[str, str]:
+    """``{"MT5_IMAGE_BUILD": "5200"}`` from the image's ``terminal-build`` (written by the build
+    from terminal64.exe's file version); nothing when the build is unknown or the container
+    sets MT5_IMAGE_BUILD itself. The service exports it as mt5_image_terminal_build, beside
+    the running terminal's mt5_terminal_build (issue 12, fault 9)."""
+    if (env.get("MT5_IMAGE_BUILD") or "").strip():
+        return {}
+    try:
+        build = (report_dir / "terminal-build").read_text(encoding="utf-8").strip()
+    except OSError:
+        return {}
+    return {"MT5_IMAGE_BUILD": build} if build.isdigit() else {}
 
 
 def write_programs(rendered: Sequence[tuple[str, str]], directory: Path = Path(PROGRAMS_DIR)) -> None:
@@ -119,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(PROG, f"removed stale X lock {path}")
     write_programs([(p.name, p.render()) for p in decided.programs])
     for made in created:
-        log(PROG, f"created {made}")
+        log(PROG, f"{'refreshed from the image' if Path(made).is_file() else 'created'} {made}")
     for note in decided.notes:
         log(PROG, note)
     log(
@@ -127,6 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{image['variant']} image, backend {decided.backend}, login {env.get('MT5_LOGIN')}: "
         f"programs {', '.join(p.name for p in decided.programs)}",
     )
+    os.environ.update(image_build_env(env))
     exec_command(["supervisord", "--nodaemon", "--configuration", SUPERVISOR_CONF])
     return 0  # not reached
 

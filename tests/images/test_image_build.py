@@ -449,6 +449,8 @@ def test_wine_build_names_every_skipped_operator_step(wine):
     assert labels["farm.mt5.skipped"].split("; ") == [line.removeprefix("skipped: ") for line in SKIPPED]
     report = docker("run", "--rm", "--entrypoint", "cat", wine["ref"], "/usr/share/mt5farm/report/build.txt").stdout
     assert all(line in report for line in SKIPPED), report
+    # No terminal, no build (issue 12, fault 9): the label says so, the service gets none.
+    assert labels["farm.mt5.terminal-build"] == "none"
 
 
 def test_wine_prefix_boots_and_cmd_ver_prints_a_windows_version(wine):
@@ -593,6 +595,27 @@ def test_supplied_parts_are_included_and_the_rest_skipped_by_name(wine_supplied)
         assert line in output, f"{line!r} is not in the playbook's output"
         assert line in report, f"{line!r} is not in the image's build report"
     assert "skipped: MT5 terminal" not in output
+
+
+def test_the_terminal_build_is_the_images_label_and_its_report(wine_supplied):
+    """Issue 12, fault 9: the build the image was made with, read from terminal64.exe's file
+    version (here Wine's notepad.exe stands in) on the controller for the label, in the image
+    for the report the entrypoint passes to the service as MT5_IMAGE_BUILD."""
+    from mt5farm.runtime.peversion import archive_terminal, describe
+
+    read = describe(lambda: archive_terminal(wine_supplied["vars"]["mt5_image_terminal_archive"]["path"]))
+    labels = json.loads(docker("image", "inspect", wine_supplied["ref"]).stdout)[0]["Config"]["Labels"]
+    recorded = docker("run", "--rm", "--entrypoint", "cat", wine_supplied["ref"], "/usr/share/mt5farm/report/terminal-build").stdout
+    report = docker("run", "--rm", "--entrypoint", "cat", wine_supplied["ref"], "/usr/share/mt5farm/report/build.txt").stdout
+    print(f"\nstand-in terminal64.exe: {read}; label {labels['farm.mt5.terminal-build']!r}")
+    if read["build"] is None:  # a stand-in without a version resource: unknown, and said why
+        assert labels["farm.mt5.terminal-build"] == f"unknown ({read['reason']})"
+        assert recorded == "" and "terminal build: unknown (terminal64.exe: " in report
+        return
+    expected = str(read["build"])
+    assert labels["farm.mt5.terminal-build"] == expected
+    assert recorded.strip() == expected
+    assert f"terminal build: {expected} (terminal64.exe file version {read['version']})" in report
 
 
 def test_terminal_binaries_in_the_image_account_data_on_the_volume(wine_supplied):

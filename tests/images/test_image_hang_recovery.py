@@ -1,5 +1,5 @@
 """A hung account service answers again within the PRD's 30 s, with the image's own watchdog
-settings (WATCHDOG_GRACE=60, WATCHDOG_INTERVAL=5, WATCHDOG_DOWN_GRACE unset: 10 s).
+settings (WATCHDOG_GRACE=120, WATCHDOG_INTERVAL=5, WATCHDOG_DOWN_GRACE unset: 10 s).
 
 The simulator image is the one tests/images/test_image_build.py builds: playbooks/images.yml
 is run for this machine alone, and since the image is tagged by its inputs' hash, an image
@@ -22,7 +22,7 @@ from mt5farm.runtime.watchdog import Policy
 pytestmark = pytest.mark.usefixtures("docker_engine")
 
 PRD_BOUND = 30.0
-IMAGE_DEFAULTS = Policy(grace=60, interval=5)  # the Dockerfile's WATCHDOG_GRACE / WATCHDOG_INTERVAL
+IMAGE_DEFAULTS = Policy()  # the Dockerfile's WATCHDOG_GRACE / WATCHDOG_INTERVAL (mt5_image's defaults: the watchdog's)
 # One hang is the proof; the bound's arithmetic over many hang and start times is the state
 # machine's unit test (test_image_watchdog.py), and the fleet scenario times it again.
 HANGS = 1
@@ -57,7 +57,15 @@ def defaults_account(simulator_ref, tmp_path_factory):
     os.chown(directory, UID, UID)
     directory.chmod(0o500)
     # The image's defaults, not the build test's short ones.
-    container = Account(simulator_ref, directory, "hang", "simulator", MT5_LOGIN="5001003", WATCHDOG_GRACE="60", WATCHDOG_INTERVAL="5")
+    container = Account(
+        simulator_ref,
+        directory,
+        "hang",
+        "simulator",
+        MT5_LOGIN="5001003",
+        WATCHDOG_GRACE=f"{IMAGE_DEFAULTS.grace:g}",
+        WATCHDOG_INTERVAL=f"{IMAGE_DEFAULTS.interval:g}",
+    )
     yield container
     container.remove()
 

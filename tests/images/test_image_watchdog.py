@@ -11,10 +11,32 @@ import threading
 from pathlib import Path
 
 import pytest
+import yaml
+from mt5_account_service import timeouts
 
-from mt5farm.runtime.watchdog import DEGRADED, DOWN, OK, RESPAWN, Policy, Watchdog, describe, health_target, probe, run, supervisor_kill
+from mt5farm.runtime import terminal
+from mt5farm.runtime.watchdog import (
+    DEGRADED,
+    DOWN,
+    FIRST_CONNECT,
+    GRACE,
+    HELD,
+    OK,
+    RESPAWN,
+    Policy,
+    Watchdog,
+    classify,
+    describe,
+    health_target,
+    probe,
+    run,
+    supervisor_kill,
+)
 
-WINE = Policy(grace=60, interval=5, on_down=("service",), on_degraded=(("terminal", "bridge"), ("terminal", "bridge", "service")))
+# A first-connect allowance (180 s) apart from the grace (60 s), so each test shows which applies.
+WINE = Policy(
+    grace=60, interval=5, first_connect=180, on_down=("service",), on_degraded=(("terminal", "bridge"), ("terminal", "bridge", "service"))
+)
 
 
 def feed(dog, observations):
@@ -27,20 +49,41 @@ def feed(dog, observations):
     return restarts
 
 
-def test_nothing_is_restarted_within_the_grace_from_the_start():
-    dog = Watchdog(WINE, started=0)
-    assert feed(dog, [(t, DOWN) for t in range(0, 60, 5)]) == []
+def test_nothing_is_restarted_within_the_first_connect_allowance_from_the_start():
+    """Issue 12, fault 8: a cold terminal is not judged by the grace (60 s) before its first connect."""
+    for status in (DOWN, DEGRADED):
+        dog = Watchdog(WINE, started=0)
+        assert feed(dog, [(t, status) for t in range(0, 180, 5)]) == [], status
 
 
-def test_a_service_that_never_answers_is_restarted_after_the_grace():
+def test_a_terminal_that_never_connects_is_restarted_after_the_first_connect_allowance():
     dog = Watchdog(WINE, started=0)
-    assert feed(dog, [(t, DOWN) for t in range(0, 66, 5)]) == [(60, ("service",))]
+    assert feed(dog, [(t, DEGRADED) for t in range(0, 186, 5)]) == [(180, ("terminal", "bridge"))]
+    assert "since its start" in dog.history[0].reason and "first-connect allowance 180 s" in dog.history[0].reason
+    assert not dog.history[0].kill
+
+
+def test_a_service_that_never_answers_is_restarted_after_the_first_connect_allowance():
+    dog = Watchdog(WINE, started=0)
+    assert feed(dog, [(t, DOWN) for t in range(0, 186, 5)]) == [(180, ("service",))]
 
 
 def test_a_service_that_never_answers_is_killed_not_stopped():
-    decision = Watchdog(WINE, started=0).observe(60, DOWN)
+    decision = Watchdog(WINE, started=0).observe(180, DOWN)
     assert decision.kill and decision.restart == ("service",)
     assert "not answered since its start" in decision.reason, "before its first answer a service is starting"
+
+
+def test_the_first_connect_allowance_is_never_shorter_than_the_grace():
+    assert Policy(grace=60, interval=5, first_connect=30).first_connect_allowance == 60
+    dog = Watchdog(Policy(grace=60, interval=5, first_connect=30), started=0)
+    assert feed(dog, [(t, DEGRADED) for t in range(0, 66, 5)]) == [(60, ("service",))]
+
+
+def test_the_defaults_give_a_cold_start_more_than_the_grace():
+    policy = Policy()
+    assert (policy.grace, policy.first_connect) == (GRACE, FIRST_CONNECT)
+    assert policy.first_connect_allowance > policy.grace
 
 
 def test_a_hung_service_is_killed_after_the_down_grace_from_its_last_answer():
@@ -55,7 +98,7 @@ def test_a_degraded_service_counts_from_the_last_200_and_is_restarted_gently():
     dog = Watchdog(WINE, started=0)
     observations = [(t, OK) for t in range(0, 100, 5)] + [(t, DEGRADED) for t in range(97, 200, 2)]
     assert feed(dog, observations)[0] == (155, ("terminal", "bridge")), "last 200 at 95: restarted at 95 + 60"
-    assert not dog.history[0].kill
+    assert not dog.history[0].kill and "reported not healthy" in dog.history[0].reason
 
 
 def test_the_down_clock_counts_from_any_answer_the_degraded_clock_from_the_last_200():
@@ -67,7 +110,7 @@ def test_the_down_clock_counts_from_any_answer_the_degraded_clock_from_the_last_
 
 
 def test_a_restarted_service_gets_its_start_before_it_is_judged_again():
-    """After the SIGKILL the service is starting: no second kill until it has answered, or the long grace."""
+    """After the SIGKILL the service is starting: no second kill until it has answered, or the long allowance."""
     dog = Watchdog(WINE, started=0)
     observations = [
         (0, OK),
@@ -76,43 +119,57 @@ def test_a_restarted_service_gets_its_start_before_it_is_judged_again():
         (40, OK),
         *[(t, DOWN) for t in range(42, 53, 2)],
     ]  # answers, then hangs again
-    assert feed(dog, observations) == [(10, ("service",)), (50, ("service",))]
+    assert feed(dog, observations) == [(10, ("service",)), (50, ("service",))], "hang detection is never backed off"
 
 
-def test_a_service_that_never_comes_back_is_killed_once_per_long_grace():
+def test_restarts_back_off_exponentially_up_to_the_cap():
+    """A service that never comes back: killed after 10 s (hung), then after 360, 720, 1440 s
+    (the first-connect allowance doubled per restart), then every 1800 s (BACKOFF_MAX)."""
     dog = Watchdog(WINE, started=0)
-    restarts = feed(dog, [(0, OK)] + [(t, DOWN) for t in range(2, 200, 2)])
-    assert [t for t, _ in restarts] == [10, 70, 130, 190]
+    restarts = feed(dog, [(0, OK)] + [(t, DOWN) for t in range(2, 7000, 2)])
+    assert [t for t, _ in restarts] == [10, 370, 1090, 2530, 4330, 6130]
+    assert "backed off" not in dog.history[0].reason
 
 
-def test_the_down_grace_is_never_longer_than_the_grace():
-    dog = Watchdog(Policy(grace=5, interval=1), started=0)
-    assert feed(dog, [(0, OK)] + [(t, DOWN) for t in range(1, 10)]) == [(5, ("service",))]
-    assert "(grace 5 s)" in dog.history[0].reason
-
-
-def test_after_a_restart_the_next_judgement_waits_a_whole_grace():
+def test_a_terminal_that_never_connects_is_restarted_less_and_less_often():
     dog = Watchdog(WINE, started=0)
-    restarts = feed(dog, [(t, DOWN) for t in range(0, 200, 5)])
-    assert [t for t, _ in restarts] == [60, 120, 180]
+    restarts = feed(dog, [(t, DEGRADED) for t in range(0, 2000, 5)])
+    assert [t for t, _ in restarts] == [180, 540, 1260]
+    assert "backed off after 2 restarts" in dog.history[2].reason
+
+
+def test_a_healthy_period_resets_the_backoff():
+    dog = Watchdog(WINE, started=0)
+    restarts = feed(dog, [(t, DEGRADED) for t in range(0, 181, 5)])  # never connected: restarted at 180
+    restarts += feed(dog, [(t, OK) for t in range(200, 801, 5)])  # 600 s of 200: the backoff is reset
+    restarts += feed(dog, [(t, DEGRADED) for t in range(805, 900, 5)])
+    assert restarts == [(180, ("terminal", "bridge")), (860, ("terminal", "bridge"))], "the grace from the last 200, 1x again"
+
+
+def test_a_short_healthy_spell_keeps_the_backoff():
+    dog = Watchdog(WINE, started=0)
+    observations = [(0, OK)] + [(t, DEGRADED) for t in range(5, 61, 5)] + [(65, OK)] + [(t, DEGRADED) for t in range(70, 200, 5)]
+    assert feed(dog, observations) == [(60, ("terminal", "bridge")), (185, ("terminal", "bridge"))], (
+        "a 200 resets the ladder; 5 s of health do not reset the backoff: 2 x 60 s from the last 200"
+    )
+
+
+def test_after_a_restart_a_terminal_gets_the_first_connect_allowance_again():
+    """Connected, lost for the grace -> restarted; the restarted terminal is cold again."""
+    dog = Watchdog(WINE, started=0)
+    observations = [(0, OK)] + [(t, DEGRADED) for t in range(5, 500, 5)]
+    assert [t for t, _ in feed(dog, observations)] == [60, 60 + 2 * 180]
 
 
 def test_a_disconnected_terminal_climbs_the_ladder_then_stays_on_its_last_step():
     dog = Watchdog(WINE, started=0)
-    restarts = feed(dog, [(t, DEGRADED) for t in range(0, 250, 5)])
+    restarts = feed(dog, [(t, DEGRADED) for t in range(0, 2600, 5)])
     assert restarts == [
-        (60, ("terminal", "bridge")),
-        (120, ("terminal", "bridge", "service")),
-        (180, ("terminal", "bridge", "service")),
-        (240, ("terminal", "bridge", "service")),
+        (180, ("terminal", "bridge")),
+        (540, ("terminal", "bridge", "service")),
+        (1260, ("terminal", "bridge", "service")),
     ]
     assert not any(decision.kill for decision in dog.history), "a service that answers is stopped gently"
-
-
-def test_a_good_answer_resets_the_ladder():
-    dog = Watchdog(WINE, started=0)
-    observations = [(t, DEGRADED) for t in range(0, 65, 5)] + [(65, OK)] + [(t, DEGRADED) for t in range(70, 130, 5)]
-    assert feed(dog, observations) == [(60, ("terminal", "bridge")), (125, ("terminal", "bridge"))]
 
 
 def test_missed_probes_shorter_than_the_down_grace_restart_nothing():
@@ -129,13 +186,101 @@ def test_flapping_health_that_recovers_within_the_grace_restarts_nothing():
 
 
 def test_the_simulator_policy_restarts_the_service_when_not_healthy():
-    dog = Watchdog(Policy(grace=10, interval=1), started=0)
-    assert feed(dog, [(t, DEGRADED) for t in range(0, 12)]) == [(10, ("service",))]
+    dog = Watchdog(Policy(grace=10, interval=1, first_connect=20), started=0)
+    assert feed(dog, [(0, OK)] + [(t, DEGRADED) for t in range(1, 12)]) == [(10, ("service",))]
 
 
 def test_unknown_status_is_an_error():
     with pytest.raises(ValueError):
         Watchdog(WINE, started=0).observe(1, "sleepy")
+
+
+# --- issue 12, fault 6: a refused login is not a reason to restart ---------------------------
+def test_auth_failed_restarts_nothing_however_long_it_lasts():
+    """Every terminal start is a login at the broker: 10 hours of auth_failed, no restart."""
+    dog = Watchdog(WINE, started=0)
+    assert feed(dog, [(0, OK)] + [(t, HELD) for t in range(5, 36000, 5)]) == []
+    assert dog.held
+
+
+def test_auth_failed_from_the_start_restarts_nothing():
+    dog = Watchdog(WINE, started=0)
+    assert feed(dog, [(t, DEGRADED) for t in range(0, 20, 5)] + [(t, HELD) for t in range(20, 4000, 5)]) == []
+
+
+def test_when_auth_failed_clears_the_terminal_gets_a_first_connect_allowance_from_then():
+    dog = Watchdog(WINE, started=0)
+    restarts = feed(dog, [(0, OK)] + [(t, HELD) for t in range(5, 1000, 5)] + [(t, DEGRADED) for t in range(1000, 1300, 5)])
+    assert restarts == [(1180, ("terminal", "bridge"))], "not at once (the clock would say 1000 s), 180 s after the hold ended"
+    assert not dog.held
+
+
+def test_a_service_that_hangs_while_auth_failed_is_still_killed():
+    """Killing the service is no login (login_guard keeps its count across restarts)."""
+    dog = Watchdog(WINE, started=0)
+    restarts = feed(dog, [(0, OK)] + [(t, HELD) for t in range(5, 100, 5)] + [(t, DOWN) for t in range(97, 120, 2)])
+    assert restarts == [(105, ("service",))]
+
+
+def test_trading_switched_off_while_connected_is_healthy():
+    """trade_allowed false with connected true is a 200 (routers/health.py): nothing to restart."""
+    body = json.dumps({"status": "ok", "connected": True, "trade_allowed": False, "trade_reason": "AutoTrading is off"}).encode()
+    assert classify(200, body) == (OK, "")
+    dog = Watchdog(WINE, started=0)
+    assert feed(dog, [(t, classify(200, body)[0]) for t in range(0, 3600, 5)]) == []
+
+
+def test_classify_sorts_auth_failed_apart_from_other_503s():
+    held = {"status": "degraded", "connected": False, "reason": "auth_failed: refused 3 times", "auth_failed": True}
+    assert classify(503, json.dumps(held).encode()) == (HELD, "HTTP 503 auth_failed: refused 3 times")
+    # The first refusals, before login_guard stops: auth_failed is still false, the reason says it.
+    early = {"status": "degraded", "connected": False, "reason": "auth_failed: initialize() failed", "auth_failed": False}
+    assert classify(503, json.dumps(early).encode())[0] == HELD
+    flag_only = {"status": "degraded", "connected": False, "reason": "not connected", "auth_failed": True}
+    assert classify(503, json.dumps(flag_only).encode())[0] == HELD
+    other = {"status": "degraded", "connected": False, "reason": "not connected yet", "auth_failed": False}
+    assert classify(503, json.dumps(other).encode()) == (DEGRADED, "HTTP 503 not connected yet")
+    assert classify(503, b"<html>bad gateway</html>") == (DEGRADED, "HTTP 503")
+    assert classify(503, b"[1, 2]") == (DEGRADED, "HTTP 503")
+
+
+def test_run_logs_the_hold_once_and_its_end(capsys):
+    answers = iter([(OK, "")] + [(HELD, "HTTP 503 auth_failed: refused")] * 50 + [(OK, "")] * 3)
+    clock = [0.0]
+    restarts = []
+    run(
+        WINE,
+        8000,
+        probe_fn=lambda port, timeout: next(answers),
+        restart_fn=lambda programs: restarts.append(tuple(programs)) or 0,
+        kill_fn=lambda programs: restarts.append(tuple(programs)) or 0,
+        clock=lambda: clock[0],
+        sleep=lambda seconds: clock.__setitem__(0, clock[0] + max(seconds, 1.0)),
+        rounds=54,
+    )
+    out = capsys.readouterr().out
+    assert restarts == []
+    assert out.count("holding off: the broker refused the login (auth_failed)") == 1
+    assert out.count("auth_failed cleared: watching normally again") == 1
+
+
+ROLES = Path(__file__).resolve().parents[2] / "roles"
+
+
+def test_the_chain_of_timeouts_from_initialize_to_the_converge_is_in_order():
+    """Issue 12, faults 7 and 8: each wait longer than the wait it contains, from the terminal's
+    initialize to the converge that waits for a new container, role defaults included."""
+    linux = yaml.safe_load((ROLES / "mt5_linux" / "defaults" / "main.yml").read_text())
+    image = yaml.safe_load((ROLES / "mt5_image" / "defaults" / "main.yml").read_text())
+    dockerfile = (ROLES / "mt5_image" / "templates" / "Dockerfile.j2").read_text()
+    assert timeouts.INITIALIZE_TIMEOUT < timeouts.RPYC_INITIALIZE_TIMEOUT < timeouts.RECONNECT_BOUND < GRACE
+    assert GRACE < FIRST_CONNECT, "a cold start gets more than a reconnect"
+    assert terminal.START_TIMEOUT + timeouts.RPYC_INITIALIZE_TIMEOUT < FIRST_CONNECT, "the terminal's start, then one initialize"
+    assert image["mt5_image_watchdog_grace"] == GRACE and image["mt5_image_watchdog_interval"] == Policy().interval
+    assert image["mt5_image_watchdog_first_connect"] == FIRST_CONNECT == linux["mt5_linux_first_connect"]
+    assert "--start-period={{ mt5_image_watchdog_first_connect }}s" in dockerfile, "the image's start period is the allowance"
+    assert "start_period" not in linux["mt5_linux_healthcheck"], "the containers' start period is mt5_linux_first_connect"
+    assert linux["mt5_linux_health_timeout"] > linux["mt5_linux_first_connect"] + linux["mt5_linux_healthcheck"]["interval"]
 
 
 def test_the_documented_bounds():
@@ -280,9 +425,12 @@ class _Health(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.mode == "ok":
-            self._send(200, {"status": "ok", "connected": True})
+            self._send(200, {"status": "ok", "connected": True, "trade_allowed": True, "auth_failed": False})
+        elif self.mode == "auth_failed":
+            reason = "auth_failed: the trade server refused the login 3 times"
+            self._send(503, {"status": "degraded", "connected": False, "reason": reason, "auth_failed": True})
         else:
-            self._send(503, {"status": "degraded", "connected": False, "reason": "terminal not connected"})
+            self._send(503, {"status": "degraded", "connected": False, "reason": "terminal not connected", "auth_failed": False})
 
     def _send(self, code, body):
         data = json.dumps(body).encode()
@@ -314,6 +462,15 @@ def test_probe_reads_200_as_ok_and_503_as_degraded_with_the_reason(health_server
     status, detail = probe(port, 2)
     assert status == DEGRADED and "503" in detail and "terminal not connected" in detail
     _Health.mode = "ok"
+
+
+def test_probe_reads_a_refused_login_as_held(health_server):
+    _Health.mode = "auth_failed"
+    try:
+        status, detail = probe(health_server.server_address[1], 2)
+    finally:
+        _Health.mode = "ok"
+    assert status == HELD and "auth_failed: the trade server refused" in detail
 
 
 def test_probe_reads_refused_and_silent_as_down():

@@ -275,6 +275,7 @@ def test_every_option_reaches_docker(farm, tmp_path) -> None:
         security_opt=["no-new-privileges"],
         read_only=True,
         tmpfs={"/tmp": "size=1m"},
+        extra_hosts={"updates.example": "127.0.0.1"},
         command=["/entry.sh"],
         pids_limit=64,
         restart_policy="on-failure",
@@ -288,6 +289,7 @@ def test_every_option_reaches_docker(farm, tmp_path) -> None:
     assert host["Init"] is True and host["ReadonlyRootfs"] is True and host["PidsLimit"] == 64
     assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"]
     assert host["Tmpfs"] == {"/tmp": "size=1m"} and host["RestartPolicy"]["Name"] == "on-failure"
+    assert host["ExtraHosts"] == ["updates.example:127.0.0.1"]
     assert (config["Hostname"], config["User"], config["StopTimeout"], config["Cmd"]) == ("acct-1", "65534:65534", 7, ["/entry.sh"])
     assert config["Healthcheck"]["StartPeriod"] == 2_000_000_000 and config["Healthcheck"]["Interval"] == 1_000_000_000
     mounts = {mount["Destination"]: mount for mount in data["Mounts"]}

@@ -223,6 +223,13 @@ def test_failure_messages_show_the_first_five_and_count_the_rest() -> None:
     assert "c5" not in text
 
 
+def test_extra_hosts_left_empty_hash_as_before_and_set_change_the_hash() -> None:
+    assert digest(base_spec(extra_hosts={})) == digest(base_spec())
+    blocked = digest(base_spec(extra_hosts={"download.mql5.com": "127.0.0.1"}))
+    assert blocked != digest(base_spec())
+    assert normalize(base_spec(extra_hosts={"a.example": "127.0.0.1"}))["extra_hosts"] == {"a.example": "127.0.0.1"}
+
+
 def test_isolation_left_unset_hashes_as_before_and_set_changes_the_hash() -> None:
     assert digest(base_spec(isolation=None)) == digest(base_spec())
     assert digest(base_spec(isolation="process")) != digest(base_spec())

@@ -54,6 +54,15 @@ def test_with_tls_the_endpoint_and_advertise_url_say_https_and_nothing_else_chan
     assert specs("linux", tls=False) == specs("linux")
 
 
+def test_a_terminals_container_resolves_the_update_hosts_to_loopback_a_simulators_not() -> None:
+    """Issue 12, fault 9: LiveUpdate is kept from fetching a build by name resolution."""
+    simulator, terminal = specs("linux", blocked_hosts=["download.mql5.com", "download.terminal.free"])[:2]
+    assert terminal["extra_hosts"] == {"download.mql5.com": "127.0.0.1", "download.terminal.free": "127.0.0.1"}
+    assert "extra_hosts" not in simulator  # no terminal: its container (and its hash) stays as it was
+    assert "extra_hosts" not in specs("linux", blocked_hosts=[])[1]
+    assert all("extra_hosts" not in spec for spec in specs("windows", blocked_hosts=["download.mql5.com"]))
+
+
 def test_windows_publishes_on_every_address_with_only_what_its_engine_accepts() -> None:
     first, second = specs("windows")
     assert [p["host_ip"] for p in first["ports"]] == ["0.0.0.0"]

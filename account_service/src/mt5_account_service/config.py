@@ -42,6 +42,10 @@ class Settings:
     mt5linux_host: str = "127.0.0.1"
     mt5linux_port: int = 18812
     terminal_path: str | None = None
+    #: The terminal build the image was built with (MT5_IMAGE_BUILD, set by the Wine image's
+    #: entrypoint from its build report); None: unknown (no terminal in the image, or no
+    #: version resource). Exported as mt5_image_terminal_build next to the running build.
+    image_build: int | None = None
     secrets_dir: Path = Path("/run/secrets/mt5")
     redis_url: str | None = None
     redis_ttl: int = 30
@@ -202,6 +206,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mt5linux_host=_get(env, "MT5LINUX_HOST") or "127.0.0.1",
         mt5linux_port=_int(env, "MT5LINUX_PORT", 18812, 1, 65535),
         terminal_path=_get(env, "MT5_TERMINAL_PATH"),
+        image_build=_int(env, "MT5_IMAGE_BUILD", 0, 0, 10**7) or None,
         secrets_dir=secrets_dir,
         redis_url=redis_url,
         redis_ttl=_int(env, "REDIS_TTL", 30, 3, 86400),

@@ -15,9 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .backends.base import RES_E_AUTH_FAILED, RES_E_INVALID_PARAMS, RES_S_OK, to_plain
+from .backends.base import RES_E_AUTH_FAILED, RES_E_INVALID_PARAMS, RES_E_NOT_FOUND, RES_S_OK, to_plain
 from .config import Settings, read_secret
 from .server_time import SYMBOLS, ServerClock, to_server, to_utc
+from .timeouts import INITIALIZE_TIMEOUT
 
 
 class BackendError(Exception):
@@ -35,6 +36,21 @@ class BackendUnavailable(BackendError):
 class BackendAuthFailed(BackendUnavailable):
     """The trade server refused the login (last_error -6, RES_E_AUTH_FAILED): wrong password,
     login or server. Retrying with the same credentials only locks the account."""
+
+
+class BackendUnknownServer(BackendUnavailable):
+    """The terminal does not know the trade server MT5_SERVER names: it is not in the
+    terminal's server list (``config/servers.dat``), so the ini's ``Server=`` and
+    ``initialize(server=...)`` cannot reach it. No login reaches the broker, and retrying
+    helps only once the list has the server (a rebuilt image, or MT5_SERVER corrected).
+
+    MT5 has no last_error code of its own for this: the MetaTrader5 module answers with its
+    "not found" code (-4, RES_E_NOT_FOUND), or a message naming the server as not found or
+    unknown (:func:`unknown_server`)."""
+
+    def __init__(self, message: str, server: str, code: int | None = None) -> None:
+        super().__init__(message, code)
+        self.server = server
 
 
 class BackendInvalidArgument(BackendError):
@@ -113,7 +129,9 @@ class Gateway:
 
     def _connect_sync(self) -> None:
         s = self._settings
-        kwargs: dict[str, Any] = {"login": s.login, "server": s.server or None, "timeout": 60_000}
+        # The terminal's own limit (ms); the mt5linux backend waits for the answer longer than
+        # this (timeouts.RPYC_INITIALIZE_TIMEOUT), so the terminal ends a slow initialize.
+        kwargs: dict[str, Any] = {"login": s.login, "server": s.server or None, "timeout": int(INITIALIZE_TIMEOUT * 1000)}
         # The file as it is now: a password rotated since the start is used at once (after the
         # broker refused the old one, login_guard waits for exactly this change).
         password = read_secret(s.secrets_dir, "password") if (s.secrets_dir / "password").exists() else s.password
@@ -130,6 +148,15 @@ class Gateway:
             if code == RES_E_AUTH_FAILED:
                 raise BackendAuthFailed(
                     f"initialize() failed: {message} ({code}) for login {s.login} on {s.server or 'the default server'}", code
+                )
+            if s.server and unknown_server(code, message):
+                raise BackendUnknownServer(
+                    f"{s.server} is not in the terminal's server list (initialize() failed: {message} ({code})); the terminal "
+                    "finds a server only in its config/servers.dat: rebuild the image from a terminal directory that has "
+                    f"logged in to {s.server} once (the next start brings the image's servers.dat to the account's volume), "
+                    "or correct the account's server in the inventory (MT5_SERVER)",
+                    s.server,
+                    code,
                 )
             raise BackendUnavailable(f"initialize() failed: {message} ({code})", code)
         account = self._checked("account_info")
@@ -182,6 +209,13 @@ class Gateway:
         except (TimeoutError, RuntimeError):
             pass
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def unknown_server(code: int, message: str) -> bool:
+    """Whether a failed initialize/login says the terminal does not know the server: the
+    module's "not found" code, or a message naming the server as not found or unknown."""
+    text = message.lower()
+    return code == RES_E_NOT_FOUND or ("server" in text and ("not found" in text or "unknown" in text))
 
 
 def _classify(name: str, code: int, message: str) -> BackendError:

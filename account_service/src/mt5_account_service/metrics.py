@@ -72,6 +72,15 @@ class Metrics:
         self.auth_failed = Gauge(
             "mt5_auth_failed", "1 while the service has stopped logging in because the trade server refused the login", registry=r
         )
+        self.terminal_build = Gauge(
+            "mt5_terminal_build", "Build of the running MT5 terminal (terminal_info().build; 0 until the first poll)", registry=r
+        )
+        self.image_terminal_build = Gauge(
+            "mt5_image_terminal_build",
+            "Build of the MT5 terminal the image was built with (MT5_IMAGE_BUILD; 0: unknown). "
+            "Differs from mt5_terminal_build after a LiveUpdate",
+            registry=r,
+        )
         self.server_time_offset = Gauge(
             "mt5_server_time_offset_seconds",
             "Seconds the trade server's clock is ahead of UTC (learned from quotes or configured; 0 while unknown)",

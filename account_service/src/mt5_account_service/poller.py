@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import server_time
-from .gateway import BackendAuthFailed, BackendError, Gateway, Snapshot
+from .gateway import BackendAuthFailed, BackendError, BackendUnknownServer, Gateway, Snapshot
 from .login_guard import LoginGuard
 from .metrics import Metrics
 from .trading import trading_block
@@ -186,6 +186,15 @@ class Poller:
                     await self._sleep(backoff)
                     backoff = next_backoff(backoff)
                     continue
+                except BackendUnknownServer as exc:
+                    # No login reaches the broker: retrying costs nothing, and the server list
+                    # changes only with a new servers.dat (an image, or the terminal's own).
+                    if not self.reason.startswith("unknown_server:"):
+                        log.error("unknown_server: %s", exc)
+                    self._set_disconnected(f"unknown_server: {exc}")
+                    await self._sleep(backoff)
+                    backoff = next_backoff(backoff)
+                    continue
                 except BackendError as exc:
                     self._set_disconnected(str(exc))
                     await self._sleep(backoff)
@@ -239,6 +248,7 @@ class Poller:
             self._metrics.observe_account(new.account, len(new.positions), len(new.orders))
             self._metrics.server_time_offset.set(self._gateway.server_clock.seconds)
             self._metrics.trade_allowed.set(0 if trading_block(new.terminal, new.account) else 1)
+            self._metrics.terminal_build.set(int(new.terminal.get("build") or 0))
             if not self.connected:
                 self._set_connected()
             if old is None:

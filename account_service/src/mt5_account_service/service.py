@@ -127,6 +127,7 @@ async def running(svc: Service) -> AsyncIterator[None]:
     settings = svc.settings
     svc.metrics.info.labels(str(settings.login), settings.server, settings.backend, __version__).set(1)
     svc.metrics.backend_connected.set(0)
+    svc.metrics.image_terminal_build.set(settings.image_build or 0)
     svc.tasks.append(asyncio.create_task(svc.poller.run(), name="poller"))
     svc.tasks.append(asyncio.create_task(maintenance_loop(svc), name="maintenance"))
     if svc.store is not None:

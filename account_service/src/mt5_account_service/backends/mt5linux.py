@@ -6,32 +6,24 @@ RPyC classic server (``python -m mt5linux`` / ``rpyc_classic``). The PyPI packag
 server and returns a remote reference. This class calls those very functions, then turns
 each remote result into builtins with one more round trip (a helper defined on the server
 serialises it to JSON), so no remote proxy ever escapes into the service.
+
+Timeouts (issue 12, fault 7; :mod:`mt5_account_service.timeouts` orders them): every request
+waits ``RPYC_REQUEST_TIMEOUT`` (30 s), except ``initialize``, which waits the terminal's own
+limit (its ``timeout`` argument) plus ``INITIALIZE_MARGIN``, so the terminal ends a slow
+``initialize``, not the client. Never two at once: this object starts no ``initialize`` while
+one of its own is outstanding, and the bridge refuses one while another runs there (the
+helper guards it: :func:`.bridge.guard_initialize`), e.g. after a client gave up on a hung one.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
+from ..timeouts import RPYC_REQUEST_TIMEOUT, rpyc_initialize_timeout
+from .bridge import INITIALIZE_BUSY, SERVER_HELPER
 from .mt5 import BackendImportError
-
-#: Defined once per connection on the server (runs under Windows Python too).
-_SERVER_HELPER = """
-def _mt5farm_plain(value):
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _mt5farm_plain(v) for k, v in value.items()}
-    if hasattr(value, "_asdict"):
-        return {str(k): _mt5farm_plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, (list, tuple)):
-        return [_mt5farm_plain(v) for v in value]
-    return str(value)
-
-def _mt5farm_json(value):
-    import json as _json
-    return _json.dumps(_mt5farm_plain(value))
-"""
 
 _FUNCTIONS = (
     "initialize",
@@ -59,10 +51,12 @@ class Mt5LinuxBackend:
     service's reconnect loop needs nothing backend-specific. Results are plain dicts/lists.
     """
 
-    def __init__(self, host: str, port: int, timeout: float = 30.0) -> None:
+    def __init__(self, host: str, port: int, timeout: float = RPYC_REQUEST_TIMEOUT) -> None:
+        """``timeout``: seconds any request but ``initialize`` may take (see the module's doc)."""
         self._host, self._port, self._timeout = host, port, timeout
         self._client: Any = None
         self._to_json: Any = None
+        self._initializing = threading.Lock()
 
     def _connect(self) -> None:
         try:
@@ -72,8 +66,8 @@ class Mt5LinuxBackend:
                 "MT5_BACKEND=mt5linux needs the mt5linux package: pip install 'mt5-account-service[mt5linux]'"
             ) from exc
         client = MetaTrader5(host=self._host, port=self._port, timeout=self._timeout)
-        client.execute(_SERVER_HELPER)
-        self._to_json = client.eval("_mt5farm_json")
+        client.execute(SERVER_HELPER)
+        self._to_json = client.eval("_to_json")
         self._client = client
 
     def close(self) -> None:
@@ -94,19 +88,50 @@ class Mt5LinuxBackend:
             if remote is None or isinstance(remote, (bool, int, float, str)):
                 return remote
             return json.loads(self._to_json(remote))
+        except TimeoutError as exc:  # rpyc's AsyncResultTimeout; an OSError, so before it
+            waited = self._request_timeout()
+            self.close()
+            raise ConnectionError(
+                f"the mt5linux RPyC server at {self._host}:{self._port} did not answer {name}() within {waited:g} s"
+            ) from exc
         except (EOFError, OSError) as exc:
             self.close()
             raise ConnectionError(f"lost the mt5linux RPyC connection to {self._host}:{self._port}: {exc}") from exc
+        except RuntimeError as exc:
+            if INITIALIZE_BUSY in str(exc):
+                raise ConnectionError(str(exc).split("\n", 1)[0]) from exc
+            raise
+
+    def _request_timeout(self) -> float:
+        conn = getattr(self._client, "_MetaTrader5__conn", None)
+        return float(conn._config["sync_request_timeout"]) if conn is not None else self._timeout
+
+    def _set_request_timeout(self, seconds: float) -> None:
+        conn = getattr(self._client, "_MetaTrader5__conn", None)
+        if conn is not None:
+            conn._config["sync_request_timeout"] = seconds
 
     def initialize(self, path: str | None = None, **kwargs: Any) -> bool:
-        if self._client is None:
+        """``MetaTrader5.initialize`` in the bridge (connecting first when needed), waited for
+        the terminal's own limit (``timeout``, ms) plus INITIALIZE_MARGIN; ConnectionError when
+        the bridge cannot be reached or refuses a second initialize beside a running one."""
+        if not self._initializing.acquire(blocking=False):
+            raise ConnectionError("an initialize() of this client is still outstanding; not starting a second one")
+        try:
+            if self._client is None:
+                try:
+                    self._connect()
+                except (EOFError, OSError) as exc:
+                    self.close()
+                    raise ConnectionError(f"cannot reach the mt5linux RPyC server at {self._host}:{self._port}: {exc}") from exc
+            args = (path,) if path else ()
+            self._set_request_timeout(max(self._timeout, rpyc_initialize_timeout(kwargs.get("timeout"))))
             try:
-                self._connect()
-            except (EOFError, OSError) as exc:
-                self.close()
-                raise ConnectionError(f"cannot reach the mt5linux RPyC server at {self._host}:{self._port}: {exc}") from exc
-        args = (path,) if path else ()
-        return bool(self._call("initialize", *args, **kwargs))
+                return bool(self._call("initialize", *args, **kwargs))
+            finally:
+                self._set_request_timeout(self._timeout)
+        finally:
+            self._initializing.release()
 
     def last_error(self) -> tuple[int, str]:
         code, message = self._call("last_error")

@@ -5,6 +5,9 @@ The production bridge is an RPyC *classic* server in the terminal's Windows Pyth
 simulator installed as the ``MetaTrader5`` module, so the ``mt5linux`` client (and our
 ``mt5linux`` backend) talk to it exactly as they would to the real bridge.
 
+Like the production bridge once the service's helper ran there, the module's ``initialize`` is
+guarded (:func:`.bridge.guard_initialize`): one at a time, a second one beside it is refused.
+
 A classic RPyC server executes whatever its clients send: bind it to loopback (or a
 container-private address) only, as the production bridge must be.
 """
@@ -16,11 +19,13 @@ import types
 from typing import Any
 
 from . import base
+from .bridge import guard_initialize
 from .simulator import SimulatedTerminal
 
 
 def as_module(terminal: SimulatedTerminal) -> types.ModuleType:
-    """A module object named ``MetaTrader5`` whose functions and constants are the simulator's."""
+    """A module object named ``MetaTrader5`` whose functions and constants are the simulator's
+    (``initialize`` guarded: never two at once)."""
     module = types.ModuleType("MetaTrader5", "MT5 Farm simulator (a stand-in, not MetaTrader 5)")
     for name in dir(base):
         if name.isupper():
@@ -30,6 +35,7 @@ def as_module(terminal: SimulatedTerminal) -> types.ModuleType:
             setattr(module, name, getattr(terminal, name))
     # Through __dict__: a ModuleType has no declared __version__ for the type checker.
     module.__dict__["__version__"] = "5.0.0-simulator"
+    guard_initialize(module)
     return module
 
 

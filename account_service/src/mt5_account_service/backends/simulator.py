@@ -580,6 +580,13 @@ class TerminalOptions:
     #: the first tick comes ``select_tick_delay`` wall-clock seconds after the select.
     hidden_symbols: frozenset[str] = frozenset()
     select_tick_delay: float = 0.0
+    #: The trade servers in the terminal's server list (its config/servers.dat); None knows
+    #: every name. A login to another server fails before any broker sees it:
+    #: initialize/login False, last_error (-4, RES_E_NOT_FOUND) naming the server (our model:
+    #: MT5 has no code of its own for it; see gateway.BackendUnknownServer).
+    known_servers: frozenset[str] | None = None
+    #: terminal_info().build: the terminal's build (a LiveUpdate changes it; issue 12, fault 9).
+    build: int = 4000
 
 
 class SimulatedTerminal:
@@ -692,6 +699,8 @@ class SimulatedTerminal:
         if not isinstance(login, int) or login <= 0:
             return self._fail(c.RES_E_INVALID_PARAMS, "Invalid login", False)
         opts = self._options
+        if server and opts.known_servers is not None and server not in opts.known_servers:
+            return self._fail(c.RES_E_NOT_FOUND, f"Terminal: server '{server}' not found in the server list", False)
         if opts.password is not None and password not in (opts.password, opts.investor_password):
             return self._fail(c.RES_E_AUTH_FAILED, "Terminal: Authorization failed", False)
         self._investor = opts.investor_password is not None and password == opts.investor_password
@@ -841,7 +850,7 @@ class SimulatedTerminal:
 
     def version(self) -> tuple[int, int, str] | None:
         with self._lock:
-            return self._ok((500, 4000, "01 Jan 2026")) if self._ready() else None
+            return self._ok((500, self._options.build, "01 Jan 2026")) if self._ready() else None
 
     # --- information --------------------------------------------------------------------
     def terminal_info(self) -> TerminalInfo | None:
@@ -860,7 +869,7 @@ class SimulatedTerminal:
                     False,
                     False,
                     0,
-                    4000,
+                    self._options.build,
                     100000,
                     0,
                     0,
