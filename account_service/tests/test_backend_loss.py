@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -42,10 +43,16 @@ def test_terminal_loss_turns_health_503_and_tells_clients_then_recovers(
 
 
 def test_health_is_503_when_polls_go_stale(service: LiveService, http: httpx.Client) -> None:
-    service.svc.poller.last_success_mono -= 60  # as if the loop had been stuck for a minute
     service.svc.poller.stop()
-    health = http.get("/health")
-    assert health.status_code == 503
+
+    def stale() -> httpx.Response | None:
+        # As if the loop had been stuck for a minute; set again until no poll that was already
+        # under way when stop() came can overwrite it.
+        service.svc.poller.last_success_mono = time.monotonic() - 60
+        health = http.get("/health")
+        return health if health.status_code == 503 else None
+
+    health = wait_until(stale, timeout=5, what="/health 503 for a stale poll")
     assert "last successful poll" in health.json()["reason"]
     assert health.json()["last_poll_age"] >= 60
 

@@ -328,6 +328,11 @@ def test_the_simulated_terminal_reports_server_time_and_a_closed_market_s_last_q
     assert terminal.initialize(login=LOGIN)
     assert terminal.symbol_info_tick("EURUSD").time == int(friday_close) + 7200
     assert terminal.symbol_info_tick("BTCUSD").time == int(saturday) + 7200
+    request = {"action": c.TRADE_ACTION_DEAL, "symbol": "BTCUSD", "volume": 0.01, "type": c.ORDER_TYPE_BUY, "type_filling": 0}
+    assert terminal.order_send(request).retcode == c.TRADE_RETCODE_DONE
+    server_now = saturday + 7200  # the history window is on the server's clock, as the deal's time
+    assert [d.time for d in terminal.history_deals_get(server_now - 60, server_now + 60) if d.symbol] == [int(server_now)]
+    assert [d for d in terminal.history_deals_get(saturday - 60, saturday + 60) if d.symbol] == []
     names = {s.name for s in terminal.symbols_get("*USD*,!BTC*")}
     assert "EURUSD" in names and "BTCUSD" not in names and terminal.symbols_total() == len(terminal.symbols_get())
 

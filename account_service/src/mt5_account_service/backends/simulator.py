@@ -944,9 +944,10 @@ class SimulatedTerminal:
             elif position is not None:
                 deals = [d for d in deals if d.position_id == position]
             elif date_from is not None and date_to is not None:
-                # MT5 compares the window with deal times on the trade server's clock.
+                # MT5 compares the window with deal times on the trade server's clock (deals
+                # are stored in it already: _add_deal).
                 lo, hi = _epoch(date_from), _epoch(date_to)
-                deals = [d for d in deals if lo <= d.time + self._offset <= hi]
+                deals = [d for d in deals if lo <= d.time <= hi]
             else:
                 return self._fail(c.RES_E_INVALID_PARAMS, "Invalid arguments", None)
             return self._ok(tuple(deals))
