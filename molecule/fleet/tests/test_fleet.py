@@ -621,7 +621,7 @@ with psycopg.connect(os.environ["DATABASE_URL"], password=open("/run/secrets/mt5
                      sslrootcert="/run/secrets/mt5/tls_ca.pem") as c:
     out["ssl"] = c.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0]
     out["user"] = c.execute("SELECT session_user").fetchone()[0]
-    for table in ["mt5_order_requests", "mt5_deals", "mt5_account_snapshots"]:
+    for table in ["mt5_order_requests", "mt5_deals", "mt5_account_snapshots", "mt5_record_conflicts"]:
         out[table] = c.execute(f"SELECT count(*) FILTER (WHERE login = {login}), count(*) FILTER (WHERE login <> {login}) FROM {{table}}").fetchone()
     c.execute("SET ROLE mt5_writer")
     out["as_group"] = c.execute("SELECT count(*) FROM mt5_order_requests WHERE login <> {login}").fetchone()[0]
@@ -648,7 +648,7 @@ print(json.dumps(out))
     out = in_account(login, script)
     assert out["user"] == f"mt5_account_{login}" and out["ssl"] is True
     assert out["mt5_order_requests"][0] > 0 and out["mt5_account_snapshots"][0] > 0
-    assert [out[t][1] for t in ["mt5_order_requests", "mt5_deals", "mt5_account_snapshots"]] == [0, 0, 0]
+    assert [out[t][1] for t in ["mt5_order_requests", "mt5_deals", "mt5_account_snapshots", "mt5_record_conflicts"]] == [0, 0, 0, 0]
     assert out["as_group"] == 0
     assert out["insert_other"] == "InsufficientPrivilege"  # new row violates row-level security policy
     assert out["delete_other"] == "ok 0"  # DELETE is granted (its own old snapshots), other rows are invisible
