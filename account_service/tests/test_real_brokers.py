@@ -106,6 +106,55 @@ def test_an_argument_the_terminal_refuses_is_the_callers_422_never_a_stored_5xx(
     assert replay.status_code == 422 and replay.headers["Idempotent-Replayed"] == "true"
 
 
+def test_a_refusal_of_the_moment_frees_the_idempotency_key_for_the_retry(service: LiveService, http: httpx.Client) -> None:
+    # 409 trading_disabled (AutoTrading off) says what to fix; once fixed, the same key's
+    # retry is sent, not answered with the stored 409 for 7 days.
+    headers = {"Idempotency-Key": "when-trading-is-back"}
+    order = {"symbol": "EURUSD", "type": "buy", "volume": 0.1}
+    service.backend.set_trading(trade_allowed=False)
+    wait_until(lambda: http.get("/health").json()["trade_allowed"] is False, what="trade_allowed false")
+    refused(http.post("/api/orders", json=order, headers=headers), 409, "trading_disabled")
+    service.backend.set_trading(trade_allowed=True)
+    wait_until(lambda: http.get("/health").json()["trade_allowed"], what="trade_allowed true")
+    retry = http.post("/api/orders", json=order, headers=headers)
+    assert retry.status_code == 201 and "idempotent-replayed" not in retry.headers, retry.text
+    replay = http.post("/api/orders", json=order, headers=headers)  # now it executed: replayed
+    assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
+    assert len(http.get("/api/positions").json()) == 1
+
+
+def test_a_json_key_given_twice_is_refused_never_resolved(http: httpx.Client) -> None:
+    # json.loads keeps the last: {"volume": 0.01, "volume": 1} was an order for 1 lot.
+    doubled = b'{"symbol": "EURUSD", "type": "buy", "volume": 0.01, "volume": 1}'
+    json_headers = {"Content-Type": "application/json"}
+    refused(http.post("/api/orders", content=doubled, headers=json_headers), 422, "invalid_input", '"volume" is given twice')
+    assert http.get("/api/positions").json() == []
+    ticket = http.post("/api/orders", json={"symbol": "EURUSD", "type": "buy", "volume": 0.1, "sl": 1.0}).json()["position"]
+    patch = http.patch(f"/api/positions/{ticket}", content=b'{"sl": 1.0, "sl": 0}', headers=json_headers)
+    refused(patch, 422, "invalid_input", '"sl" is given twice')
+    assert http.get("/api/positions").json()[0]["sl"] == 1.0
+    two_keys = http.post(
+        "/api/orders", json={"symbol": "EURUSD", "type": "buy", "volume": 0.1}, headers=[("Idempotency-Key", "a"), ("Idempotency-Key", "b")]
+    )
+    refused(two_keys, 400, "invalid_idempotency_key", "more than once")
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "says"),
+    [
+        (b"symbol=EURUSD", {"Content-Type": "application/x-www-form-urlencoded"}, "not a JSON object"),
+        (b"", {"Content-Type": "application/json"}, "the body is missing"),
+        (b'{"symbol": "EURUSD"} trailing', {"Content-Type": "application/json"}, "not valid JSON"),
+        (b'{"volume": ' + b"9" * 5000 + b"}", {"Content-Type": "application/json"}, "not valid JSON"),
+    ],
+    ids=["form", "empty", "trailing", "5000-digit-number"],
+)
+def test_a_body_that_is_not_one_json_object_is_told_how_to_send_one(
+    http: httpx.Client, content: bytes, headers: dict[str, str], says: str
+) -> None:
+    refused(http.post("/api/orders", content=content, headers=headers), 422, "invalid_input", says, "Content-Type: application/json")
+
+
 # --- fault 3: netting accounts -------------------------------------------------------------------
 def test_on_a_netting_account_the_answer_names_the_position_the_deal_joined_and_it_can_be_modified(
     start_service: Callable[..., LiveService], clock: ManualClock
@@ -142,6 +191,9 @@ def test_a_netting_reversal_is_one_position_with_a_new_ticket_on_the_websocket(
     (row,) = positions["changed"]
     assert row["ticket"] == reversed_["position"] and row["identifier"] == opened["position"]
     assert row["type"] == c.POSITION_TYPE_SELL and row["volume"] == pytest.approx(0.2)
+    # The caller's old ticket is answered with the new one.
+    stale = http.patch(f"/api/positions/{opened['position']}", json={"sl": 0})
+    refused(stale, 404, "position_not_found", f"has the ticket {reversed_['position']} now")
 
 
 @pytest.fixture
@@ -264,6 +316,7 @@ def test_a_refused_login_stops_after_three_attempts_survives_a_restart_and_resum
     wait_until(lambda: http.get("/health").json()["auth_failed"], what="auth_failed after the restart")
     time.sleep(1.0)
     assert terminal.attempts == login_guard.AUTH_ATTEMPTS
+    assert metric(http, "mt5_auth_failed") == 1  # the alert holds across the restart
 
     secret.write_text("right-pw\n")  # the operator rotates the secret
     again.wait_healthy(timeout=10)
@@ -345,6 +398,7 @@ def test_a_symbol_outside_market_watch_is_selected_and_its_first_tick_awaited(
     _, http = started(start_service, SimulatedTerminal(clock=clock, options=options))
     body = http.get("/api/symbols/XAUUSD").json()
     assert body["tick"]["bid"] > 0 and body["tick"]["time"] > 0
+    assert body["spec"]["visible"] is True and body["spec"]["select"] is True  # the spec after the select
     response = http.post("/api/orders", json={"symbol": "GBPUSD", "type": "buy", "volume": 0.1})
     assert response.status_code == 201, response.text
 

@@ -94,16 +94,27 @@ def error_response(
     )
 
 
+_SEND_JSON = "send one JSON object with Content-Type: application/json"
+
+
 def validation_message(exc: RequestValidationError) -> str:
     """One sentence for all of pydantic's findings: ``field.path: what is wrong; ...``."""
     parts = []
     for err in exc.errors():
         loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path")]
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        if err.get("type") in _STRICT_TYPES:
-            msg += _STRICT_TYPES[str(err["type"])]
-        elif err.get("type") == "string_pattern_mismatch":
-            msg = PATTERN_RULES.get(str((err.get("ctx") or {}).get("pattern")), "not of the expected form (see the schema at /docs)")
+        kind, ctx = str(err.get("type")), err.get("ctx") or {}
+        if kind == "json_invalid":
+            where = f" at character {loc[-1]}" if loc and loc[-1] != "0" else ""
+            msg, loc = f"the body is not valid JSON ({ctx.get('error', 'JSON decode error')}{where}): {_SEND_JSON}", []
+        elif loc == [] and kind == "missing":
+            msg = f"the body is missing: {_SEND_JSON}"
+        elif loc == [] and kind in ("model_attributes_type", "dict_type"):
+            msg = f"the body is not a JSON object: {_SEND_JSON}"
+        elif kind in _STRICT_TYPES:
+            msg += _STRICT_TYPES[kind]
+        elif kind == "string_pattern_mismatch":
+            msg = PATTERN_RULES.get(str(ctx.get("pattern")), "not of the expected form (see the schema at /docs)")
         parts.append(f"{'.'.join(loc)}: {msg}" if loc else msg)
     return "; ".join(parts) or "invalid request"
 

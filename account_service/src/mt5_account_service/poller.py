@@ -164,6 +164,8 @@ class Poller:
             if not self.connected:
                 blocked = self._login_guard.blocked() if self._login_guard else None
                 if blocked:
+                    # Also after a restart that loaded the guard's count: the alert holds.
+                    self._metrics.auth_failed.set(1 if self.auth_failed else 0)
                     self._set_disconnected(blocked)
                     await self._sleep(self._login_guard.recheck_in() if self._login_guard else backoff)
                     continue

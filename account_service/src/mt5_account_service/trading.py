@@ -230,7 +230,8 @@ async def symbol_quote(gw: Gateway, symbol: str) -> tuple[dict[str, Any], dict[s
     while True:
         tick = await gw.call_optional("symbol_info_tick", symbol)
         if has_quotes(tick) or time.monotonic() >= deadline:
-            return info, tick
+            # The spec as it is now (selected, visible), not as it was before the select.
+            return (await gw.call_optional("symbol_info", symbol)) or info, tick
         await asyncio.sleep(TICK_WAIT_STEP)
 
 
@@ -344,11 +345,18 @@ async def place_order(gw: Gateway, order: OrderIn, account_currency: str) -> Tra
 
 async def _position(gw: Gateway, ticket: int) -> dict[str, Any]:
     rows = await gw.call("positions_get", ticket=ticket)
-    if not rows:
+    if rows:
+        return rows[0]
+    # On a netting account a reversal gives the position a new ticket and keeps its
+    # identifier (the first ticket): the caller's old ticket names it still, so say its new one.
+    moved = [p for p in await gw.call("positions_get") if int(p.get("identifier", 0)) == ticket]
+    if moved:
         raise TradeFailure(
-            404, "position_not_found", f"no open position with ticket {ticket} (closed already, or another account's ticket)"
+            404,
+            "position_not_found",
+            f"position {ticket} was reversed and has the ticket {moved[0]['ticket']} now (a netting account); use that ticket",
         )
-    return rows[0]
+    raise TradeFailure(404, "position_not_found", f"no open position with ticket {ticket} (closed already, or another account's ticket)")
 
 
 async def _pending(gw: Gateway, ticket: int) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Annotated, Any, NamedTuple
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
+from ..bodies import StrictJSONRoute
 from ..deps import ServiceDep, api_key
 from ..errors import TRADE_ERRORS, ApiError, with_retry_after
 from ..gateway import BackendError, BackendUnavailable
@@ -43,7 +44,8 @@ CloseVolume = Annotated[QueryVolume | None, Query(description="lots to close (pa
 #: ``?deviation=`` of a close.
 CloseDeviation = Annotated[QueryDeviation, Query(ge=0, le=MAX_DEVIATION, description="points of slippage accepted")]
 
-router = APIRouter(dependencies=[Depends(api_key)])
+# Bodies read strictly: a JSON key given twice is a 422, never the last one silently.
+router = APIRouter(dependencies=[Depends(api_key)], route_class=StrictJSONRoute)
 
 
 class Answer(NamedTuple):
@@ -58,7 +60,10 @@ class Answer(NamedTuple):
 def idempotency_key(request: Request) -> str | None:
     """The request's ``Idempotency-Key`` header, or None; ApiError 400 unless it is 1 to
     MAX_KEY_LENGTH printable characters."""
-    key = request.headers.get("idempotency-key")
+    keys = request.headers.getlist("idempotency-key")
+    if len(keys) > 1:  # which one the retry sends is anyone's guess: refused, like a repeated query parameter
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key is given more than once: send it once")
+    key = keys[0] if keys else None
     if key is not None and not (0 < len(key) <= MAX_KEY_LENGTH and key.isprintable()):
         raise ApiError(400, "invalid_idempotency_key", f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters")
     return key
@@ -124,6 +129,25 @@ async def execute(svc: Service, action: Callable[[], Awaitable[TradeOutcome]]) -
             return Answer(502, body, "backend_error", True)
 
 
+#: Refusals of the moment: nothing was executed and the answer says to retry (a requote, no
+#: quotes, the market closed, trading switched off, the trade server's "too many requests").
+#: Stored under the key they would be replayed to that retry for 7 days.
+TRANSIENT_REFUSALS = frozenset({409, 429})
+
+
+def keeps_key(answer: Answer) -> bool:
+    """Whether ``answer`` is stored under its Idempotency-Key (and replayed to a retry).
+
+    Kept: what executed (2xx), a final refusal of this request (422, 404: the same request is
+    refused again), and a 5xx once the order was with the terminal (it may have executed).
+    Released, so the retry is a new attempt: a refusal of the moment (TRANSIENT_REFUSALS),
+    and a 5xx before anything was sent (a 5xx stored would be replayed for ever).
+    """
+    if answer.status in TRANSIENT_REFUSALS:
+        return False
+    return answer.sent or answer.status < 500
+
+
 async def trade(
     svc: Service, request: Request, operation: str, body: dict[str, Any], action: Callable[[], Awaitable[TradeOutcome]]
 ) -> JSONResponse:
@@ -137,9 +161,7 @@ async def trade(
     answer = await execute(svc, action)
     svc.metrics.orders.labels(answer.label).inc()
     if key is not None:
-        # A refusal (< 500) is final; a 5xx that never reached order_send is not, so the
-        # key is released for the retry (a 5xx stored would be replayed for ever).
-        if answer.sent or answer.status < 500:
+        if keeps_key(answer):
             await asyncio.to_thread(svc.idempotency.finish, key, answer.status, answer.body)
         else:
             await asyncio.to_thread(svc.idempotency.release, key)
