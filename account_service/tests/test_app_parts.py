@@ -159,7 +159,7 @@ def test_validation_message_names_each_field_and_says_json_number() -> None:
     )
     assert validation_message(exc) == (
         "volume: Input should be a valid number (a JSON number: not a string, not true/false); "
-        "days: 'x' is not a whole number; Field required"
+        "days: 'x' is not a whole number; the body is missing: send one JSON object with Content-Type: application/json"
     )
     assert validation_message(RequestValidationError([])) == "invalid request"
 
