@@ -102,10 +102,13 @@ DOWN_GRACE = 10.0
 #: WATCHDOG_FIRST_CONNECT's default, seconds from a (re)start to the first 200 before the
 #: terminal side is restarted: a cold Wine prefix and terminal under the account's CPU limit
 #: (0.5 CPU), its first login, the bridge's start and one whole ``initialize`` (75 s waited).
-#: Measured: see bench/wine_cold_start.py (median of 3 cold starts of the booted prefix with
-#: --cpus 0.5). Until the lead's measurement replaces it, 300 s: the terminal's own start
-#: allowance (mt5farm.runtime.terminal.START_TIMEOUT, 120 s, which the bridge also waits),
-#: the 75 s initialize, and as much again for Wine's first boot of a new data volume.
+#: Measured (bench/wine_cold_start.py, 2026-12-02, the 2-core test machine): a cold container of
+#: the wine image's booted prefix under --cpus 0.5 runs its first Windows program after 2.0 s
+#: (median of 1.9, 2.0, 2.1 s; a new data volume each run): the prefix costs little, since it
+#: is booted when the image is built. What it cannot measure here (no terminal, no broker) is
+#: bounded by the timeouts the watchdog waits on: the terminal's own start allowance
+#: (mt5farm.runtime.terminal.START_TIMEOUT, 120 s, which the bridge also waits) and one whole
+#: initialize (75 s), 195 s; 300 s leaves 105 s for a loaded host on top of the measured boot.
 #: Docker's healthcheck start_period (mt5_linux_first_connect) is the same number.
 FIRST_CONNECT = 300.0
 #: Longest allowance the backoff grows to, seconds (30 min: two restarts an hour at worst for
