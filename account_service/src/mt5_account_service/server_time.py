@@ -51,9 +51,10 @@ SETTLE = 60.0
 SYMBOLS = 20
 STATE_FILE = "server_time.json"
 
-#: The time fields of MT5's records: seconds, and their ``_msc`` (milliseconds) twins.
-#: ``time_expiration`` 0 (no expiry) and any other 0 stay 0.
-TIME_FIELDS = frozenset({"time", "time_setup", "time_done", "time_update", "time_expiration"})
+#: The time fields of MT5's records (ticks, deals, positions, orders; a symbol's ``time``,
+#: ``start_time`` and ``expiration_time``): seconds, and their ``_msc`` (milliseconds) twins.
+#: 0 (no expiry, no start) stays 0.
+TIME_FIELDS = frozenset({"time", "time_setup", "time_done", "time_update", "time_expiration", "start_time", "expiration_time"})
 MSC_FIELDS = frozenset({"time_msc", "time_setup_msc", "time_done_msc", "time_update_msc"})
 
 
