@@ -98,8 +98,8 @@ def mt5_resolved_accounts(accounts: Any, os: str = "linux", profiles: Mapping[st
 
     The one place that turns an inventory account into what runs: the container and volume
     names, the published ports, the memory and CPU limits (the density profile of ``os``,
-    'linux' or 'windows', with ``profiles`` = mt5_density_profiles overrides, or the
-    account's own memory/cpus) and the labels. Secrets are not copied.
+    'linux' or 'windows', or the simulator's for a simulator account, with ``profiles`` =
+    mt5_density_profiles overrides, or the account's own memory/cpus) and the labels. Secrets are not copied.
 
     Returns, per account in inventory order: login, server, backend, enabled, name,
     container (mt5-<login>), volume (mt5-<login>-data), api_port, vnc, vnc_port (None when
@@ -109,9 +109,17 @@ def mt5_resolved_accounts(accounts: Any, os: str = "linux", profiles: Mapping[st
     """
     if not isinstance(accounts, list):
         raise FarmError(f"mt5_resolved_accounts: accounts must be a host's mt5_accounts list, got {type_name(accounts)}")
-    profile = density.profile_exact(os, profiles, "mt5_resolved_accounts", "profiles")
     name = density.parse_os(os, "mt5_resolved_accounts")
-    return [_resolve(account, name, profile) for account in accounts]
+    by_profile = {
+        kind: density.profile_exact(name, profiles, "mt5_resolved_accounts", "profiles", backend=kind) for kind in (name, "simulator")
+    }
+    return [_resolve(account, name, by_profile[_profile_of(account, name)]) for account in accounts]
+
+
+def _profile_of(account: Any, os: str) -> str:
+    """The density profile an account gets (density.profile_name): its backend's, else its OS's."""
+    backend = account.get("backend") if isinstance(account, Mapping) else None
+    return density.profile_name(os, backend or DEFAULT_BACKEND[os])
 
 
 def mt5_account_secrets(

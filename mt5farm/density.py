@@ -37,7 +37,10 @@ from mt5farm.errors import FarmError
 OSES: tuple[str, ...] = ("linux", "windows")
 
 # Per-account resources. Linux figures are the PRD's docker-stack-linux.yml limits and
-# reservations; Windows memory limit is the PRD's 1.8 GiB, the rest is ours.
+# reservations; Windows memory limit is the PRD's 1.8 GiB, the rest is ours. `simulator` is
+# ours too, for accounts of the simulator backend on either OS (no terminal, no Wine: the
+# account service and its simulator, about 85 MiB measured on the demo with docker stats): a
+# quarter GiB limit and a twentieth of a CPU reserved, so a demo host carries tens of them.
 DEFAULT_PROFILES: dict[str, dict[str, Fraction]] = {
     "linux": {
         "memory_limit": Fraction("1.2"),
@@ -51,7 +54,15 @@ DEFAULT_PROFILES: dict[str, dict[str, Fraction]] = {
         "cpu_limit": Fraction("0.5"),
         "cpu_reservation": Fraction("0.25"),
     },
+    "simulator": {
+        "memory_limit": Fraction("0.25"),
+        "memory_reservation": Fraction("0.125"),
+        "cpu_limit": Fraction("0.5"),
+        "cpu_reservation": Fraction("0.05"),
+    },
 }
+# The profiles mt5_density_profiles may override: one per OS, and the simulator backend's.
+PROFILE_NAMES: tuple[str, ...] = (*OSES, "simulator")
 PROFILE_KEYS: tuple[str, ...] = ("memory_limit", "memory_reservation", "cpu_limit", "cpu_reservation")
 
 # Memory (GiB) of the services that may share a host with the accounts. The PRD's figures
@@ -170,16 +181,25 @@ def gib_to_bytes(value_gib: Fraction) -> int:
 # --------------------------------------------------------------------------------------
 
 
-def profile_exact(os: Any, profiles: Any = None, filter_name: str = "mt5_density_profile", arg: str = "profiles") -> dict[str, Fraction]:
-    """The per-account resources for an OS: defaults with `profiles` overrides merged in."""
-    name = parse_os(os, filter_name)
+def profile_name(os: Any, backend: Any = None, filter_name: str = "mt5_density_profile") -> str:
+    """Which profile an account gets: ``simulator`` for the simulator backend, else its host's OS."""
+    return "simulator" if backend == "simulator" else parse_os(os, filter_name)
+
+
+def profile_exact(
+    os: Any, profiles: Any = None, filter_name: str = "mt5_density_profile", arg: str = "profiles", backend: Any = None
+) -> dict[str, Fraction]:
+    """The per-account resources for an account of ``backend`` on an ``os`` host (profile_name):
+    defaults with `profiles` overrides merged in."""
+    parse_os(os, filter_name)
+    name = profile_name(os, backend, filter_name)
     merged = dict(DEFAULT_PROFILES[name])
     if profiles is not None:
         if not isinstance(profiles, Mapping):
             raise _bad(filter_name, arg, profiles, "is not a mapping", "e.g. {linux: {memory_limit: 1.2G}}")
-        unknown = sorted(str(k) for k in profiles if k not in OSES)
+        unknown = sorted(str(k) for k in profiles if k not in PROFILE_NAMES)
         if unknown:
-            raise _bad(filter_name, arg, unknown, "names an unknown OS", " or ".join(OSES))
+            raise _bad(filter_name, arg, unknown, "names an unknown profile", " or ".join(PROFILE_NAMES))
         override = profiles.get(name)
         if override is not None:
             if not isinstance(override, Mapping):
@@ -240,11 +260,13 @@ def density_exact(
     profiles: Any = None,
     service_memory: Any = None,
     filter_name: str = "mt5_density_cap",
+    backend: Any = None,
 ) -> dict[str, Any]:
-    """The cap with exact inputs (Fractions); see mt5_density_cap for the arguments."""
+    """The cap with exact inputs (Fractions); see mt5_density_cap for the arguments. ``backend``
+    picks the per-account profile with ``os`` (profile_name: the simulator's, or the OS's)."""
     name = parse_os(os, filter_name)
     memory = parse_size_gib(host_memory, filter_name, "host_memory")
-    profile = profile_exact(name, profiles, filter_name)
+    profile = profile_exact(name, profiles, filter_name, backend=backend)
     if infrastructure is not None:
         infra = parse_size_gib(infrastructure, filter_name, "infrastructure", allow_zero=True)
         used_services = None
@@ -293,6 +315,7 @@ def density_exact(
         "bound": bound,
         "reason": reason,
         "os": name,
+        "profile": profile_name(name, backend, filter_name),
         "host_memory": memory,
         "infrastructure": infra,
         "services": used_services,
@@ -318,18 +341,21 @@ def mt5_size_gib(value: Any) -> float:
     return _gib_float(parse_size_gib(value, "mt5_size_gib", "size"))
 
 
-def mt5_density_profile(os: str, profiles: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The per-account resource profile for ``os`` ('linux' or 'windows').
+def mt5_density_profile(os: str, profiles: Mapping[str, Any] | None = None, backend: str | None = None) -> dict[str, Any]:
+    """The per-account resource profile for an account of ``backend`` on an ``os`` host
+    ('linux' or 'windows'): the simulator backend's own profile, else the OS's.
 
-    ``profiles`` is the inventory's ``mt5_density_profiles`` (optional): per OS, any of
-    memory_limit, memory_reservation (sizes), cpu_limit, cpu_reservation (CPUs).
+    ``profiles`` is the inventory's ``mt5_density_profiles`` (optional): per profile (linux,
+    windows, simulator), any of memory_limit, memory_reservation (sizes), cpu_limit,
+    cpu_reservation (CPUs).
 
-    Returns {os, memory_limit_gib, memory_reservation_gib, memory_limit_bytes,
+    Returns {os, profile, memory_limit_gib, memory_reservation_gib, memory_limit_bytes,
     memory_reservation_bytes, cpu_limit, cpu_reservation} (bytes rounded down, as Docker does).
     """
-    profile = profile_exact(os, profiles)
+    profile = profile_exact(os, profiles, backend=backend)
     return {
         "os": parse_os(os, "mt5_density_profile"),
+        "profile": profile_name(os, backend),
         "memory_limit_gib": _gib_float(profile["memory_limit"]),
         "memory_reservation_gib": _gib_float(profile["memory_reservation"]),
         "memory_limit_bytes": gib_to_bytes(profile["memory_limit"]),
@@ -368,25 +394,29 @@ def mt5_density_cap(
     reserved_cpus: Any = None,
     profiles: Mapping[str, Any] | None = None,
     service_memory: Mapping[str, Any] | None = None,
+    backend: str | None = None,
 ) -> dict[str, Any]:
     """How many accounts a host can carry, and why.
 
     ``host_memory`` | mt5_density_cap(os, cpus=, infrastructure= | services=, headroom=,
-    reserved_cpus=, profiles=, service_memory=)
+    reserved_cpus=, profiles=, service_memory=, backend=)
 
     * host_memory: size (number = GiB, or "64G", "65536MiB", ...).
-    * os: 'linux' or 'windows' (selects the per-account profile).
+    * os: 'linux' or 'windows' (selects the per-account profile); backend: 'simulator'
+      selects the simulator's profile instead (accounts of one backend).
     * cpus: the host's CPU count; None (default) = unknown, CPU bound not checked.
     * infrastructure: an explicit size of what else runs on the host; when omitted it is the
       sum of ``services`` (default ['node_exporter']) from the service memory table.
     * headroom: size kept free (default 2 GiB); reserved_cpus: CPUs kept back (default 1).
 
     Returns {cap, memory_cap, cpu_cap (None when cpus unknown), bound ('memory'|'cpu'),
-    reason, os, host_memory_gib, infrastructure_gib, services (None when an explicit
+    reason, os, profile, host_memory_gib, infrastructure_gib, services (None when an explicit
     infrastructure was given), headroom_gib, available_memory_gib, account_memory_gib,
     host_cpus, reserved_cpus, account_cpu_reservation}.
     """
-    exact = density_exact(host_memory, os, cpus, infrastructure, services, headroom, reserved_cpus, profiles, service_memory)
+    exact = density_exact(
+        host_memory, os, cpus, infrastructure, services, headroom, reserved_cpus, profiles, service_memory, backend=backend
+    )
     return to_plain(exact)
 
 

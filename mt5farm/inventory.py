@@ -362,11 +362,20 @@ class _AccountChecker:
 
 
 def _check_account(
-    host: str, index: int, account: Any, os: str | None, profile: dict[str, Fraction] | None, host_cpus: Fraction | None
+    host: str, index: int, account: Any, os: str | None, profiles: Mapping[str, dict[str, Fraction]] | None, host_cpus: Fraction | None
 ) -> tuple[list[Problem], dict[str, Any]]:
-    """Problems of one account, and what the host checks need (login, enabled, memory, api_port)."""
-    check = _AccountChecker(host, index, os, profile, host_cpus)
-    facts: dict[str, Any] = {"login": None, "enabled": True, "memory": None, "api_port": None, "vnc": False, "label": check.label}
+    """Problems of one account, and what the host checks need (login, enabled, memory, api_port,
+    and profile: the density profile it gets, its backend's or its OS's)."""
+    check = _AccountChecker(host, index, os, None, host_cpus)
+    facts: dict[str, Any] = {
+        "login": None,
+        "enabled": True,
+        "memory": None,
+        "api_port": None,
+        "vnc": False,
+        "label": check.label,
+        "profile": os,
+    }
     if not isinstance(account, Mapping):
         if (why := _unresolved(account, secret=False)) is not None:
             check.add(f"the account {why}")
@@ -379,6 +388,9 @@ def _check_account(
     facts["login"] = check.login(account)
     check.server(account)
     backend = check.backend(account)
+    if os is not None:
+        facts["profile"] = density.profile_name(os, backend)
+        check.profile = None if profiles is None else profiles[facts["profile"]]
     if backend != "simulator":
         why = f"the {backend} backend logs in to a broker" if backend else "needed unless backend is simulator"
         check.secret(account, "password", why, "vault_mt5_passwords")
@@ -429,10 +441,14 @@ def _host_report(
     summary: dict[str, Any] = {"os": os, "accounts": 0, "enabled": 0, "density": None, "checked": False}
 
     settings = {key: _setting(view, key, host, problems) for key in HOST_VARS if key != "mt5_accounts"}
-    profile = None
+    # The OS's profile and the simulator's (accounts of the simulator backend get theirs).
+    profiles: dict[str, dict[str, Fraction]] | None = None
     if os is not None:
         try:
-            profile = density.profile_exact(os, settings["mt5_density_profiles"], f"host {host}", "mt5_density_profiles")
+            profiles = {
+                kind: density.profile_exact(os, settings["mt5_density_profiles"], f"host {host}", "mt5_density_profiles", backend=kind)
+                for kind in (os, "simulator")
+            }
         except FarmError as exc:
             problems.append(Problem(host, 0, -1, _error_text(exc)))
 
@@ -470,7 +486,7 @@ def _host_report(
         accounts = []
 
     for index, account in enumerate(accounts):
-        found, facts = _check_account(host, index, account, os, profile, host_cpus)
+        found, facts = _check_account(host, index, account, os, profiles, host_cpus)
         problems.extend(found)
         facts["index"] = index
         account_facts.append(facts)
@@ -503,7 +519,7 @@ def _host_report(
 
     enabled = [f for f in account_facts if f["enabled"]]
     summary.update(accounts=len(account_facts), enabled=len(enabled))
-    if os is None or profile is None:
+    if os is None or profiles is None:
         return problems, notes, summary, account_facts
     if memory is None:
         notes.append(
@@ -515,6 +531,8 @@ def _host_report(
 
     # Parse the host's settings under their inventory names, so a bad one says which variable.
     where = f"host {host}"
+    kinds = {f["profile"] for f in enabled}
+    single = next(iter(kinds)) if len(kinds) == 1 else os
     try:
         host_memory = density.parse_size_gib(memory, where, memory_source)
         service_memory = settings["mt5_platform_service_memory_gb"]
@@ -541,6 +559,7 @@ def _host_report(
             reserved_cpus=reserved,
             profiles=settings["mt5_density_profiles"],
             filter_name=where,
+            backend=single,
         )
     except FarmError as exc:
         problems.append(Problem(host, 0, -1, _error_text(exc)))
@@ -548,7 +567,9 @@ def _host_report(
 
     summary.update(density=density.to_plain(cap), checked=True)
     count = len(enabled)
-    if count > cap["cap"]:
+    # Accounts of one profile: the cap counts them. Of several (simulator and terminal
+    # accounts on one host): their memory limits and CPU reservations are added up instead.
+    if len(kinds) <= 1 and count > cap["cap"]:
         over = count - cap["cap"]
         problems.append(
             Problem(
@@ -560,8 +581,23 @@ def _host_report(
                 f"{'them' if over != 1 else 'it'}, or declare the real mt5_host_memory_gb / mt5_host_cpus if the host is bigger",
             )
         )
-    if any(f["memory"] is not None for f in enabled):
-        needed = sum((f["memory"] if f["memory"] is not None else cap["account_memory"] for f in enabled), Fraction(0))
+    if len(kinds) > 1 and host_cpus is not None:
+        cpu_needed = sum((profiles[f["profile"]]["cpu_reservation"] for f in enabled), Fraction(0))
+        spare = host_cpus - cap["reserved_cpus"]
+        if cpu_needed > spare:
+            problems.append(
+                Problem(
+                    host,
+                    2,
+                    0,
+                    f"host {host}: the enabled accounts' CPU reservations add up to {density.fmt(cpu_needed)} CPUs, "
+                    f"{density.fmt(cpu_needed - spare)} more than the {density.fmt(max(spare, Fraction(0)))} left for accounts "
+                    f"(({density.fmt(host_cpus)} − {density.fmt(cap['reserved_cpus'])}) CPUs; profiles {', '.join(sorted(kinds))}); "
+                    f"move accounts to another host or disable some, or declare the real mt5_host_cpus if the host is bigger",
+                )
+            )
+    if len(kinds) > 1 or any(f["memory"] is not None for f in enabled):
+        needed = sum((f["memory"] if f["memory"] is not None else profiles[f["profile"]]["memory_limit"] for f in enabled), Fraction(0))
         room = cap["available_memory"]
         if needed > room:
             problems.append(
@@ -572,7 +608,7 @@ def _host_report(
                     f"host {host}: the enabled accounts' memory limits add up to {density.fmt(needed)} GiB, "
                     f"{density.fmt(needed - room)} GiB more than the {density.fmt(room)} GiB left for accounts "
                     f"(({density.fmt(cap['host_memory'])} − {density.fmt(cap['infrastructure'])} − {density.fmt(cap['headroom'])}) GiB); "
-                    f"lower the per-account memory overrides, move accounts to another host, or declare the real mt5_host_memory_gb",
+                    f"lower the per-account memory overrides, move accounts to another host or disable some, or declare the real mt5_host_memory_gb",
                 )
             )
     return problems, notes, summary, account_facts

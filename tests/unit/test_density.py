@@ -155,6 +155,7 @@ def test_result_is_plain_data_for_jinja() -> None:
         "bound",
         "reason",
         "os",
+        "profile",
         "host_memory_gib",
         "infrastructure_gib",
         "services",
@@ -276,7 +277,7 @@ def test_size_rejects_bad_values_naming_filter_argument_value_and_fix(value: obj
         ),
         ({"host_memory": 64, "services": "nginx"}, ["services is not a list of service names: got 'nginx'"]),
         ({"host_memory": 64, "profiles": {"linux": {"memory": "2G"}}}, ["profiles.linux has an unknown key: got 'memory'", "memory_limit"]),
-        ({"host_memory": 64, "profiles": {"bsd": {}}}, ["profiles names an unknown OS: got ['bsd']"]),
+        ({"host_memory": 64, "profiles": {"bsd": {}}}, ["profiles names an unknown profile: got ['bsd']", "linux or windows or simulator"]),
         ({"host_memory": 64, "profiles": {"linux": {"memory_limit": 0}}}, ["profiles.linux.memory_limit must be more than zero: got 0"]),
         (
             {"host_memory": 64, "profiles": {"linux": {"memory_reservation": "2G"}}},
@@ -375,3 +376,33 @@ def test_cap_never_shrinks_when_cpus_grow(cpus, more, host: int, os: str) -> Non
     assert small["cpu_cap"] <= big["cpu_cap"]
     # Knowing the CPU count can only lower the cap, never raise it.
     assert big["cap"] <= d.mt5_density_cap(host, os)["cap"]
+
+
+# --- the simulator backend's own profile (issue 13: a demo host carries tens of them) ---------
+
+
+def test_simulator_accounts_get_their_own_profile_on_either_os() -> None:
+    for os in ("linux", "windows"):
+        profile = d.mt5_density_profile(os, backend="simulator")
+        assert (profile["profile"], profile["memory_limit_gib"], profile["cpu_reservation"]) == ("simulator", 0.25, 0.05)
+    # Terminal accounts keep the PRD's profiles.
+    assert d.mt5_density_profile("linux", backend="mt5linux")["memory_limit_gib"] == 1.2
+    assert d.mt5_density_profile("windows")["memory_limit_gib"] == 1.8
+
+
+def test_the_demo_machine_carries_ten_simulator_accounts_beside_the_platform() -> None:
+    # The 2-core, 24 GiB development machine with the whole platform on it (issue 13).
+    terminal = d.mt5_density_cap(24, "linux", cpus=2, services=PLATFORM_SERVICES)
+    simulator = d.mt5_density_cap(24, "linux", cpus=2, services=PLATFORM_SERVICES, backend="simulator")
+    assert terminal["cap"] < 10 <= simulator["cap"]
+    assert simulator["profile"] == "simulator"
+    assert simulator["reason"] == (
+        "memory-bound: (24 − 17.0625 − 2) GiB / 0.25 GiB = 19.7 → 19 (CPU would allow 20: (2 − 1) CPUs / 0.05 CPU = 20 → 20)"
+    )
+
+
+def test_the_simulator_profile_can_be_overridden_like_the_others() -> None:
+    profile = d.mt5_density_profile("linux", {"simulator": {"memory_limit": "512M"}}, backend="simulator")
+    assert (profile["memory_limit_gib"], profile["memory_reservation_gib"]) == (0.5, 0.125)
+    # The simulator's override leaves the OS's profile alone.
+    assert d.mt5_density_profile("linux", {"simulator": {"memory_limit": "512M"}})["memory_limit_gib"] == 1.2

@@ -256,7 +256,7 @@ def test_accounts_on_a_host_outside_the_farm_groups() -> None:
 
 def test_density_over_the_cap_says_by_how_many_and_what_to_do() -> None:
     # 16 GiB farm host: (16 − 0.0625 − 2) / 1.2 = 11.6 → 11.
-    accounts = [acct(100 + i, backend="simulator") for i in range(14)] + [acct(999, enabled=False)]
+    accounts = [acct(100 + i) for i in range(14)] + [acct(999, enabled=False)]
     message = only({"lin2": linux(*accounts, mt5_host_memory_gb=16)})
     assert message == (
         "host lin2: 14 enabled accounts exceed its density cap of 11 by 3 (memory-bound: (16 − 0.0625 − 2) GiB / 1.2 GiB = 11.6 → 11 "
@@ -283,8 +283,8 @@ def test_memory_overrides_that_add_up_past_the_host() -> None:
     message = only({"lin2": linux(*accounts, mt5_host_memory_gb=16)})
     assert message == (
         "host lin2: the enabled accounts' memory limits add up to 15 GiB, 1.0625 GiB more than the 13.9375 GiB left for "
-        "accounts ((16 − 0.0625 − 2) GiB); lower the per-account memory overrides, move accounts to another host, or "
-        "declare the real mt5_host_memory_gb"
+        "accounts ((16 − 0.0625 − 2) GiB); lower the per-account memory overrides, move accounts to another host or "
+        "disable some, or declare the real mt5_host_memory_gb"
     )
 
 
@@ -451,3 +451,32 @@ def test_a_host_checked_alone_is_held_to_the_same_rule() -> None:
     # not in that view, the farm host's own address still is.
     assert fleet_problems({"lin2": linux(acct(1002))}) != []
     assert fleet_problems({"lin2": linux(acct(1002), mt5_bind_address="10.0.0.2")}) == []
+
+
+# --- density per backend (issue 13) ------------------------------------------------------------
+
+
+def test_simulator_accounts_are_counted_with_the_simulators_profile() -> None:
+    # 16 GiB: 11 terminal accounts fit (1.2 GiB each); 55 simulator accounts (0.25 GiB each).
+    simulators = [acct(100 + i, backend="simulator") for i in range(55)]
+    assert problems({"lin2": linux(*simulators, mt5_host_memory_gb=16)}) == []
+    message = only({"lin2": linux(*simulators, acct(999, backend="simulator"), mt5_host_memory_gb=16)})
+    assert message.startswith(
+        "host lin2: 56 enabled accounts exceed its density cap of 55 by 1 (memory-bound: (16 − 0.0625 − 2) GiB / 0.25 GiB"
+    )
+
+
+def test_a_host_mixing_simulator_and_terminal_accounts_adds_up_their_profiles() -> None:
+    # 16 GiB: 13.9375 GiB left; 10 terminal (12 GiB) + 8 simulator (2 GiB) = 14 GiB.
+    mixed = [acct(100 + i) for i in range(10)] + [acct(200 + i, backend="simulator") for i in range(7)]
+    assert problems({"lin2": linux(*mixed, mt5_host_memory_gb=16)}) == []
+    message = only({"lin2": linux(*mixed, acct(299, backend="simulator"), mt5_host_memory_gb=16)})
+    assert message.startswith("host lin2: the enabled accounts' memory limits add up to 14 GiB, 0.0625 GiB more than the 13.9375 GiB")
+    # CPUs: (4 − 1) = 3 left; 10 × 0.25 + 12 × 0.05 = 3.1.
+    cpu_mixed = [acct(100 + i) for i in range(10)] + [acct(200 + i, backend="simulator") for i in range(12)]
+    message = only({"lin2": linux(*cpu_mixed, mt5_host_memory_gb=64, mt5_host_cpus=4)})
+    assert message == (
+        "host lin2: the enabled accounts' CPU reservations add up to 3.1 CPUs, 0.1 more than the 3 left for accounts "
+        "((4 − 1) CPUs; profiles linux, simulator); move accounts to another host or disable some, or declare the real "
+        "mt5_host_cpus if the host is bigger"
+    )
