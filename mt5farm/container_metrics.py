@@ -50,8 +50,14 @@ METRICS: dict[str, tuple[str, str]] = {
     "mt5_container_restart_count": ("counter", "Restarts of the container by Docker since it was created."),
     "mt5_container_running": ("gauge", "1 when the container runs."),
     "mt5_container_healthy": ("gauge", "1 when its healthcheck passes, 0 when not (absent without one)."),
-    "mt5_container_held": ("gauge", "1 when an operator stopped the account with mt5farm-account stop and the hold is current (accounts only)."),
-    "mt5_container_started_timestamp_seconds": ("gauge", "When the container last started (State.StartedAt), Unix seconds (absent if never)."),
+    "mt5_container_held": (
+        "gauge",
+        "1 when an operator stopped the account with mt5farm-account stop and the hold is current (accounts only).",
+    ),
+    "mt5_container_started_timestamp_seconds": (
+        "gauge",
+        "When the container last started (State.StartedAt), Unix seconds (absent if never).",
+    ),
     "mt5_container_info": ("gauge", "Always 1; the image label is the image reference the container was created from."),
 }
 
@@ -231,7 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--textfile-dir", type=Path, required=True, help=f"node exporter's textfile directory (writes {OUT_NAME} there)")
     parser.add_argument("--guard", type=Path, default=GUARD, help=f"the host guard program, whose holds it reports (default {GUARD})")
-    parser.add_argument("--held-dir", type=Path, default=None, help="the guard's hold markers (default: the guard's own, /var/lib/mt5farm/held)")
+    parser.add_argument(
+        "--held-dir", type=Path, default=None, help="the guard's hold markers (default: the guard's own, /var/lib/mt5farm/held)"
+    )
     args = parser.parse_args(argv)
     guard = load_guard(args.guard)
     held_dir = args.held_dir or (guard.HELD_DIR if guard is not None else Path("/var/lib/mt5farm/held"))

@@ -61,7 +61,9 @@ def _short(image_id: str) -> str:
     return image_id.removeprefix("sha256:")
 
 
-def mt5_prune_images(images: Sequence[Mapping[str, Any]], in_use: Iterable[str], repositories: Sequence[str], keep: int = 2) -> dict[str, Any]:
+def mt5_prune_images(
+    images: Sequence[Mapping[str, Any]], in_use: Iterable[str], repositories: Sequence[str], keep: int = 2
+) -> dict[str, Any]:
     """What a host keeps and removes of ``repositories``' images.
 
     ``images``: the host's images as ``docker_host_info`` lists them (``Id``, ``RepoTags``,

@@ -111,7 +111,11 @@ def bed(tmp_path_factory, accounts):
     (root / "host_vars").mkdir()
     host_accounts = [{"login": login, "server": "Test"} for login in accounts] + [{"login": DISABLED, "server": "Test", "enabled": False}]
     (root / "host_vars" / "localhost.yml").write_text(json.dumps({"mt5_accounts": host_accounts}))
-    internals = {"_mt5_linux_guard_account_bin": str(cli), "_mt5_linux_guard_held_dir": str(root / "held"), "_mt5_linux_account_scope": SCOPE}
+    internals = {
+        "_mt5_linux_guard_account_bin": str(cli),
+        "_mt5_linux_guard_held_dir": str(root / "held"),
+        "_mt5_linux_account_scope": SCOPE,
+    }
     (root / "internals.json").write_text(json.dumps(internals))
     return root
 
@@ -149,7 +153,10 @@ def held(bed: Path, login: int) -> bool:
 
 def guard_pass(bed: Path) -> str:
     done = subprocess.run(
-        [sys.executable, str(GUARD), "--scope", SCOPE, "--held-dir", str(bed / "held"), "--once"], capture_output=True, text=True, timeout=120
+        [sys.executable, str(GUARD), "--scope", SCOPE, "--held-dir", str(bed / "held"), "--once"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout

@@ -60,7 +60,16 @@ def images():
         for number, tag in enumerate(TAGS):
             if number:
                 time.sleep(1.05)  # Created has whole seconds: one apart, newest last
-            docker("import", "-c", f"LABEL n={number}", "-c", 'CMD ["/bin/busybox", "true"]', "-", f"{REPOSITORY}:{tag}", stdin=buffer.getvalue())
+            docker(
+                "import",
+                "-c",
+                f"LABEL n={number}",
+                "-c",
+                'CMD ["/bin/busybox", "true"]',
+                "-",
+                f"{REPOSITORY}:{tag}",
+                stdin=buffer.getvalue(),
+            )
         # An image update's old container, stopped: its image (sim-2) must stay.
         docker("create", "--name", f"mt5prunetest-{RUN}-mt5farm-prev", "--label", f"mt5farm.test-run={RUN}", f"{REPOSITORY}:sim-2")
         yield REPOSITORY
@@ -103,7 +112,10 @@ def test_prune_keeps_what_runs_the_newest_and_n_previous_and_their_archives(tmp_
     rc, out = prune(tmp_path, "-e", "mt5_prune_keep=1", "--check", "--diff")
     assert rc == 0, out
     assert f"{REPOSITORY}: would remove {REPOSITORY}:sim-3, {REPOSITORY}:sim-1;" in out
-    assert f"kept {REPOSITORY}:sim-5 (newest), {REPOSITORY}:sim-4 (previous (kept for rollback)), {REPOSITORY}:sim-2 (in use by a container)" in out
+    assert (
+        f"kept {REPOSITORY}:sim-5 (newest), {REPOSITORY}:sim-4 (previous (kept for rollback)), {REPOSITORY}:sim-2 (in use by a container)"
+        in out
+    )
     assert present() == TAGS and len(list(archives.iterdir())) == 4, "check mode removed nothing"
 
     rc, out = prune(tmp_path, "-e", "mt5_prune_keep=1")

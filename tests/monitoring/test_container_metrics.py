@@ -81,7 +81,12 @@ WORKING_SETS = {42: 398327808.0, 43: 2852311040.0}
 
 def _samples() -> list[cm.Sample]:
     out: list[cm.Sample] = []
-    for (name, labels), attrs, held in ((ACCOUNT, ACCOUNT_ATTRS, False), (REDIS, REDIS_ATTRS, None), (ODD, ODD_ATTRS, True), (BARE, {}, None)):
+    for (name, labels), attrs, held in (
+        (ACCOUNT, ACCOUNT_ATTRS, False),
+        (REDIS, REDIS_ATTRS, None),
+        (ODD, ODD_ATTRS, True),
+        (BARE, {}, None),
+    ):
         out += cm.container_samples(name, labels, attrs, WORKING_SETS.get, held)
     return out
 
@@ -277,7 +282,12 @@ def test_main_reports_the_guards_holds_for_accounts_only(tmp_path, monkeypatch):
     text = (tmp_path / "out" / cm.OUT_NAME).read_text()
     assert 'mt5_container_held{container="mt5-5001",scope="accounts",service="account",login="5001"} 1' in text
     assert 'mt5_container_held{container="mt5-redis"' not in text
-    assert 'mt5_container_started_timestamp_seconds{container="mt5-5001",scope="accounts",service="account",login="5001"} 1796208487' in text
+    assert (
+        'mt5_container_started_timestamp_seconds{container="mt5-5001",scope="accounts",service="account",login="5001"} 1796208487' in text
+    )
     assert 'mt5_container_info{container="mt5-5001",scope="accounts",service="account",login="5001",image="mt5farm/account:x"} 1' in text
     assert cm.main([*args[:2], "--guard", str(tmp_path / "absent"), *args[4:]]) == 0
-    assert 'mt5_container_held{container="mt5-5001",scope="accounts",service="account",login="5001"} 0' in (tmp_path / "out" / cm.OUT_NAME).read_text()
+    assert (
+        'mt5_container_held{container="mt5-5001",scope="accounts",service="account",login="5001"} 0'
+        in (tmp_path / "out" / cm.OUT_NAME).read_text()
+    )

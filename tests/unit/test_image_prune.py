@@ -57,7 +57,11 @@ def test_other_repositories_upstream_and_untagged_images_are_never_touched() -> 
         image(5, "registry.example:5000/mt5farm/account:old"),
     ]
     plan = mt5_prune_images(images, [], REPOS, keep=0)
-    assert plan == {"remove": [], "keep": {}, "repositories": {"mt5farm/account": {"keep": [], "remove": []}, "mt5farm/nginx": {"keep": [], "remove": []}}}
+    assert plan == {
+        "remove": [],
+        "keep": {},
+        "repositories": {"mt5farm/account": {"keep": [], "remove": []}, "mt5farm/nginx": {"keep": [], "remove": []}},
+    }
 
 
 def test_an_image_with_several_tags_is_decided_once_per_repository() -> None:
@@ -110,7 +114,10 @@ def test_archives_of_removed_images_go_and_the_others_stay() -> None:
         "/opt/mt5farm/images/simulator-0001.tar.part",
         "/opt/mt5farm/images/notes.txt",
     ]
-    assert mt5_prune_archives(paths, plan) == ["/opt/mt5farm/images/node-exporter-debian13-old.tar", "/opt/mt5farm/images/simulator-0001.tar"]
+    assert mt5_prune_archives(paths, plan) == [
+        "/opt/mt5farm/images/node-exporter-debian13-old.tar",
+        "/opt/mt5farm/images/simulator-0001.tar",
+    ]
     assert mt5_prune_archives(paths, {"remove": [], "keep": {}}) == []
     with pytest.raises(FarmError, match="mt5_prune_archives: plan must be"):
         mt5_prune_archives(paths, {"remove": []})

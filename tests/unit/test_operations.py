@@ -31,7 +31,10 @@ def test_logins_are_read_from_a_string_a_number_or_a_list(given: Any, expected: 
     assert parse_logins(given) == expected
 
 
-@pytest.mark.parametrize(("given", "says"), [("1001,abc", "'abc' is not a login"), ([0], "0 is not a login"), ("", "no login given"), ({}, "a mapping"), ([True], "True")])
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [("1001,abc", "'abc' is not a login"), ([0], "0 is not a login"), ("", "no login given"), ({}, "a mapping"), ([True], "True")],
+)
 def test_a_bad_login_list_is_refused_naming_the_bad_entry(given: Any, says: str) -> None:
     with pytest.raises(FarmError, match="mt5_account_targets") as error:
         parse_logins(given)
