@@ -4,7 +4,11 @@
     mt5farm-container-metrics --textfile-dir DIR
 
 Writes ``DIR/mt5_containers.prom`` (node exporter's textfile collector, Prometheus text
-format) for every container labelled ``mt5farm.scope`` (accounts and platform services).
+format) for every container labelled ``mt5farm.scope`` (accounts and platform services): its
+memory, limit, restarts, state, health, start time and image, and for an account whether an
+operator holds it stopped (``mt5farm-account stop``; whether a hold marker is current is the
+guard's own decision, read from the guard program the mt5_linux role installs,
+``--guard``, so the metric and the guard cannot disagree).
 Memory is read from each container's cgroup, as ``docker stats`` shows it: usage minus
 inactive file cache (cgroup v1 and v2, cgroupfs and systemd drivers). Installed by the
 monitoring role as /usr/local/sbin/mt5farm-container-metrics and run by its systemd timer
@@ -17,17 +21,27 @@ python3-docker); everything but ``main`` is pure and unit-tested (tests/monitori
 from __future__ import annotations
 
 import argparse
+import datetime
+import importlib.machinery
+import importlib.util
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 OUT_NAME = "mt5_containers.prom"
 CGROUP = Path("/sys/fs/cgroup")
 PROC = Path("/proc")
 SCOPE_LABEL = "mt5farm.scope"
+LOGIN_LABEL = "mt5farm.login"
+ACCOUNT_SCOPE = "accounts"
+# The host guard and mt5farm-account (mt5farm/guard.py, installed by the mt5_linux role).
+GUARD = Path("/usr/local/sbin/mt5farm-guard")
+_ISO = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
 
 # name -> (type, help), in the order they are written.
 METRICS: dict[str, tuple[str, str]] = {
@@ -36,6 +50,15 @@ METRICS: dict[str, tuple[str, str]] = {
     "mt5_container_restart_count": ("counter", "Restarts of the container by Docker since it was created."),
     "mt5_container_running": ("gauge", "1 when the container runs."),
     "mt5_container_healthy": ("gauge", "1 when its healthcheck passes, 0 when not (absent without one)."),
+    "mt5_container_held": (
+        "gauge",
+        "1 when an operator stopped the account with mt5farm-account stop and the hold is current (accounts only).",
+    ),
+    "mt5_container_started_timestamp_seconds": (
+        "gauge",
+        "When the container last started (State.StartedAt), Unix seconds (absent if never).",
+    ),
+    "mt5_container_info": ("gauge", "Always 1; the image label is the image reference the container was created from."),
 }
 
 # One sample: (metric name, label text without braces, value).
@@ -99,14 +122,60 @@ def label_text(name: str, labels: Mapping[str, str]) -> str:
     return ",".join(f'{key}="{escape(value)}"' for key, value in tags.items())
 
 
+def unix_seconds(timestamp: str) -> float | None:
+    """Docker's RFC 3339 time (``2026-12-02T10:48:07.123456789Z``) as Unix seconds, or None
+    for an empty or unparsable one and for Docker's zero time (``0001-01-01T00:00:00Z``: never)."""
+    match = _ISO.fullmatch(timestamp or "")
+    if not match or match[1].startswith("0001-"):
+        return None
+    whole = datetime.datetime.fromisoformat(match[1] + ("+00:00" if match[3] == "Z" else match[3]))
+    return whole.timestamp() + float(f"0.{match[2] or 0}")
+
+
+def is_account(labels: Mapping[str, str]) -> bool:
+    """An account container: the accounts scope and a login label (what the guard looks at)."""
+    return labels.get(SCOPE_LABEL) == ACCOUNT_SCOPE and bool(labels.get(LOGIN_LABEL))
+
+
+def is_held(attrs: Mapping[str, Any], guard: ModuleType | None, held_dir: Path) -> bool:
+    """True when the guard would leave this container stopped: its hold marker in ``held_dir``
+    is current for it (the guard's ``read_marker`` and ``holds``, given the guard module).
+    Without the guard program no hold is honoured: False."""
+    if guard is None or not attrs.get("Id"):
+        return False
+    container = guard.Container.from_inspect(dict(attrs))
+    try:
+        marker = guard.read_marker(container.name, held_dir)
+    except ValueError:  # not a name a marker can have
+        return False
+    return bool(guard.holds(marker, container))
+
+
+def load_guard(path: Path) -> ModuleType | None:
+    """The guard program at ``path`` as a module (it has no .py suffix), or None when absent."""
+    if not path.is_file():
+        return None
+    sys.dont_write_bytecode = True  # nothing written next to /usr/local/sbin/mt5farm-guard
+    loader = importlib.machinery.SourceFileLoader("mt5farm_guard", str(path))
+    spec = importlib.util.spec_from_loader("mt5farm_guard", loader)
+    if spec is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    loader.exec_module(module)
+    return module
+
+
 def container_samples(
-    name: str, labels: Mapping[str, str], attrs: Mapping[str, Any], memory: Callable[[int], float | None]
+    name: str, labels: Mapping[str, str], attrs: Mapping[str, Any], memory: Callable[[int], float | None], held: bool | None = None
 ) -> list[Sample]:
     """The samples of one container from its name, labels and ``docker inspect`` data.
 
     ``memory(pid)`` gives the working set of a running container's main process (bytes) or
-    None. A limit of 0 (none), a missing healthcheck or an unreadable working set give no
-    sample for that metric.
+    None. A limit of 0 (none), a missing healthcheck, an unreadable working set or a
+    container that never started give no sample for that metric. ``held``: whether an
+    operator's hold is current for it (``is_held``), None for no sample (not an account).
+    ``mt5_container_info`` carries one more label, ``image`` (``Config.Image``).
     """
     text = label_text(name, labels)
     state = attrs.get("State", {})
@@ -122,9 +191,16 @@ def container_samples(
         usage = memory(int(state.get("Pid") or 0))
         if usage is not None:
             samples.append(("mt5_container_memory_working_set_bytes", text, usage))
-    health = state.get("Health", {}).get("Status")
+    health = (state.get("Health") or {}).get("Status")
     if health:
         samples.append(("mt5_container_healthy", text, 1 if health == "healthy" else 0))
+    if held is not None:
+        samples.append(("mt5_container_held", text, 1 if held else 0))
+    started = unix_seconds(str(state.get("StartedAt") or ""))
+    if started is not None:
+        samples.append(("mt5_container_started_timestamp_seconds", text, started))
+    image = str((attrs.get("Config") or {}).get("Image") or "")
+    samples.append(("mt5_container_info", f'{text},image="{escape(image)}"', 1))
     return samples
 
 
@@ -160,14 +236,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="mt5farm-container-metrics", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--textfile-dir", type=Path, required=True, help=f"node exporter's textfile directory (writes {OUT_NAME} there)")
+    parser.add_argument("--guard", type=Path, default=GUARD, help=f"the host guard program, whose holds it reports (default {GUARD})")
+    parser.add_argument(
+        "--held-dir", type=Path, default=None, help="the guard's hold markers (default: the guard's own, /var/lib/mt5farm/held)"
+    )
     args = parser.parse_args(argv)
+    guard = load_guard(args.guard)
+    held_dir = args.held_dir or (guard.HELD_DIR if guard is not None else Path("/var/lib/mt5farm/held"))
     # Imported here: the Docker SDK is the host's (python3-docker), the pure parts need none.
     import docker
 
     client = docker.from_env(timeout=20)
     samples: list[Sample] = []
     for container in client.containers.list(all=True, filters={"label": SCOPE_LABEL}):
-        samples += container_samples(container.name, container.labels, container.attrs, cgroup_memory)
+        held = is_held(container.attrs, guard, held_dir) if is_account(container.labels) else None
+        samples += container_samples(container.name, container.labels, container.attrs, cgroup_memory, held)
     write_textfile(args.textfile_dir / OUT_NAME, render(samples))
     return 0
 

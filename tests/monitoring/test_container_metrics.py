@@ -10,17 +10,28 @@ from pathlib import Path
 import pytest
 
 from mt5farm import container_metrics as cm
+from mt5farm import guard
 
 ACCOUNT = ("mt5-5001", {"mt5farm.scope": "accounts", "mt5farm.login": "5001"})
 ACCOUNT_ATTRS = {
-    "State": {"Running": True, "Pid": 42, "Health": {"Status": "healthy"}},
+    "State": {"Running": True, "Pid": 42, "Health": {"Status": "healthy"}, "StartedAt": "2026-12-02T10:48:07.123456789Z"},
+    "Config": {"Image": "mt5farm/account:simulator-5e0890344c7cfe63"},
     "RestartCount": 2,
     "HostConfig": {"Memory": 1288490188},
 }
 REDIS = ("mt5-redis", {"mt5farm.scope": "platform", "mt5farm.service": "redis"})
-REDIS_ATTRS = {"State": {"Running": True, "Pid": 43}, "RestartCount": 0, "HostConfig": {"Memory": 0}}
+REDIS_ATTRS = {
+    "State": {"Running": True, "Pid": 43, "StartedAt": "2026-12-02T11:48:07+01:00"},
+    "RestartCount": 0,
+    "HostConfig": {"Memory": 0},
+    "Config": {"Image": "mt5farm/redis:debian13-fa7eb62f3a34"},
+}
 ODD = ('odd"name\\x', {"mt5farm.scope": "accounts", "mt5farm.login": "7\n"})
-ODD_ATTRS = {"State": {"Running": False, "Pid": 0, "Health": {"Status": "unhealthy"}}, "RestartCount": 5, "HostConfig": {}}
+ODD_ATTRS = {
+    "State": {"Running": False, "Pid": 0, "Health": {"Status": "unhealthy"}, "StartedAt": "0001-01-01T00:00:00Z"},
+    "RestartCount": 5,
+    "HostConfig": {},
+}
 BARE = ("bare", {"mt5farm.scope": "x"})
 
 # The file the collector wrote before it was a package module (the same data through the
@@ -49,6 +60,20 @@ mt5_container_running{container="bare",scope="x",service="",login=""} 0
 # TYPE mt5_container_healthy gauge
 mt5_container_healthy{container="mt5-5001",scope="accounts",service="account",login="5001"} 1
 mt5_container_healthy{container="odd\\"name\\\\x",scope="accounts",service="account",login="7\\n"} 0
+# HELP mt5_container_held 1 when an operator stopped the account with mt5farm-account stop and the hold is current (accounts only).
+# TYPE mt5_container_held gauge
+mt5_container_held{container="mt5-5001",scope="accounts",service="account",login="5001"} 0
+mt5_container_held{container="odd\\"name\\\\x",scope="accounts",service="account",login="7\\n"} 1
+# HELP mt5_container_started_timestamp_seconds When the container last started (State.StartedAt), Unix seconds (absent if never).
+# TYPE mt5_container_started_timestamp_seconds gauge
+mt5_container_started_timestamp_seconds{container="mt5-5001",scope="accounts",service="account",login="5001"} 1796208487
+mt5_container_started_timestamp_seconds{container="mt5-redis",scope="platform",service="redis",login=""} 1796208487
+# HELP mt5_container_info Always 1; the image label is the image reference the container was created from.
+# TYPE mt5_container_info gauge
+mt5_container_info{container="mt5-5001",scope="accounts",service="account",login="5001",image="mt5farm/account:simulator-5e0890344c7cfe63"} 1
+mt5_container_info{container="mt5-redis",scope="platform",service="redis",login="",image="mt5farm/redis:debian13-fa7eb62f3a34"} 1
+mt5_container_info{container="odd\\"name\\\\x",scope="accounts",service="account",login="7\\n",image=""} 1
+mt5_container_info{container="bare",scope="x",service="",login="",image=""} 1
 """
 
 WORKING_SETS = {42: 398327808.0, 43: 2852311040.0}
@@ -56,8 +81,13 @@ WORKING_SETS = {42: 398327808.0, 43: 2852311040.0}
 
 def _samples() -> list[cm.Sample]:
     out: list[cm.Sample] = []
-    for (name, labels), attrs in ((ACCOUNT, ACCOUNT_ATTRS), (REDIS, REDIS_ATTRS), (ODD, ODD_ATTRS), (BARE, {})):
-        out += cm.container_samples(name, labels, attrs, WORKING_SETS.get)
+    for (name, labels), attrs, held in (
+        (ACCOUNT, ACCOUNT_ATTRS, False),
+        (REDIS, REDIS_ATTRS, None),
+        (ODD, ODD_ATTRS, True),
+        (BARE, {}, None),
+    ):
+        out += cm.container_samples(name, labels, attrs, WORKING_SETS.get, held)
     return out
 
 
@@ -103,7 +133,7 @@ def test_a_stopped_container_has_no_working_set_and_the_memory_reader_is_not_ask
 
 def test_an_unreadable_working_set_gives_no_sample():
     samples = cm.container_samples("c", {}, {"State": {"Running": True, "Pid": 9}}, lambda pid: None)
-    assert [name for name, _, _ in samples] == ["mt5_container_running", "mt5_container_restart_count"]
+    assert [name for name, _, _ in samples] == ["mt5_container_running", "mt5_container_restart_count", "mt5_container_info"]
 
 
 def test_the_working_set_is_usage_minus_inactive_file_cache_never_negative():
@@ -170,7 +200,7 @@ def test_main_lists_the_labelled_containers_and_writes_the_textfile(tmp_path, mo
     fake = types.ModuleType("docker")
     fake.from_env = lambda timeout: types.SimpleNamespace(containers=Containers())  # type: ignore[attr-defined]  # a stub module's attribute
     monkeypatch.setitem(sys.modules, "docker", fake)
-    assert cm.main(["--textfile-dir", str(tmp_path)]) == 0
+    assert cm.main(["--textfile-dir", str(tmp_path), "--guard", str(tmp_path / "no-guard")]) == 0
     assert calls == [{"all": True, "filters": {"label": "mt5farm.scope"}}]
     text = (tmp_path / cm.OUT_NAME).read_text()
     assert 'mt5_container_running{container="bare",scope="x",service="",login=""} 0' in text
@@ -180,3 +210,84 @@ def test_main_lists_the_labelled_containers_and_writes_the_textfile(tmp_path, mo
 def test_main_needs_the_textfile_directory():
     with pytest.raises(SystemExit):
         cm.main([])
+
+
+# --- holds, start times, images ----------------------------------------------------------
+
+STOPPED = {
+    "Id": "c0ffee" * 10 + "abcd",
+    "Name": "/mt5-5001",
+    "Config": {"Labels": {"mt5farm.scope": "accounts", "mt5farm.login": "5001"}, "Image": "mt5farm/account:x"},
+    "State": {"Status": "exited", "Running": False, "StartedAt": "2026-12-02T10:48:07.123456789Z", "FinishedAt": "2026-12-02T11:00:00Z"},
+}
+
+
+def test_a_hold_counts_exactly_when_the_guard_honours_it(tmp_path):
+    held_dir = tmp_path / "held"
+    assert cm.is_held(STOPPED, guard, held_dir) is False, "no marker"
+    guard.write_marker(guard.Container.from_inspect(STOPPED), held_dir, by="test")
+    assert cm.is_held(STOPPED, guard, held_dir) is True
+    started_again = {**STOPPED, "State": {**STOPPED["State"], "StartedAt": "2026-12-02T11:05:00Z"}}
+    assert cm.is_held(started_again, guard, held_dir) is False, "the container ran again since: a stale marker"
+    assert cm.is_held({**STOPPED, "Id": "other"}, guard, held_dir) is False, "a recreated container: stale"
+    assert cm.is_held(STOPPED, None, held_dir) is False, "no guard program: no hold is honoured"
+
+
+def test_the_guard_program_is_loaded_from_its_installed_file_without_a_py_suffix(tmp_path):
+    installed = tmp_path / "mt5farm-guard"
+    installed.write_bytes(Path(guard.__file__).read_bytes())
+    loaded = cm.load_guard(installed)
+    assert loaded is not None and loaded.holds is not guard.holds and loaded.NEXT_SUFFIX == guard.NEXT_SUFFIX
+    assert not list(tmp_path.glob("**/__pycache__")), "no bytecode written next to the program"
+    assert cm.load_guard(tmp_path / "absent") is None
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("2026-12-02T10:48:07Z", 1796208487.0),
+        ("2026-12-02T10:48:07.5Z", 1796208487.5),
+        ("2026-12-02T12:48:07.250000000+02:00", 1796208487.25),
+        ("0001-01-01T00:00:00Z", None),
+        ("", None),
+        ("yesterday", None),
+    ],
+)
+def test_docker_start_times_become_unix_seconds(text, seconds):
+    assert cm.unix_seconds(text) == seconds
+
+
+def test_account_containers_are_the_accounts_scope_with_a_login():
+    assert cm.is_account({"mt5farm.scope": "accounts", "mt5farm.login": "1"})
+    assert not cm.is_account({"mt5farm.scope": "platform", "mt5farm.service": "redis"})
+    assert not cm.is_account({"mt5farm.scope": "accounts"})
+
+
+def test_main_reports_the_guards_holds_for_accounts_only(tmp_path, monkeypatch):
+    class Container:
+        def __init__(self, attrs):
+            self.attrs, self.name, self.labels = attrs, attrs["Name"].lstrip("/"), attrs["Config"]["Labels"]
+
+    redis = {"Id": "r", "Name": "/mt5-redis", "Config": {"Labels": {"mt5farm.scope": "platform", "mt5farm.service": "redis"}}, "State": {}}
+    fake = types.ModuleType("docker")
+    fake.from_env = lambda timeout: types.SimpleNamespace(  # type: ignore[attr-defined]  # a stub module's attribute
+        containers=types.SimpleNamespace(list=lambda **kwargs: [Container(STOPPED), Container(redis)])
+    )
+    monkeypatch.setitem(sys.modules, "docker", fake)
+    installed = tmp_path / "mt5farm-guard"
+    installed.write_bytes(Path(guard.__file__).read_bytes())
+    guard.write_marker(guard.Container.from_inspect(STOPPED), tmp_path / "held", by="test")
+    args = ["--textfile-dir", str(tmp_path / "out"), "--guard", str(installed), "--held-dir", str(tmp_path / "held")]
+    assert cm.main(args) == 0
+    text = (tmp_path / "out" / cm.OUT_NAME).read_text()
+    assert 'mt5_container_held{container="mt5-5001",scope="accounts",service="account",login="5001"} 1' in text
+    assert 'mt5_container_held{container="mt5-redis"' not in text
+    assert (
+        'mt5_container_started_timestamp_seconds{container="mt5-5001",scope="accounts",service="account",login="5001"} 1796208487' in text
+    )
+    assert 'mt5_container_info{container="mt5-5001",scope="accounts",service="account",login="5001",image="mt5farm/account:x"} 1' in text
+    assert cm.main([*args[:2], "--guard", str(tmp_path / "absent"), *args[4:]]) == 0
+    assert (
+        'mt5_container_held{container="mt5-5001",scope="accounts",service="account",login="5001"} 0'
+        in (tmp_path / "out" / cm.OUT_NAME).read_text()
+    )

@@ -36,6 +36,7 @@ EXPECTED: dict[str, set[str]] = {
     },
     "mt5_container_specs.py": {"mt5_container_specs"},
     "mt5_moves.py": {"mt5_account_moves"},
+    "mt5_operations.py": {"mt5_account_targets", "mt5_prune_images", "mt5_prune_archives"},
     "mt5_pki.py": {"mt5_tls_enabled", "mt5_pki_names"},
     "mt5_image.py": {"mt5_image_input_hash", "mt5_image_sha256"},
     "mt5farm_files.py": {"mt5farm_path", "mt5_service_packages"},
