@@ -17,11 +17,13 @@ TYPED := mt5farm module_utils library filter_plugins account_service/src
 # The Molecule scenarios `make test` runs, in order (a scenario joins this list once it is green in CI).
 SCENARIOS ?= docker_host fleet
 
-.PHONY: help deploy test venv test-deps lint unit molecule testbed lock clean
+.PHONY: help deploy test venv test-deps lint unit molecule testbed lock clean stop start restart logs prune
 
 help:
 	@echo "make deploy   converge the inventory (default: the local demo) with site.yml"
 	@echo "make test     lint, unit tests and every Molecule scenario"
+	@echo "make stop|start|restart|logs LOGINS=5001001[,...]   act on named accounts (the inventory unchanged)"
+	@echo "make prune [KEEP=2]   remove unused images of ours on every host, keeping KEEP previous ones"
 	@echo "make lint | unit | molecule | testbed | lock | clean"
 
 venv:
@@ -29,6 +31,19 @@ venv:
 
 deploy: venv
 	ansible-playbook site.yml $(ARGS)
+
+# Everyday commands on named accounts (playbooks/account.yml) and image pruning
+# (playbooks/prune.yml); README "Operating a farm". ARGS as for deploy (-i, --check).
+LOGINS ?=
+LINES ?= 200
+KEEP ?= 2
+
+stop start restart logs: venv
+	@test -n "$(LOGINS)" || { echo "usage: make $@ LOGINS=5001001[,5001002...] [ARGS=...]"; exit 2; }
+	ansible-playbook playbooks/account.yml -e mt5_action=$@ -e mt5_logins=$(LOGINS) -e mt5_log_lines=$(LINES) $(ARGS)
+
+prune: venv
+	ansible-playbook playbooks/prune.yml -e mt5_prune_keep=$(KEEP) $(ARGS)
 
 # Lint first: it needs only the virtualenv, and a style fault should not wait for Docker.
 test: lint test-deps unit molecule
