@@ -99,7 +99,9 @@ def fleet() -> Iterator[Fleet]:
     try:
         ports = {login: free_port() for login in (LOGIN_A, LOGIN_B, LOGIN_DOWN)}
         for login in (LOGIN_A, LOGIN_B):
-            services[login] = start_service(root, login, ports[login], mt5_account_credential("fleet-page-base-0123456789", "api_key", login))
+            services[login] = start_service(
+                root, login, ports[login], mt5_account_credential("fleet-page-base-0123456789", "api_key", login)
+            )
         nginx_ports = Ports.free()
         inventory = one_farm_inventory([simulator_account(login, port) for login, port in ports.items()], nginx_ports, OPS_API_KEYS)
         platform = inventory["all"]["children"]["platform"]["hosts"]["farm"]
@@ -128,7 +130,7 @@ def fleet() -> Iterator[Fleet]:
 
 
 def get(fleet: Fleet, path: str, method: str = "GET", auth: tuple[str, str] | None = None) -> Response:
-    headers = f"Host: localhost\r\nConnection: close\r\nContent-Length: 0\r\n"
+    headers = "Host: localhost\r\nConnection: close\r\nContent-Length: 0\r\n"
     if auth:
         headers += "Authorization: Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode() + "\r\n"
     return parse_response(raw_request(fleet.nginx.https_port, f"{method} {path} HTTP/1.1\r\n{headers}\r\n".encode()))
@@ -212,7 +214,10 @@ class DevTools:
         from websockets.sync.client import connect
 
         self.process = subprocess.Popen(
-            chromium_command(user_data, "--remote-debugging-port=0", "about:blank"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            chromium_command(user_data, "--remote-debugging-port=0", "about:blank"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert self.process.stderr is not None
         deadline = time.monotonic() + 60
@@ -252,7 +257,9 @@ class DevTools:
             self.process.wait(timeout=5)
 
 
-STATES_JS = "JSON.stringify(Object.fromEntries([...document.querySelectorAll('#accounts tbody tr')].map(r => [r.dataset.login, r.dataset.state])))"
+STATES_JS = (
+    "JSON.stringify(Object.fromEntries([...document.querySelectorAll('#accounts tbody tr')].map(r => [r.dataset.login, r.dataset.state])))"
+)
 COLOUR_JS = "getComputedStyle(document.querySelector('tr[data-login=\"%d\"] .state')).backgroundColor"
 
 
