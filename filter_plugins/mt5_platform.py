@@ -17,6 +17,7 @@ class FilterModule:
                 "mt5_platform_accounts": platform.mt5_platform_accounts,
                 "mt5_platform_account_targets": platform.mt5_platform_account_targets,
                 "mt5_platform_node_targets": platform.mt5_platform_node_targets,
+                "mt5_fleet_status_accounts": platform.mt5_fleet_status_accounts,
                 "mt5_platform_url": platform.mt5_platform_url,
                 "mt5_platform_api_keys": platform.mt5_platform_api_keys,
                 "mt5_platform_nginx_connections": platform.mt5_platform_nginx_connections,

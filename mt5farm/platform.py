@@ -133,6 +133,43 @@ def mt5_platform_account_targets(accounts: list[Mapping[str, Any]], https_hosts:
     return out
 
 
+def mt5_fleet_status_accounts(hosts: Mapping[str, Any], groups: Mapping[str, Any], https_hosts: Any = None) -> list[dict[str, Any]]:
+    """The fleet status report's accounts file (mt5farm/fleet_status.py): every account of every
+    farm host, disabled ones too, sorted by login, each {login, server, host, url, enabled}.
+
+    ``url`` is where its account service answers, at the address Nginx and Prometheus use
+    (the host's mt5_bind_address and the account's api_port): ``https://`` for the hosts in
+    ``https_hosts`` (TLS between hosts: the Linux farm hosts), else ``http://``.
+    """
+    if not isinstance(hosts, Mapping):
+        raise FarmError(f"mt5_fleet_status_accounts: hosts must map host names to their variables, got {_type_name(hosts)}")
+    if https_hosts is None:
+        https_hosts = []
+    if not isinstance(https_hosts, list):
+        raise FarmError(f"mt5_fleet_status_accounts: https_hosts must be a list of host names, got {_type_name(https_hosts)}")
+    secure = {str(host) for host in https_hosts}
+    out = []
+    for os, group in OS_GROUPS.items():
+        for host in _members(groups, group):
+            if host not in hosts:
+                continue
+            view = hosts[host]
+            address = str(_get(view, "mt5_bind_address", "127.0.0.1"))
+            netloc = f"[{address}]" if ":" in address else address
+            scheme = "https" if host in secure else "http"
+            for account in mt5_resolved_accounts(list(_get(view, "mt5_accounts", [])), os, _get(view, "mt5_density_profiles")):
+                out.append(
+                    {
+                        "login": account["login"],
+                        "server": str(account["server"]),
+                        "host": host,
+                        "url": f"{scheme}://{netloc}:{account['api_port']}",
+                        "enabled": bool(account["enabled"]),
+                    }
+                )
+    return sorted(out, key=lambda item: item["login"])
+
+
 def mt5_platform_node_targets(hosts: Mapping[str, Any], groups: Mapping[str, Any], port: int = 9100) -> list[dict[str, Any]]:
     """Prometheus static_configs for node exporter on every Linux farm host and platform host (label host)."""
     if not isinstance(port, int) or not 1 <= port <= 65535:

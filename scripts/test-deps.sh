@@ -10,12 +10,13 @@
 #   stub_status; nginx-light there only adds the echo module). Its system service is never
 #   needed: it is kept from starting at install and disabled, so it does not take port 80
 #   from the platform's Nginx container.
+# - chromium (tests/nginx/test_fleet_page.py opens the fleet page in headless Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-packages=(debootstrap redis-server postgresql wrk busybox-static nginx)
+packages=(debootstrap redis-server postgresql wrk busybox-static nginx chromium)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -29,6 +29,7 @@ EXPECTED: dict[str, set[str]] = {
         "mt5_platform_accounts",
         "mt5_platform_account_targets",
         "mt5_platform_node_targets",
+        "mt5_fleet_status_accounts",
         "mt5_platform_url",
         "mt5_platform_api_keys",
         "mt5_platform_nginx_connections",

@@ -327,3 +327,33 @@ def test_the_role_dashboards_and_alert_rules_are_well_formed():
         assert {"alert", "query", "op", "threshold", "for", "severity", "summary"} <= set(rule)
         assert rule["op"] in ("==", "!=", "<", ">", "<=", ">=")
         assert not isinstance(rule["threshold"], str) or rule["threshold"] in thresholds
+
+
+# --- the fleet status report's accounts file ------------------------------------------------
+
+
+def test_fleet_status_accounts_list_every_account_disabled_too_with_its_url():
+    accounts = platform.mt5_fleet_status_accounts(hosts(), GROUPS, ["farm-01"])
+    assert accounts == [
+        {"login": 5001001, "server": "Demo", "host": "farm-01", "url": "https://10.0.0.11:21001", "enabled": True},
+        {"login": 5001002, "server": "Demo", "host": "farm-01", "url": "https://10.0.0.11:21002", "enabled": True},
+        {"login": 5001009, "server": "Demo", "host": "farm-01", "url": "https://10.0.0.11:21009", "enabled": False},
+        {"login": 7000123, "server": "Live", "host": "farm-02", "url": "http://10.0.0.12:25000", "enabled": True},
+        {"login": 8000001, "server": "Live", "host": "win-01", "url": "http://10.0.0.21:20001", "enabled": True},
+    ]
+
+
+def test_fleet_status_accounts_of_some_hosts_only_and_ipv6_addresses():
+    view = {"farm-02": {"mt5_bind_address": "fd00::12", "mt5_accounts": [{"login": 7000123, "server": "Live"}]}}
+    assert platform.mt5_fleet_status_accounts(view, GROUPS) == [
+        {"login": 7000123, "server": "Live", "host": "farm-02", "url": "http://[fd00::12]:20123", "enabled": True}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("view", "https_hosts", "message"),
+    [("farm-01", None, "hosts must map host names"), (hosts(), "farm-01", "https_hosts must be a list")],
+)
+def test_fleet_status_accounts_errors_name_the_filter(view, https_hosts, message):
+    with pytest.raises(FarmError, match=f"mt5_fleet_status_accounts: {message}"):
+        platform.mt5_fleet_status_accounts(view, GROUPS, https_hosts)
