@@ -17,11 +17,12 @@ TYPED := mt5farm module_utils library filter_plugins account_service/src
 # The Molecule scenarios `make test` runs, in order (a scenario joins this list once it is green in CI).
 SCENARIOS ?= docker_host fleet
 
-.PHONY: help deploy test venv test-deps lint unit molecule testbed lock clean stop start restart logs prune
+.PHONY: help deploy test venv test-deps lint unit molecule testbed lock clean status stop start restart logs prune
 
 help:
 	@echo "make deploy   converge the inventory (default: the local demo) with site.yml"
 	@echo "make test     lint, unit tests and every Molecule scenario"
+	@echo "make status   every account's state; exits non-zero when an enabled account is not healthy"
 	@echo "make stop|start|restart|logs LOGINS=5001001[,...]   act on named accounts (the inventory unchanged)"
 	@echo "make prune [KEEP=2]   remove unused images of ours on every host, keeping KEEP previous ones"
 	@echo "make lint | unit | molecule | testbed | lock | clean"
@@ -37,6 +38,9 @@ deploy: venv
 LOGINS ?=
 LINES ?= 200
 KEEP ?= 2
+
+status: venv
+	ansible-playbook playbooks/status.yml $(ARGS)
 
 stop start restart logs: venv
 	@test -n "$(LOGINS)" || { echo "usage: make $@ LOGINS=5001001[,5001002...] [ARGS=...]"; exit 2; }
