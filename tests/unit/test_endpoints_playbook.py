@@ -47,3 +47,22 @@ def test_a_key_containing_demo_is_not_printed_without_the_demo_flag(tmp_path: Pa
 def test_a_declared_demo_prints_its_key(tmp_path: Path) -> None:
     out = run_endpoints(tmp_path, "    mt5_demo: true\n")
     assert f"API key: {KEY}" in out
+
+
+@pytest.mark.parametrize("demo", [True, False], ids=["demo", "site"])
+def test_the_fleet_page_is_printed_with_its_password_only_for_a_demo(tmp_path: Path, demo: bool) -> None:
+    secret = "operator-secret-0123456789"
+    out = run_endpoints(
+        tmp_path,
+        f"    mt5_demo: {str(demo).lower()}\n    mt5_operator_password: {secret}\n"
+        "    platform_nginx_endpoints: {api: 'https://127.0.0.1', fleet: 'https://127.0.0.1/fleet/'}\n",
+    )
+    assert "Fleet page: https://127.0.0.1/fleet/ (user operator" in out
+    assert "JSON for scripts: https://127.0.0.1/fleet/fleet.json" in " ".join(out.split())
+    assert (secret in out) == demo
+    assert demo or "mt5_operator_password in" in " ".join(out.split())
+
+
+def test_no_fleet_line_when_the_page_is_off(tmp_path: Path) -> None:
+    out = run_endpoints(tmp_path, "    platform_nginx_endpoints: {api: 'https://127.0.0.1', fleet: ''}\n")
+    assert "Fleet page" not in out
