@@ -42,3 +42,47 @@ def run_ansible(
     environment = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", **env)
     binary = Path(sys.executable).with_name(program)
     return subprocess.run([str(binary), *args], cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+# --- tiny images and the engine, for the suites that run containers ---------------------------
+
+BUSYBOX = Path("/bin/busybox")
+
+
+def docker(*args: str, check: bool = True, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the docker CLI; its output as text. Raises AssertionError with its stderr when ``check``."""
+    done = subprocess.run(["docker", *args], input=stdin, capture_output=True, timeout=120, check=False)
+    result = subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)}: {result.stderr.strip()}")
+    return result
+
+
+def engine_problem(root: bool = False) -> str | None:
+    """Why a suite that runs busybox containers cannot run here (None when it can): root when
+    ``root`` (it runs a playbook that becomes root), a Docker engine, a static busybox."""
+    if root and os.geteuid() != 0:
+        return "the playbook becomes root (run as root)"
+    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
+        return "no Docker engine answers"
+    if not BUSYBOX.exists() or b"/lib64/ld-linux" in BUSYBOX.read_bytes()[:8192]:
+        return "a static /bin/busybox is needed (apt-get install busybox-static)"
+    return None
+
+
+def busybox_image(reference: str, *changes: str) -> None:
+    """Import an image of a static busybox (``/bin/busybox``, ``/tmp``) as ``reference``, with
+    ``docker import -c`` ``changes`` (e.g. ``'CMD ["/bin/busybox", "true"]'``)."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for directory in ("bin", "tmp"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        tar.add(str(BUSYBOX), arcname="bin/busybox")
+    docker("import", *[arg for change in changes for arg in ("-c", change)], "-", reference, stdin=buffer.getvalue())

@@ -10,20 +10,16 @@ Everything made is removed at the end.
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
-import tarfile
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from farm_testing import run_ansible, unavailable
+from farm_testing import busybox_image, docker, engine_problem, run_ansible, unavailable
 
 import mt5farm.guard
 from mt5farm import container_metrics
@@ -32,29 +28,11 @@ GUARD = Path(mt5farm.guard.__file__)
 RUN = uuid.uuid4().hex[:8]
 SCOPE = f"opstest{RUN}"
 IMAGE = f"mt5opstest{RUN}/sleep:1"
-BUSYBOX = Path("/bin/busybox")
 LOGINS = (9100001, 9100002)
 DISABLED = 9100003
 
 
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
-    if check and done.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)}: {done.stderr.strip()}")
-    return done
-
-
-def _problem() -> str | None:
-    if os.geteuid() != 0:
-        return "the playbook becomes root (run as root)"
-    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        return "no Docker engine answers"
-    if not BUSYBOX.exists() or b"/lib64/ld-linux" in BUSYBOX.read_bytes()[:8192]:
-        return "a static /bin/busybox is needed (apt-get install busybox-static)"
-    return None
-
-
-_PROBLEM = _problem()
+_PROBLEM = engine_problem(root=True)
 if _PROBLEM is not None:
     unavailable(_PROBLEM)
 
@@ -66,20 +44,8 @@ def name_of(login: int) -> str:
 @pytest.fixture(scope="module")
 def accounts():
     """Two running 'account' containers (restart policy unless-stopped) that print a line a second."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for directory in ("bin", "tmp"):
-            info = tarfile.TarInfo(directory)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        tar.add(str(BUSYBOX), arcname="bin/busybox")
     script = 'i=0; while true; do i=$((i+1)); echo "out $i"; echo "err $i" >&2; /bin/busybox sleep 1; done'
-    subprocess.run(
-        ["docker", "import", "-c", f'CMD ["/bin/busybox", "sh", "-c", {json.dumps(script)}]', "-", IMAGE],
-        input=buffer.getvalue(),
-        capture_output=True,
-        check=True,
-    )
+    busybox_image(IMAGE, f'CMD ["/bin/busybox", "sh", "-c", {json.dumps(script)}]')
     try:
         for login in LOGINS:
             labels = ["--label", f"mt5farm.scope={SCOPE}", "--label", f"mt5farm.login={login}", "--label", f"mt5farm.test-run={RUN}"]

@@ -7,18 +7,15 @@ never sees any other container of this machine. Everything made is removed at th
 
 from __future__ import annotations
 
-import io
 import json
-import shutil
 import subprocess
 import sys
-import tarfile
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from farm_testing import unavailable
+from farm_testing import busybox_image, docker, engine_problem, unavailable
 
 import mt5farm.guard
 
@@ -28,47 +25,17 @@ GUARD = Path(mt5farm.guard.__file__)
 RUN = uuid.uuid4().hex[:8]
 SCOPE = f"guardtest{RUN}"
 IMAGE = f"mt5guard{RUN}/sleep:1"
-BUSYBOX = Path("/bin/busybox")
 INTERVAL = 5
 
 
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
-    if check and done.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)}: {done.stderr.strip()}")
-    return done
-
-
-def _engine_problem() -> str | None:
-    if shutil.which("docker") is None:
-        return "no docker command"
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        return "no Docker engine answers"
-    if not BUSYBOX.exists() or b"/lib64/ld-linux" in BUSYBOX.read_bytes()[:8192]:
-        return "a static /bin/busybox is needed (apt-get install busybox-static)"
-    return None
-
-
-_PROBLEM = _engine_problem()
+_PROBLEM = engine_problem()
 if _PROBLEM is not None:
     unavailable(_PROBLEM)
 
 
 @pytest.fixture(scope="module")
 def image():
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for directory in ("bin", "tmp"):
-            info = tarfile.TarInfo(directory)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        tar.add(str(BUSYBOX), arcname="bin/busybox")
-    subprocess.run(
-        ["docker", "import", "-c", 'CMD ["/bin/busybox", "sleep", "2147483647"]', "-", IMAGE],
-        input=buffer.getvalue(),
-        capture_output=True,
-        check=True,
-    )
+    busybox_image(IMAGE, 'CMD ["/bin/busybox", "sleep", "2147483647"]')
     yield IMAGE
     for container in docker("ps", "-aq", "--filter", f"label=mt5farm.test-run={RUN}").stdout.split():
         docker("rm", "-f", container, check=False)

@@ -8,80 +8,45 @@ is ever considered. Everything made is removed at the end.
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import re
-import shutil
-import subprocess
 import sys
-import tarfile
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from farm_testing import run_ansible, unavailable
+from farm_testing import busybox_image, docker, engine_problem, run_ansible, unavailable
 
 RUN = uuid.uuid4().hex[:8]
 REPOSITORY = f"mt5prunetest{RUN}/account"
-BUSYBOX = Path("/bin/busybox")
 TAGS = ["sim-1", "sim-2", "sim-3", "sim-4", "sim-5"]  # oldest first
 
 
-def docker(*args: str, check: bool = True, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    done = subprocess.run(["docker", *args], input=stdin, capture_output=True, timeout=120)
-    if check and done.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)}: {done.stderr.decode().strip()}")
-    return done
-
-
-def _problem() -> str | None:
-    if os.geteuid() != 0:
-        return "the playbook becomes root (run as root)"
-    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        return "no Docker engine answers"
-    if not BUSYBOX.exists() or b"/lib64/ld-linux" in BUSYBOX.read_bytes()[:8192]:
-        return "a static /bin/busybox is needed (apt-get install busybox-static)"
-    return None
-
-
-_PROBLEM = _problem()
+_PROBLEM = engine_problem(root=True)
 if _PROBLEM is not None:
     unavailable(_PROBLEM)
 
 
 @pytest.fixture(scope="module")
 def images():
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(str(BUSYBOX), arcname="bin/busybox")
     try:
         for number, tag in enumerate(TAGS):
             if number:
                 time.sleep(1.05)  # Created has whole seconds: one apart, newest last
-            docker(
-                "import",
-                "-c",
-                f"LABEL n={number}",
-                "-c",
-                'CMD ["/bin/busybox", "true"]',
-                "-",
-                f"{REPOSITORY}:{tag}",
-                stdin=buffer.getvalue(),
-            )
+            busybox_image(f"{REPOSITORY}:{tag}", f"LABEL n={number}", 'CMD ["/bin/busybox", "true"]')
         # An image update's old container, stopped: its image (sim-2) must stay.
         docker("create", "--name", f"mt5prunetest-{RUN}-mt5farm-prev", "--label", f"mt5farm.test-run={RUN}", f"{REPOSITORY}:sim-2")
         yield REPOSITORY
     finally:
-        for container in docker("ps", "-aq", "--filter", f"label=mt5farm.test-run={RUN}").stdout.decode().split():
+        for container in docker("ps", "-aq", "--filter", f"label=mt5farm.test-run={RUN}").stdout.split():
             docker("rm", "-f", container, check=False)
         for tag in TAGS:
             docker("rmi", "-f", f"{REPOSITORY}:{tag}", check=False)
 
 
 def present() -> list[str]:
-    out = docker("images", "--format", "{{.Tag}}", REPOSITORY).stdout.decode().split()
+    out = docker("images", "--format", "{{.Tag}}", REPOSITORY).stdout.split()
     return sorted(out)
 
 
