@@ -281,6 +281,9 @@ def run_every(
 
     A pass that raises is said (``say``) with its error, once while the same error repeats,
     and once more when a pass succeeds again; the next pass comes at its time all the same.
+    (The guard and the fleet status generator have loops of their own: the three programs
+    are installed apart, on different hosts or in a container, with the standard library
+    only, so none can import another's.)
     """
     failing: str | None = None
     while True:
