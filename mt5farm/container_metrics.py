@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The MT5 Farm containers' memory, limit, restarts, state and health, for node exporter.
 
-    mt5farm-container-metrics --textfile-dir DIR
+    mt5farm-container-metrics --textfile-dir DIR [--every SECONDS]
 
 Writes ``DIR/mt5_containers.prom`` (node exporter's textfile collector, Prometheus text
 format) for every container labelled ``mt5farm.scope`` (accounts and platform services): its
@@ -12,7 +12,11 @@ guard's own decision, read from the guard program the mt5_linux role installs,
 Memory is read from each container's cgroup, as ``docker stats`` shows it: usage minus
 inactive file cache (cgroup v1 and v2, cgroupfs and systemd drivers). Installed by the
 monitoring role as /usr/local/sbin/mt5farm-container-metrics and run by its systemd timer
-(or cron) with the textfile directory as argument.
+(or cron) with the textfile directory as argument: one pass, then exit (an error ends it,
+exit status 1). Where neither systemd nor a cron daemon runs, the role starts it in the
+background with ``--every SECONDS``: a pass every SECONDS (start to start) until SIGTERM; a
+pass that fails is logged (each new error once, and when passes succeed again) and the next
+one tries again.
 
 Runs on the host's own Python 3 (3.10 or later) with the Docker SDK (Debian's
 python3-docker); everything but ``main`` is pure and unit-tested (tests/monitoring).
@@ -26,8 +30,10 @@ import importlib.machinery
 import importlib.util
 import os
 import re
+import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -225,10 +231,84 @@ def write_textfile(out: Path, text: str) -> None:
     node exporter never reads a half-written file."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".mt5_containers.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:  # an error, or SIGTERM in loop mode: no temporary file left behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def log(message: str) -> None:
+    print(f"mt5farm-container-metrics: {message}", flush=True)
+
+
+def collect(textfile_dir: Path, guard_path: Path, held_dir: Path | None) -> None:
+    """One pass: every labelled container's samples, written to ``textfile_dir/OUT_NAME``.
+
+    The guard program is read at every pass (a converge may have replaced it since the last);
+    ``held_dir`` None means the guard's own. Errors (the Docker engine, the file) propagate.
+    """
+    guard = load_guard(guard_path)
+    held = held_dir or (guard.HELD_DIR if guard is not None else Path("/var/lib/mt5farm/held"))
+    # Imported here: the Docker SDK is the host's (python3-docker), the pure parts need none.
+    import docker
+
+    client = docker.from_env(timeout=20)
+    try:
+        samples: list[Sample] = []
+        for container in client.containers.list(all=True, filters={"label": SCOPE_LABEL}):
+            is_held_now = is_held(container.attrs, guard, held) if is_account(container.labels) else None
+            samples += container_samples(container.name, container.labels, container.attrs, cgroup_memory, is_held_now)
+    finally:
+        client.close()
+    write_textfile(textfile_dir / OUT_NAME, render(samples))
+
+
+def run_every(
+    every: float,
+    one_pass: Callable[[], object],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], object] = time.sleep,
+    say: Callable[[str], object] = log,
+) -> None:
+    """Call ``one_pass`` every ``every`` seconds, start to start (at once again after a pass
+    longer than that), forever: only ``BaseException``s that are not ``Exception``s end it
+    (SystemExit from the SIGTERM handler ``main`` installs, KeyboardInterrupt).
+
+    A pass that raises is said (``say``) with its error, once while the same error repeats,
+    and once more when a pass succeeds again; the next pass comes at its time all the same.
+    (The guard and the fleet status generator have loops of their own: the three programs
+    are installed apart, on different hosts or in a container, with the standard library
+    only, so none can import another's.)
+    """
+    failing: str | None = None
+    while True:
+        started = clock()
+        try:
+            one_pass()
+        except Exception as error:  # noqa: BLE001 - any failure of one pass: the next one tries again
+            text = f"{type(error).__name__}: {error}"
+            if text != failing:
+                say(f"a pass failed, trying again every {every:g} s: {text}")
+            failing = text
+        else:
+            if failing is not None:
+                say("a pass succeeded again")
+            failing = None
+        left = every - (clock() - started)
+        if left > 0:
+            sleep(left)
+
+
+def _seconds(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"{value}: a positive number of seconds")
+    return number
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -240,19 +320,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--held-dir", type=Path, default=None, help="the guard's hold markers (default: the guard's own, /var/lib/mt5farm/held)"
     )
+    parser.add_argument("--every", type=_seconds, default=None, help="a pass every SECONDS until SIGTERM (default: one pass, then exit)")
     args = parser.parse_args(argv)
-    guard = load_guard(args.guard)
-    held_dir = args.held_dir or (guard.HELD_DIR if guard is not None else Path("/var/lib/mt5farm/held"))
-    # Imported here: the Docker SDK is the host's (python3-docker), the pure parts need none.
-    import docker
-
-    client = docker.from_env(timeout=20)
-    samples: list[Sample] = []
-    for container in client.containers.list(all=True, filters={"label": SCOPE_LABEL}):
-        held = is_held(container.attrs, guard, held_dir) if is_account(container.labels) else None
-        samples += container_samples(container.name, container.labels, container.attrs, cgroup_memory, held)
-    write_textfile(args.textfile_dir / OUT_NAME, render(samples))
-    return 0
+    if args.every is None:
+        collect(args.textfile_dir, args.guard, args.held_dir)
+        return 0
+    # start-stop-daemon --stop sends SIGTERM: end at once, whatever the pass was doing.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    log(f"writing {args.textfile_dir / OUT_NAME} every {args.every:g} s")
+    run_every(args.every, lambda: collect(args.textfile_dir, args.guard, args.held_dir))
+    return 0  # not reached: run_every ends only by an exception
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import stat
 import sys
 import types
@@ -198,10 +199,10 @@ def test_main_lists_the_labelled_containers_and_writes_the_textfile(tmp_path, mo
             return [Container(*BARE, {}), Container(*ODD, ODD_ATTRS)]
 
     fake = types.ModuleType("docker")
-    fake.from_env = lambda timeout: types.SimpleNamespace(containers=Containers())  # type: ignore[attr-defined]  # a stub module's attribute
+    fake.from_env = lambda timeout: types.SimpleNamespace(containers=Containers(), close=lambda: calls.append("close"))  # type: ignore[attr-defined]  # a stub module's attribute
     monkeypatch.setitem(sys.modules, "docker", fake)
     assert cm.main(["--textfile-dir", str(tmp_path), "--guard", str(tmp_path / "no-guard")]) == 0
-    assert calls == [{"all": True, "filters": {"label": "mt5farm.scope"}}]
+    assert calls == [{"all": True, "filters": {"label": "mt5farm.scope"}}, "close"], "one listing, then the client is closed"
     text = (tmp_path / cm.OUT_NAME).read_text()
     assert 'mt5_container_running{container="bare",scope="x",service="",login=""} 0' in text
     assert 'mt5_container_healthy{container="odd\\"name\\\\x",scope="accounts",service="account",login="7\\n"} 0' in text
@@ -271,7 +272,7 @@ def test_main_reports_the_guards_holds_for_accounts_only(tmp_path, monkeypatch):
     redis = {"Id": "r", "Name": "/mt5-redis", "Config": {"Labels": {"mt5farm.scope": "platform", "mt5farm.service": "redis"}}, "State": {}}
     fake = types.ModuleType("docker")
     fake.from_env = lambda timeout: types.SimpleNamespace(  # type: ignore[attr-defined]  # a stub module's attribute
-        containers=types.SimpleNamespace(list=lambda **kwargs: [Container(STOPPED), Container(redis)])
+        containers=types.SimpleNamespace(list=lambda **kwargs: [Container(STOPPED), Container(redis)]), close=lambda: None
     )
     monkeypatch.setitem(sys.modules, "docker", fake)
     installed = tmp_path / "mt5farm-guard"
@@ -291,3 +292,113 @@ def test_main_reports_the_guards_holds_for_accounts_only(tmp_path, monkeypatch):
         'mt5_container_held{container="mt5-5001",scope="accounts",service="account",login="5001"} 0'
         in (tmp_path / "out" / cm.OUT_NAME).read_text()
     )
+
+
+# --- loop mode (--every: the background collector where neither systemd nor cron runs) -----
+
+
+class FakeTime:
+    """A clock and a sleep that advances it (a stub of time.monotonic and time.sleep); the
+    sleep ends the loop with SystemExit once ``passes`` passes have run, as SIGTERM does."""
+
+    def __init__(self, passes: int) -> None:
+        self.now, self.passes, self.sleeps = 100.0, passes, []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if len(self.sleeps) >= self.passes:
+            raise SystemExit(0)
+
+
+def test_the_loop_starts_a_pass_every_interval_start_to_start():
+    fake, starts = FakeTime(passes=3), []
+
+    def one_pass():
+        starts.append(fake.now)
+        fake.now += 4  # a pass that takes 4 s
+
+    with pytest.raises(SystemExit):
+        cm.run_every(30, one_pass, clock=fake.clock, sleep=fake.sleep, say=pytest.fail)
+    assert starts == [100, 130, 160]
+    assert fake.sleeps == [26, 26, 26]
+
+
+def test_a_pass_longer_than_the_interval_is_followed_by_the_next_at_once():
+    fake, starts = FakeTime(passes=1), []
+
+    def one_pass():
+        starts.append(fake.now)
+        fake.now += 45 if len(starts) == 1 else 1
+
+    with pytest.raises(SystemExit):
+        cm.run_every(30, one_pass, clock=fake.clock, sleep=fake.sleep, say=pytest.fail)
+    assert starts == [100, 145] and fake.sleeps == [29]
+
+
+def test_a_failing_pass_is_logged_once_per_error_and_the_loop_goes_on():
+    fake, said, outcomes = FakeTime(passes=6), [], iter(["docker down", "docker down", "disk full", None, "docker down", None])
+
+    def one_pass():
+        error = next(outcomes)
+        if error:
+            raise OSError(error)
+
+    with pytest.raises(SystemExit):
+        cm.run_every(30, one_pass, clock=fake.clock, sleep=fake.sleep, say=said.append)
+    assert said == [
+        "a pass failed, trying again every 30 s: OSError: docker down",
+        "a pass failed, trying again every 30 s: OSError: disk full",
+        "a pass succeeded again",
+        "a pass failed, trying again every 30 s: OSError: docker down",
+        "a pass succeeded again",
+    ]
+    assert len(fake.sleeps) == 6, "every pass, failed or not, is followed by the next"
+
+
+def test_sigterm_during_a_pass_ends_the_loop_with_status_0_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    # The stub Docker SDK: the second pass's listing gets SIGTERM (start-stop-daemon --stop),
+    # through the handler main installs; the first pass's file stays as it was written.
+    listings = []
+
+    def listing(**kwargs):
+        listings.append(kwargs)
+        if len(listings) == 2:
+            signal.raise_signal(signal.SIGTERM)
+        return []
+
+    fake = types.ModuleType("docker")
+    fake.from_env = lambda timeout: types.SimpleNamespace(  # type: ignore[attr-defined]  # a stub module's attribute
+        containers=types.SimpleNamespace(list=listing), close=lambda: None
+    )
+    monkeypatch.setitem(sys.modules, "docker", fake)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as ended:
+            cm.main(["--textfile-dir", str(tmp_path), "--guard", str(tmp_path / "no-guard"), "--every", "0.01"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert ended.value.code == 0
+    assert len(listings) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [cm.OUT_NAME]
+    assert "# TYPE mt5_container_running gauge" in (tmp_path / cm.OUT_NAME).read_text()
+
+
+def test_a_textfile_write_interrupted_leaves_no_temporary_file(tmp_path, monkeypatch):
+    def interrupted(*_):
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cm.os, "replace", interrupted)
+    with pytest.raises(SystemExit):
+        cm.write_textfile(tmp_path / cm.OUT_NAME, "text\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("every", ["0", "-5", "soon", "nan"])
+def test_every_needs_a_positive_number_of_seconds(every, tmp_path):
+    with pytest.raises(SystemExit) as ended:
+        cm.main(["--textfile-dir", str(tmp_path), "--every", every])
+    assert ended.value.code == 2
