@@ -20,8 +20,9 @@ FLEET = {
     "fleet-farm2": ("10.231.5.12", [5003001, 5003002]),
 }
 PAIRS = [(name, login) for name, (_, logins) in FLEET.items() for login in logins]
-# mt5_linux's defaults (roles/mt5_linux/defaults/main.yml): 1.2 GiB and half a CPU per account.
-MEMORY = int(1.2 * 1024**3)
+# The simulator's density profile (mt5farm/density.py, docs/inventory.md): 256 MiB and half a
+# CPU per simulator account (a terminal account gets the PRD's 1.2 GiB).
+MEMORY = 256 * 1024**2
 NANO_CPUS = 500_000_000
 # With a platform each account has its API key, its metrics token's hash and the passwords of
 # its own Redis user and Postgres role; with TLS between hosts (three hosts: on), the farm's CA
