@@ -44,7 +44,7 @@ status: venv
 
 stop start restart logs: venv
 	@test -n "$(LOGINS)" || { echo "usage: make $@ LOGINS=5001001[,5001002...] [ARGS=...]"; exit 2; }
-	ansible-playbook playbooks/account.yml -e mt5_action=$@ -e "mt5_logins=$(LOGINS)" -e "mt5_log_lines=$(LINES)" $(ARGS)
+	ansible-playbook playbooks/account.yml -e mt5_action=$@ -e "mt5_logins='$(LOGINS)'" -e "mt5_log_lines=$(LINES)" $(ARGS)
 
 prune: venv
 	ansible-playbook playbooks/prune.yml -e "mt5_prune_keep=$(KEEP)" $(ARGS)
