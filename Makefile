@@ -42,12 +42,18 @@ KEEP ?= 2
 status: venv
 	ansible-playbook playbooks/status.yml $(ARGS)
 
+# LOGINS, LINES and KEEP reach the recipes through the environment, never as shell text: a
+# value is data (a backquote or $(...) in it runs nothing); the playbooks check it.
+stop start restart logs prune: export MT5FARM_LOGINS = $(LOGINS)
+stop start restart logs prune: export MT5FARM_LINES = $(LINES)
+stop start restart logs prune: export MT5FARM_KEEP = $(KEEP)
+
 stop start restart logs: venv
-	@test -n "$(LOGINS)" || { echo "usage: make $@ LOGINS=5001001[,5001002...] [ARGS=...]"; exit 2; }
-	ansible-playbook playbooks/account.yml -e mt5_action=$@ -e "mt5_logins='$(LOGINS)'" -e "mt5_log_lines=$(LINES)" $(ARGS)
+	@test -n "$$MT5FARM_LOGINS" || { echo "usage: make $@ LOGINS=5001001[,5001002...] [ARGS=...]"; exit 2; }
+	ansible-playbook playbooks/account.yml -e mt5_action=$@ -e "mt5_logins='$$MT5FARM_LOGINS'" -e "mt5_log_lines='$$MT5FARM_LINES'" $(ARGS)
 
 prune: venv
-	ansible-playbook playbooks/prune.yml -e "mt5_prune_keep=$(KEEP)" $(ARGS)
+	ansible-playbook playbooks/prune.yml -e "mt5_prune_keep='$$MT5FARM_KEEP'" $(ARGS)
 
 # Lint first: it needs only the virtualenv, and a style fault should not wait for Docker.
 test: lint test-deps unit molecule

@@ -47,7 +47,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,8 +181,10 @@ def classify(account: Account, probe: Probe | None, container: Mapping[str, Any]
     """(state, reason) of an account from its /health probe and its container's series."""
     if not account.enabled:
         return "disabled", "disabled in the inventory"
-    if container.get("held"):
-        return "held", f"stopped by an operator (mt5farm-account start {account.login} to start it)"
+    # Held only while the service does not answer: the hold in Prometheus lags a start by up
+    # to a collector interval and a scrape, and an account that answers is not stopped.
+    if container.get("held") and (probe is None or probe.status is None):
+        return "held", f"stopped by an operator (make start LOGINS={account.login}, or mt5farm-account start {account.login} on its host)"
     if probe is None:
         return "down", "not probed"
     if probe.status is None:
@@ -213,8 +215,10 @@ def row(
     state, reason = classify(account, probe, container)
     body = (probe.body if probe else None) or {}
     started = container.get("started")
-    running = container.get("running")
-    uptime = int(now - started) if started and running is not False and now >= started else None
+    # Only while the service answers: the container series lag a stop by up to a collector
+    # interval and a scrape.
+    answers = probe is not None and probe.status is not None
+    uptime = int(now - started) if started and answers and now >= started else None
     positions = metrics.get("positions")
     restarts = container.get("restarts")
     return {
@@ -307,13 +311,19 @@ def report(
     now: float,
     previous: Mapping[int, tuple[str, str | None]],
     notes: Sequence[str] = (),
+    holds: Collection[int] | None = None,
 ) -> tuple[dict[str, Any], dict[int, tuple[str, str | None]]]:
     """The whole report (generated, accounts, hosts, notes) and the state changes to keep for
     the next round. ``vectors``: Prometheus answers by the keys of ACCOUNT_QUERIES and
-    CONTAINER_QUERIES (missing keys: no data)."""
+    CONTAINER_QUERIES (missing keys: no data). ``holds``: the logins their hosts say an
+    operator holds, when known (``mt5farm-account status``; playbooks/status.yml): they
+    replace Prometheus' mt5_container_held, which lags a stop or start by up to a minute."""
     now_iso = iso(now)
     money = {key: by_login(vectors.get(key, [])) for key in ACCOUNT_QUERIES}
     containers = account_containers({key: vectors[key] for key in CONTAINER_QUERIES if key in vectors})
+    if holds is not None:
+        for account in accounts:
+            containers.setdefault(account.login, {})["held"] = account.login in holds
     rows = []
     for account in accounts:
         metrics = {key: values[account.login] for key, values in money.items() if account.login in values}
@@ -491,6 +501,18 @@ def gather(
         return {login: future.result() for login, future in probes.items()}, vectors, notes
 
 
+def parse_holds(text: str | None) -> set[int] | None:
+    """The logins of ``--holds`` ("5001001,5001003"; empty: none held), or None when not given.
+    Raises UsageError naming an item that is not a login."""
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    bad = [item for item in items if not item.isdigit()]
+    if bad:
+        raise UsageError(f"--holds: not a login: {', '.join(bad)}")
+    return {int(item) for item in items}
+
+
 def tls_context(ca: Path | None) -> ssl.SSLContext:
     """Verifies https account services against ``ca`` (the farm's CA), or the system's CAs."""
     return ssl.create_default_context(cafile=str(ca) if ca else None)
@@ -506,6 +528,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--every", type=float, help="rewrite --out every SECONDS, forever (the fleet page's generator)")
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds per /health probe and Prometheus query (2)")
     parser.add_argument("--workers", type=int, default=32, help="concurrent probes (32)")
+    parser.add_argument(
+        "--holds",
+        help="comma-separated logins an operator holds, as their hosts say (mt5farm-account status); replaces Prometheus' mt5_container_held",
+    )
     args = parser.parse_args(argv)
     try:
         if args.every is not None and (args.out is None or args.every <= 0):
@@ -516,6 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             accounts = parse_accounts(json.loads(args.accounts.read_text()))
         except (OSError, ValueError) as error:
             raise UsageError(f"--accounts {args.accounts}: {error}") from None
+        holds = parse_holds(args.holds)
     except UsageError as error:
         parser.print_usage(sys.stderr)
         print(f"mt5farm-fleet-status: {error}", file=sys.stderr)
@@ -524,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     render = render_json if args.format == "json" else render_text
     if args.every is None:
         probes, vectors, notes = gather(accounts, args.prometheus, context, args.timeout, args.workers)
-        data, _ = report(accounts, probes, vectors, time.time(), {}, notes)
+        data, _ = report(accounts, probes, vectors, time.time(), {}, notes, holds)
         text = render(data)
         if args.out:
             write_atomic(args.out, text)

@@ -38,13 +38,15 @@ def parse_logins(logins: Any) -> list[int]:
     else:
         raise FarmError(
             f"mt5_account_targets: logins must be a comma-separated string or a list of logins, got {type_name(logins)}: "
-            "e.g. -e logins=5001001,5001002"
+            "e.g. make stop LOGINS=5001001,5001002 (-e mt5_logins=5001001,5001002)"
         )
     out: list[int] = []
     for item in items:
         text = str(item).strip() if isinstance(item, str | int) and not isinstance(item, bool) else ""
         if not text.isdigit() or int(text) <= 0:
-            raise FarmError(f"mt5_account_targets: {item!r} is not a login (a positive whole number), e.g. -e logins=5001001,5001002")
+            raise FarmError(
+                f"mt5_account_targets: {item!r} is not a login (a positive whole number), e.g. make stop LOGINS=5001001,5001002 (-e mt5_logins=5001001,5001002)"
+            )
         if int(text) not in out:
             out.append(int(text))
     if not out:

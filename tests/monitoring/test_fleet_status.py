@@ -136,8 +136,10 @@ def test_container_series_are_taken_from_the_account_container_only() -> None:
             REFUSED,
             {"running": False, "held": True},
             "held",
-            "stopped by an operator (mt5farm-account start 5001001 to start it)",
+            "stopped by an operator (make start LOGINS=5001001, or mt5farm-account start 5001001 on its host)",
         ),
+        # Started again: the service answers before Prometheus' hold series follows (up to a minute).
+        (account(), HEALTHY, {"running": False, "held": True}, "healthy", None),
         (account(enabled=False), None, {}, "disabled", "disabled in the inventory"),
         (account(), None, {}, "down", "not probed"),
     ],
@@ -386,3 +388,29 @@ def test_loop_mode_rewrites_the_file_and_marks_the_change(live: tuple[Path, int,
     finally:
         loop.terminate()
         assert loop.wait(timeout=10) == 0  # SIGTERM ends it cleanly (docker stop)
+
+
+def test_the_hosts_holds_replace_prometheus_lagging_ones() -> None:
+    """playbooks/status.yml passes --holds from mt5farm-account status: right after make stop,
+    before the container metrics and a scrape carry it, the account is held, not down."""
+    accounts = [account(), account(login=5001002)]
+    probes = {5001001: REFUSED, 5001002: REFUSED}
+    vectors = {
+        "held": [
+            ({"container": "mt5-5001001", "login": "5001001", "service": "account"}, 0.0),
+            ({"container": "mt5-5001002", "login": "5001002", "service": "account"}, 1.0),
+        ]
+    }
+    data, _ = fs.report(accounts, probes, vectors, NOW, {}, (), holds={5001001})
+    assert [r["state"] for r in data["accounts"]] == ["held", "down"]
+    assert fs.failing(data["accounts"]) == [data["accounts"][1]]
+    assert fs.parse_holds("5001001, 5001003,") == {5001001, 5001003} and fs.parse_holds("") == set() and fs.parse_holds(None) is None
+    with pytest.raises(fs.UsageError, match="not a login: abc"):
+        fs.parse_holds("5001001,abc")
+
+
+def test_uptime_only_while_the_service_answers() -> None:
+    # A stopped account's container series still say running until the next collector pass.
+    stale = {"running": True, "started": NOW - 3600}
+    assert fs.row(account(), REFUSED, {}, stale, NOW, None)["uptime_s"] is None
+    assert fs.row(account(), HEALTHY, {}, stale, NOW, None)["uptime_s"] == 3600

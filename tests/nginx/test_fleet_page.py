@@ -145,7 +145,11 @@ def test_the_page_and_its_data_need_the_operator_password(fleet: Fleet, path: st
         response = get(fleet, path, auth=auth)
         assert response.status == 401, (auth, response)
         assert response.headers["content-type"].startswith("application/json") and response.json()["error"] == "unauthorized"
-        assert response.headers["www-authenticate"] == 'Basic realm="MT5 Farm fleet", charset="UTF-8"'
+        # One challenge (auth_basic's), and a message that asks for what this page takes.
+        assert response.headers["www-authenticate"] == 'Basic realm="MT5 Farm fleet"'
+        raw = raw_request(fleet.nginx.https_port, f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        assert raw.partition(b"\r\n\r\n")[0].lower().count(b"www-authenticate") == 1, raw
+        assert response.json()["message"] == "The fleet page needs the operator password: HTTP basic auth, user operator."
     response = get(fleet, path, auth=(USER, PASSWORD))
     assert response.status == 200, response
     assert response.headers["cache-control"] == "no-store" and response.headers["x-content-type-options"] == "nosniff"
