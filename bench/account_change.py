@@ -97,8 +97,9 @@ def scrape_interval() -> str:
 
 
 def inventory_copy(into: Path, login: int | None) -> Path:
-    """inventories/local copied into ``into``, with one more simulator account when ``login`` is given."""
+    """inventories/local copied into ``into`` (afresh), with one more simulator account when ``login`` is given."""
     copy = into / "local"
+    shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(INVENTORY, copy)
     if login is not None:
         host_vars = copy / "host_vars" / "localhost.yml"
