@@ -142,8 +142,13 @@ def remove(login: int, work: Path) -> None:
     inventory = inventory_copy(work / "remove", None)
     run(["-i", str(inventory), "--tags", "accounts"], work / "remove.log")
     shutil.rmtree(inventory.parent)
-    if routed(login):
-        print(f"warning: account {login} still answers after its removal", file=sys.stderr)
+    # Prometheus hands a reloaded config's targets to its scrapers at most every 5 s: wait until
+    # the removed one is gone, or the next measurement would find it listed at once.
+    deadline = time.monotonic() + 60
+    while (routed(login) or target_listed(login)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if routed(login) or target_listed(login):
+        print(f"warning: account {login} still answers or is still a target after its removal", file=sys.stderr)
 
 
 def fmt(value: float | None) -> str:
