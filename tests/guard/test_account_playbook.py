@@ -189,3 +189,5 @@ def test_unknown_disabled_and_windows_logins_are_refused_before_any_host_is_touc
     assert "Act on the accounts on their hosts" not in out and state(first)["State"]["Running"]
     rc, _, out = play(bed, "halt", str(first))
     assert rc != 0 and "Usage: ansible-playbook playbooks/account.yml" in out
+    rc, _, out = play(bed, "logs", str(first), "-e", "mt5_log_lines=99999999999")
+    assert rc != 0 and "at most 100000" in out and "Act on the accounts on their hosts" not in out
