@@ -110,6 +110,15 @@ def mt5_platform_accounts(hosts: Mapping[str, Any], groups: Mapping[str, Any]) -
     return sorted(out, key=lambda item: item["login"])
 
 
+def _https_hosts(https_hosts: Any, filter_name: str) -> set[str]:
+    """The host names of a filter's ``https_hosts`` argument (None: none); FarmError when it is not a list."""
+    if https_hosts is None:
+        return set()
+    if not isinstance(https_hosts, list):
+        raise FarmError(f"{filter_name}: https_hosts must be a list of host names, got {_type_name(https_hosts)}")
+    return {str(host) for host in https_hosts}
+
+
 def mt5_platform_account_targets(accounts: list[Mapping[str, Any]], https_hosts: Any = None) -> list[dict[str, Any]]:
     """Prometheus static_configs for the accounts: one target per account, labels login, server, host.
 
@@ -119,11 +128,7 @@ def mt5_platform_account_targets(accounts: list[Mapping[str, Any]], https_hosts:
     """
     if not isinstance(accounts, list):
         raise FarmError(f"mt5_platform_account_targets: accounts must be mt5_platform_accounts' list, got {_type_name(accounts)}")
-    if https_hosts is None:
-        https_hosts = []
-    if not isinstance(https_hosts, list):
-        raise FarmError(f"mt5_platform_account_targets: https_hosts must be a list of host names, got {_type_name(https_hosts)}")
-    secure = {str(host) for host in https_hosts}
+    secure = _https_hosts(https_hosts, "mt5_platform_account_targets")
     out = []
     for account in accounts:
         labels = {"login": str(account["login"]), "server": str(account["server"]), "host": str(account["host"])}
@@ -143,11 +148,7 @@ def mt5_fleet_status_accounts(hosts: Mapping[str, Any], groups: Mapping[str, Any
     """
     if not isinstance(hosts, Mapping):
         raise FarmError(f"mt5_fleet_status_accounts: hosts must map host names to their variables, got {_type_name(hosts)}")
-    if https_hosts is None:
-        https_hosts = []
-    if not isinstance(https_hosts, list):
-        raise FarmError(f"mt5_fleet_status_accounts: https_hosts must be a list of host names, got {_type_name(https_hosts)}")
-    secure = {str(host) for host in https_hosts}
+    secure = _https_hosts(https_hosts, "mt5_fleet_status_accounts")
     out = []
     for os, group in OS_GROUPS.items():
         for host in _members(groups, group):

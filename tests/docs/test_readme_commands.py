@@ -25,6 +25,7 @@ to themselves.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -33,6 +34,7 @@ import ssl
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -124,8 +126,6 @@ def get(url: str, headers: dict[str, str] | None = None, auth: tuple[str, str] |
     context.verify_mode = ssl.CERT_NONE
     request = urllib.request.Request(url, headers=headers or {})
     if auth:
-        import base64
-
         request.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
     try:
         with urllib.request.urlopen(request, timeout=5, context=context) as response:
