@@ -413,7 +413,11 @@ class Engine:
                 return False
             command = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
             limit = (check.get("Timeout") or 30 * 10**9) / 10**9
-            exec_id = self.api.exec_create(container_id, command, stdout=False, stderr=False)["Id"]
+            deadline = time.monotonic() + limit
+            # Attached output: exec_start then returns once the test has exited. Unattached, it
+            # returns at once, and a test that takes any time (the account service's takes
+            # about 0.2 s) would still be running, without an exit code, when it is read.
+            exec_id = self.api.exec_create(container_id, command, stdout=True, stderr=True)["Id"]
             # Its own thread (and so its own client, Engine.client): a check that hangs past its
             # timeout is left behind, and this thread's client stays free.
             runner = threading.Thread(target=lambda: self.client().exec_start(exec_id), daemon=True)
@@ -421,7 +425,11 @@ class Engine:
             runner.join(limit)
             if runner.is_alive():
                 return False
-            return bool(self.api.exec_inspect(exec_id).get("ExitCode") == 0)
+            while True:
+                result = self.api.exec_inspect(exec_id)
+                if not result.get("Running") or time.monotonic() >= deadline:
+                    return bool(not result.get("Running") and result.get("ExitCode") == 0)
+                time.sleep(POLL_SECONDS)
         except Exception:  # noqa: BLE001 - a check that cannot run is a check that did not pass
             return False
 

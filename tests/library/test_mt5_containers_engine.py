@@ -384,8 +384,14 @@ def test_a_pending_network_is_no_error_in_check_mode_only(farm) -> None:
 
 
 def test_a_new_container_counts_as_healthy_once_its_check_passes_before_dockers_first_interval(farm) -> None:
-    # Docker would run the first check 30 s after the start; the module runs the test itself.
-    slow = dict(farm.spec(1)["healthcheck"], interval=30)
+    # Docker would run the first check 30 s after the start; the module runs the test itself,
+    # and waits for it to exit: this one takes a second, as a real one takes some time (the
+    # account service's about 0.2 s; a check read before its exit never passed).
+    slow = dict(
+        farm.spec(1)["healthcheck"],
+        test=["CMD", "/bin/busybox", "sh", "-c", "/bin/busybox sleep 1 && /bin/busybox test -f /tmp/healthy"],
+        interval=30,
+    )
     started = time.monotonic()
     code, result = farm.run([farm.spec(1, healthcheck=slow)], wait_healthy=True, health_timeout=25)
     assert code == 0, result
