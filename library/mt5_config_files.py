@@ -74,6 +74,15 @@ options:
       group:
         description: This file's group, over O(group) or O(secret_group).
         type: str
+  absent:
+    description:
+      - Files to remove when they exist (paths relative to O(root), or absolute), after the
+        files are written: what an earlier version or another setting left behind (a TLS key
+        once TLS is off). A directory there fails the run. Removing them here saves one
+        M(ansible.builtin.file) run per path.
+    type: list
+    elements: str
+    default: []
   owner:
     description: Owner (name or uid) of the files that hold O(files[].content); unset leaves it.
     type: str
@@ -135,6 +144,11 @@ corrected:
   returned: always
   type: list
   elements: str
+removed:
+  description: Paths (as given in O(absent)) that existed and were (or in check mode would be) removed.
+  returned: always
+  type: list
+  elements: str
 """
 
 import os
@@ -169,6 +183,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     **_OWNERSHIP,
     "secret_owner": {"type": "str"},
     "secret_group": {"type": "str"},
+    "absent": {"type": "list", "elements": "str", "default": []},
     "validate": {"type": "dict", "default": {}},
     "max_diff_size": {"type": "int", "default": 104448},
 }
@@ -237,8 +252,19 @@ def content_diff(path: str, before: bytes | None, after: bytes, secret: bool, li
     return entry
 
 
+def remove_file(module: AnsibleModule, path: str) -> bool:
+    """Remove a file (or symlink) when it exists (in check mode: only tell); True when it existed."""
+    if not os.path.lexists(path):
+        return False
+    if os.path.isdir(path) and not os.path.islink(path):
+        module.fail_json(msg=f"{path} is a directory: absent removes files only")
+    if not module.check_mode:
+        os.unlink(path)
+    return True
+
+
 def run_module() -> None:
-    """Make the directories, then write the files; exit with written, corrected and the diff list."""
+    """Make the directories, write the files, remove the absent ones; exit with written, corrected, removed and the diff list."""
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     root = params["root"]
@@ -268,7 +294,13 @@ def run_module() -> None:
             diffs.append(
                 {"before_header": path, "after_header": path, "before": "", "after": f"({path}: mode, owner or group corrected)\n"}
             )
-    module.exit_json(changed=bool(written or corrected), written=written, corrected=corrected, diff=diffs)
+    removed: list[str] = []
+    for given in params["absent"]:
+        path = os.path.normpath(os.path.join(root, given))
+        if remove_file(module, path):
+            removed.append(given)
+            diffs.append({"before_header": path, "after_header": "/dev/null", "before": "", "after": f"({path} removed)\n"})
+    module.exit_json(changed=bool(written or corrected or removed), written=written, corrected=corrected, removed=removed, diff=diffs)
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ PLAYBOOK = """
         files: "{{ files }}"
         secret_owner: "{{ secret_owner | default(omit) }}"
         validate: "{{ validate | default({}) }}"
+        absent: "{{ absent | default([]) }}"
       register: result
     - name: Keep the result
       ansible.builtin.copy:
@@ -118,6 +119,23 @@ def test_a_changed_mode_is_corrected_without_rewriting(tmp_path: Path) -> None:
     assert result["corrected"] == ["secrets", "secrets/token"]
     assert (mode(conf / "secrets"), mode(conf / "secrets" / "token")) == ("0o700", "0o400")
     assert SECRET not in output
+
+
+def test_absent_files_are_removed_in_the_same_run_without_showing_their_content(tmp_path: Path) -> None:
+    converge(tmp_path, files())
+    conf = tmp_path / "out" / "conf"
+    (conf / "secrets" / "tls_key.pem").write_text(SECRET)
+    absent = ["secrets/tls_key.pem", "secrets/never-there.pem"]
+    result, output = converge(tmp_path, files(), "--check", absent=absent)
+    assert (result["changed"], result["removed"]) == (True, ["secrets/tls_key.pem"])
+    assert (conf / "secrets" / "tls_key.pem").exists()
+    result, output = converge(tmp_path, files(), absent=absent)
+    assert result["removed"] == ["secrets/tls_key.pem"] and not (conf / "secrets" / "tls_key.pem").exists()
+    assert "tls_key.pem removed" in output and SECRET not in output
+    result, _ = converge(tmp_path, files(), absent=absent)
+    assert (result["changed"], result["removed"]) == (False, [])
+    done = play(tmp_path, files(), absent=["secrets"])
+    assert done.returncode != 0 and "is a directory" in done.stdout
 
 
 def test_a_failed_check_leaves_the_file_as_it_was(tmp_path: Path) -> None:
