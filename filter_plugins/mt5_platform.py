@@ -22,5 +22,6 @@ class FilterModule:
                 "mt5_platform_api_keys": platform.mt5_platform_api_keys,
                 "mt5_platform_nginx_connections": platform.mt5_platform_nginx_connections,
                 "mt5_grafana_dashboard": platform.mt5_grafana_dashboard,
+                "mt5_postgres_account_roles": platform.mt5_postgres_account_roles,
             }
         )

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mt5farm.accounts import OS_GROUPS, mt5_resolved_accounts
+from mt5farm.credentials import scram_sha256_matches
 from mt5farm.errors import FarmError
 
 # Container names of the platform services. Fixed, so that account containers on the
@@ -426,4 +427,47 @@ def mt5_grafana_dashboard(spec: Mapping[str, Any], datasources: Mapping[str, str
         "templating": {"list": variables},
         "annotations": {"list": []},
         "panels": panels,
+    }
+
+
+# The attributes every account role has (platform_postgres: LOGIN,INHERIT,NOSUPERUSER,
+# NOCREATEDB,NOCREATEROLE), as pg_authid's columns.
+ACCOUNT_ROLE_ATTRIBUTES: dict[str, bool] = {
+    "rolcanlogin": True,
+    "rolinherit": True,
+    "rolsuper": False,
+    "rolcreatedb": False,
+    "rolcreaterole": False,
+}
+
+
+def mt5_postgres_account_roles(found: Any, wanted: Any) -> dict[str, list[str]]:
+    """What the account roles need, from one read of ``pg_authid``: only those are touched.
+
+    ``found``: rows ``{rolname, rolpassword, member, <ACCOUNT_ROLE_ATTRIBUTES columns>}`` of
+    the account roles there are (``member``: in the writer group). ``wanted``: role name →
+    its password (derived per account), every enabled account's. Returns ``{"set": roles
+    to create or correct (missing, another password, other attributes), "join": roles to
+    make members of the writer group, "drop": roles of accounts that went away}``, each
+    sorted. A password is compared with the stored SCRAM verifier
+    (:func:`mt5farm.credentials.scram_sha256_matches`), so a rotated base secret sets every
+    role again and an unchanged one sets none: one query instead of one module run per
+    account (about 0.4 s each). Raises FarmError on a row or mapping of the wrong shape.
+    """
+    if not isinstance(wanted, Mapping):
+        raise FarmError(f"mt5_postgres_account_roles: wanted must map role names to passwords, got {_type_name(wanted)}")
+    if not isinstance(found, list) or not all(isinstance(row, Mapping) and "rolname" in row for row in found):
+        raise FarmError("mt5_postgres_account_roles: found must be the query's rows, each with rolname")
+    rows = {str(row["rolname"]): row for row in found}
+    to_set = [
+        role
+        for role, password in wanted.items()
+        if role not in rows
+        or any(bool(rows[role].get(column)) != value for column, value in ACCOUNT_ROLE_ATTRIBUTES.items())
+        or not scram_sha256_matches(rows[role].get("rolpassword"), str(password))
+    ]
+    return {
+        "set": sorted(to_set),
+        "join": sorted(role for role in wanted if role not in rows or not rows[role].get("member")),
+        "drop": sorted(set(rows) - set(wanted)),
     }

@@ -53,3 +53,25 @@ def test_bad_input_names_the_filter_and_never_the_secret(base: object, purpose: 
         c.mt5_account_credential(base, purpose, login)
     assert says in str(raised.value)
     assert "0123456789abcdef" not in str(raised.value)
+
+
+# --- scram_sha256_matches ------------------------------------------------------------------
+
+# Made by Postgres 17 itself: CREATE ROLE ... PASSWORD 'pencil'; SELECT rolpassword FROM pg_authid.
+POSTGRES_VERIFIER = (
+    "SCRAM-SHA-256$4096:vYnE+sbeuCOwJoRAOSCo9w==$ka2is1oEoEq3onA3RCAJA4Zs3W9wpN9cZ67N1/mGsj0=:g9y1Qfd3FlkX2QZGWWdZYm/ehP8HVPA6VnQ0urdcitQ="
+)
+
+
+def test_a_postgres_scram_verifier_matches_its_password_only():
+    assert c.scram_sha256_matches(POSTGRES_VERIFIER, "pencil") is True
+    assert c.scram_sha256_matches(POSTGRES_VERIFIER, "pencil ") is False
+    assert c.scram_sha256_matches(POSTGRES_VERIFIER, "Pencil") is False
+
+
+@pytest.mark.parametrize(
+    "verifier",
+    [None, "", "md5" + "0" * 32, POSTGRES_VERIFIER.replace("4096", "x"), POSTGRES_VERIFIER[:-4] + "!!!=", 5001001],
+)
+def test_anything_but_a_scram_verifier_never_matches(verifier):
+    assert c.scram_sha256_matches(verifier, "pencil") is False

@@ -357,3 +357,48 @@ def test_fleet_status_accounts_of_some_hosts_only_and_ipv6_addresses():
 def test_fleet_status_accounts_errors_name_the_filter(view, https_hosts, message):
     with pytest.raises(FarmError, match=f"mt5_fleet_status_accounts: {message}"):
         platform.mt5_fleet_status_accounts(view, GROUPS, https_hosts)
+
+
+# --- mt5_postgres_account_roles ---------------------------------------------------------------
+
+PENCIL = (
+    "SCRAM-SHA-256$4096:vYnE+sbeuCOwJoRAOSCo9w==$ka2is1oEoEq3onA3RCAJA4Zs3W9wpN9cZ67N1/mGsj0=:g9y1Qfd3FlkX2QZGWWdZYm/ehP8HVPA6VnQ0urdcitQ="
+)
+
+
+def role_row(name, password=PENCIL, member=True, **attributes):
+    return {"rolname": name, "rolpassword": password, "member": member, **platform.ACCOUNT_ROLE_ATTRIBUTES, **attributes}
+
+
+def test_account_roles_that_match_are_left_alone():
+    found = [role_row("mt5_account_5001001"), role_row("mt5_account_5001002")]
+    wanted = {"mt5_account_5001001": "pencil", "mt5_account_5001002": "pencil"}
+    assert platform.mt5_postgres_account_roles(found, wanted) == {"set": [], "join": [], "drop": []}
+
+
+def test_account_roles_missing_differing_or_gone_are_named():
+    found = [
+        role_row("mt5_account_5001001", password="SCRAM-SHA-256$4096:AAAA$AAAA:AAAA"),  # another password
+        role_row("mt5_account_5001002", rolsuper=True),  # other attributes
+        role_row("mt5_account_5001003", member=False),  # not in the writer group
+        role_row("mt5_account_5001004", password=None),  # no password
+        role_row("mt5_account_5001009"),  # an account that went away
+    ]
+    wanted = {f"mt5_account_500100{n}": "pencil" for n in (1, 2, 3, 4, 5)}
+    assert platform.mt5_postgres_account_roles(found, wanted) == {
+        "set": ["mt5_account_5001001", "mt5_account_5001002", "mt5_account_5001004", "mt5_account_5001005"],
+        "join": ["mt5_account_5001003", "mt5_account_5001005"],
+        "drop": ["mt5_account_5001009"],
+    }
+
+
+def test_a_rotated_writer_secret_sets_every_role_again():
+    found = [role_row("mt5_account_5001001"), role_row("mt5_account_5001002")]
+    wanted = {"mt5_account_5001001": "rotated", "mt5_account_5001002": "rotated"}
+    assert platform.mt5_postgres_account_roles(found, wanted)["set"] == ["mt5_account_5001001", "mt5_account_5001002"]
+
+
+@pytest.mark.parametrize(("found", "wanted"), [({}, {}), ([{"name": "x"}], {}), ([], ["mt5_account_1"])])
+def test_account_roles_of_the_wrong_shape_fail_clearly(found, wanted):
+    with pytest.raises(FarmError, match="mt5_postgres_account_roles"):
+        platform.mt5_postgres_account_roles(found, wanted)
