@@ -34,6 +34,7 @@ EXPECTED: dict[str, set[str]] = {
         "mt5_platform_api_keys",
         "mt5_platform_nginx_connections",
         "mt5_grafana_dashboard",
+        "mt5_postgres_account_roles",
     },
     "mt5_container_specs.py": {"mt5_container_specs"},
     "mt5_moves.py": {"mt5_account_moves"},
