@@ -18,8 +18,10 @@ For each round and each method (interleaved, so the shared machine's load falls 
   3. the account is removed again with the accounts run on the original inventory (not timed).
 
 Prints one row per round and method, then the medians and the ratio full / accounts, with
-Prometheus' scrape interval (a new target is first scraped within one interval of the
-reload; which moment in it depends on a hash of the target, so it is the same each round).
+Prometheus' scrape interval and the machine's load average. `wait` is scraped - target:
+Prometheus scrapes each target at a fixed phase of its interval (a hash of the target's labels
+against the wall clock), so a newly listed target is first scraped 0 to one interval (15 s,
+seed 004) later, whatever the run does. What a run controls is `routed` and `target`.
 
 Needs the demo running (`make deploy`) and the repository's virtualenv. Changes nothing in
 inventories/local; the account it adds is removed at the end, also after a failure.
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import ssl
 import statistics
@@ -83,9 +86,11 @@ def target_listed(login: int) -> bool:
     return bool(data) and any(t["labels"].get("login") == str(login) for t in data["activeTargets"])
 
 
-def scraped(login: int) -> bool:
-    data = prometheus("/api/v1/query", query=f'up{{job="mt5-accounts",login="{login}"}}')
-    return bool(data) and any(sample["value"][1] == "1" for sample in data["result"])
+def scraped(login: int, since: float) -> bool:
+    """Scraped up (up == 1) at a time after ``since`` (epoch seconds): a series of the previous
+    round's account can still answer an instant query for a while after its removal."""
+    data = prometheus("/api/v1/query", query=f'timestamp(up{{job="mt5-accounts",login="{login}"}} == 1)')
+    return bool(data) and any(float(sample["value"][1]) > since for sample in data["result"])
 
 
 def scrape_interval() -> str:
@@ -121,8 +126,10 @@ def timed_change(method: str, login: int, work: Path, timeout: float) -> dict[st
     start = time.monotonic()
     stop = threading.Event()
 
+    since = time.time()
+
     def poll() -> None:
-        checks = {"routed": routed, "target": target_listed, "scraped": scraped}
+        checks = {"routed": routed, "target": target_listed, "scraped": lambda login: scraped(login, since)}
         while not stop.is_set() and len(seen) < len(checks) and time.monotonic() - start < timeout:
             for name, check in checks.items():
                 if name not in seen and check(login):
@@ -183,8 +190,9 @@ def main() -> int:
                     remove(options.login, work)
         finally:
             remove(options.login, work)
-    print(f"\nPrometheus scrape interval: {scrape_interval()}; seconds from the command's start (median of {options.rounds})")
-    print(f"{'method':10} {'run':>6} {'routed':>7} {'target':>7} {'scraped':>8}")
+    print(f"\nPrometheus scrape interval: {scrape_interval()}; load average {os.getloadavg()[0]:.1f} (1 min, 2 CPUs here)")
+    print(f"seconds from the command's start (median of {options.rounds}); wait = scraped - target (the scrape phase)")
+    print(f"{'method':10} {'run':>6} {'routed':>7} {'target':>7} {'scraped':>8} {'wait':>6}")
     medians: dict[str, dict[str, float | None]] = {}
     for method in methods:
         mine = [r for r in rows if r["method"] == method]
@@ -193,11 +201,15 @@ def main() -> int:
             values = [r[key] for r in mine if r[key] is not None]
             medians[method][key] = statistics.median(values) if len(values) == len(mine) and values else None
         m = medians[method]
-        print(f"{method:10} {fmt(m['run']):>6} {fmt(m['routed']):>7} {fmt(m['target']):>7} {fmt(m['scraped']):>8}")
+        waits = [r["scraped"] - r["target"] for r in mine if r["scraped"] is not None and r["target"] is not None]
+        wait = statistics.median(waits) if len(waits) == len(mine) and waits else None
+        print(f"{method:10} {fmt(m['run']):>6} {fmt(m['routed']):>7} {fmt(m['target']):>7} {fmt(m['scraped']):>8} {fmt(wait):>6}")
     if len(methods) == 2 and all(medians[m]["scraped"] for m in methods):
         fast, full = medians["accounts"], medians["full"]
         print(f"full / accounts: run {full['run'] / fast['run']:.1f}x, scraped {full['scraped'] / fast['scraped']:.1f}x")  # type: ignore[operator]
+        live = max(fast["routed"] or 0.0, fast["target"] or 0.0)
         print(f"target (issue 13): routed and scraped <= 20 s with the accounts run: {'met' if fast['scraped'] <= 20 else 'missed'}")  # type: ignore[operator]
+        print(f"  routed and listed by Prometheus (what the run controls) at {live:.1f} s: {'met' if live <= 20 else 'missed'}")
     return 0 if all(r["rc"] == 0 for r in rows) else 1
 
 
