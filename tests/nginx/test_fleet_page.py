@@ -170,9 +170,12 @@ def test_a_post_is_refused_and_nothing_else_is_served(fleet: Fleet) -> None:
     for auth in (None, (USER, PASSWORD)):
         response = get(fleet, "/fleet/fleet.json", method="POST", auth=auth)
         assert response.status == 405 and response.headers["allow"] == "GET, HEAD", response
-    for path in ("/fleet/operators.htpasswd", "/fleet/index.html", "/fleet/../auth/operators.htpasswd", "/fleet"):
+    for path in ("/fleet/operators.htpasswd", "/fleet/index.html", "/fleet/../auth/operators.htpasswd", "/fleetx"):
         response = get(fleet, path, auth=(USER, PASSWORD))
         assert response.status in (400, 404) and response.headers["content-type"].startswith("application/json"), (path, response)
+    # Typed without its slash, the page's address leads to the page.
+    response = get(fleet, "/fleet")
+    assert response.status == 301 and response.headers["location"] == "/fleet/", response
     # The API keeps its own challenge.
     assert get(fleet, f"/accounts/{LOGIN_A}/api/account").headers["www-authenticate"] == 'Bearer realm="mt5farm"'
 
