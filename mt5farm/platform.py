@@ -456,6 +456,8 @@ def mt5_postgres_account_roles(found: Any, wanted: Any) -> dict[str, list[str]]:
     """
     if not isinstance(wanted, Mapping):
         raise FarmError(f"mt5_postgres_account_roles: wanted must map role names to passwords, got {_type_name(wanted)}")
+    if isinstance(found, Mapping) and not found:
+        found = []  # postgresql_query's query_result for a query that returned no row is {}, not []
     if not isinstance(found, list) or not all(isinstance(row, Mapping) and "rolname" in row for row in found):
         raise FarmError("mt5_postgres_account_roles: found must be the query's rows, each with rolname")
     rows = {str(row["rolname"]): row for row in found}

@@ -392,13 +392,24 @@ def test_account_roles_missing_differing_or_gone_are_named():
     }
 
 
+def test_no_account_role_yet_is_an_empty_query_result():
+    # community.postgresql's postgresql_query returns {} as query_result for no row (a fresh
+    # Postgres): every account's role is to be made.
+    for none in ({}, []):
+        assert platform.mt5_postgres_account_roles(none, {"mt5_account_5001001": "pencil"}) == {
+            "set": ["mt5_account_5001001"],
+            "join": ["mt5_account_5001001"],
+            "drop": [],
+        }
+
+
 def test_a_rotated_writer_secret_sets_every_role_again():
     found = [role_row("mt5_account_5001001"), role_row("mt5_account_5001002")]
     wanted = {"mt5_account_5001001": "rotated", "mt5_account_5001002": "rotated"}
     assert platform.mt5_postgres_account_roles(found, wanted)["set"] == ["mt5_account_5001001", "mt5_account_5001002"]
 
 
-@pytest.mark.parametrize(("found", "wanted"), [({}, {}), ([{"name": "x"}], {}), ([], ["mt5_account_1"])])
+@pytest.mark.parametrize(("found", "wanted"), [({"rolname": "x"}, {}), ([{"name": "x"}], {}), ([], ["mt5_account_1"]), ("rows", {})])
 def test_account_roles_of_the_wrong_shape_fail_clearly(found, wanted):
     with pytest.raises(FarmError, match="mt5_postgres_account_roles"):
         platform.mt5_postgres_account_roles(found, wanted)
