@@ -262,6 +262,14 @@ options:
         on timeout.
     type: bool
     default: false
+  wait_created:
+    description:
+      - With I(wait_healthy), wait for the containers this run creates too. C(false) leaves them
+        to a later C(mt5_containers_healthy) task and returns them as I(starting), so that the
+        caller can route and list new accounts while they start; recreated, started and
+        restarted containers are still waited for here.
+    type: bool
+    default: true
   health_timeout:
     description: Seconds to wait for a batch (or, with I(wait_healthy), all touched containers) to come healthy.
     type: int
@@ -414,6 +422,13 @@ started:
   returned: always
 unchanged:
   description: Names of the containers left alone.
+  type: list
+  elements: str
+  returned: always
+starting:
+  description:
+    - Names of the containers created and started but not waited for (I(wait_created) false);
+      wait for them with C(mt5_containers_healthy).
   type: list
   elements: str
   returned: always

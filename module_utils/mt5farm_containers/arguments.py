@@ -63,8 +63,18 @@ ARGUMENT_SPEC = dict(
     pending_networks=dict(type="list", elements="str", default=[]),
     batch_size=dict(type="int", default=1),
     wait_healthy=dict(type="bool", default=False),
+    wait_created=dict(type="bool", default=True),
     health_timeout=dict(type="int", default=120),
     parallelism=dict(type="int", default=8),
+    docker_host=dict(type="str"),
+    tls=dict(type="dict", options=TLS_OPTIONS),
+)
+# library/mt5_containers_healthy.py: wait for named containers of a scope (those a reconcile
+# with wait_created false returned as ``starting``).
+HEALTHY_ARGUMENT_SPEC = dict(
+    scope=dict(type="str", required=True),
+    names=dict(type="list", elements="str", required=True),
+    health_timeout=dict(type="int", default=120),
     docker_host=dict(type="str"),
     tls=dict(type="dict", options=TLS_OPTIONS),
 )

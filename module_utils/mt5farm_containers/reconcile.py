@@ -55,6 +55,7 @@ class Outcome:
     purged_volumes: list[str] = field(default_factory=list)
     rolled_back: list[str] = field(default_factory=list)  # image updates undone: the old container serves again
     errors: dict[str, str] = field(default_factory=dict)
+    starting: list[str] = field(default_factory=list)  # created and not waited for (wait_created false)
     failure: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -97,7 +98,8 @@ def apply(engine: Engine, plan: Plan, purge: list[str], scope: str, params: dict
 
     1. removals (they free memory, ports and names); 2. the volumes to purge; 3. creates,
     config recreates, starts and restarts, concurrently; 4. image updates in health-gated
-    batches; 5. with ``wait_healthy``, the wait for what stage 3 touched.
+    batches; 5. with ``wait_healthy``, the wait for what stage 3 touched (the created ones only
+    with ``wait_created``; else they are returned as ``starting``).
     """
     parallelism = params["parallelism"]
     timeout = params["health_timeout"]
@@ -147,11 +149,23 @@ def apply(engine: Engine, plan: Plan, purge: list[str], scope: str, params: dict
                 not_updated=remaining,
             )
 
-    if params["wait_healthy"] and touched:
-        unhealthy = engine.wait_healthy(scope, touched, timeout)
+    waited, outcome.starting = split_created(touched, plan.actions, params["wait_created"])
+    if params["wait_healthy"] and waited:
+        unhealthy = engine.wait_healthy(scope, waited, timeout)
         if unhealthy:
             return outcome.stop(unhealthy_message(unhealthy, timeout), unhealthy=unhealthy)
     return outcome
+
+
+def split_created(touched: list[str], actions: dict[str, str], wait_created: bool) -> tuple[list[str], list[str]]:
+    """(to wait for now, ``starting``): with ``wait_created`` false, the containers this run
+    created (new accounts) are left to a later wait (library/mt5_containers_healthy.py), so the
+    caller can route and list them while they start; every other touched container is waited
+    for now, as a rolled batch is, so a bad change stops the run before later hosts."""
+    if wait_created:
+        return touched, []
+    created = sorted(name for name in touched if actions.get(name) == "created")
+    return [name for name in touched if name not in created], created
 
 
 def reconcile(module: AnsibleModule, engine: Engine) -> None:
@@ -174,10 +188,16 @@ def reconcile(module: AnsibleModule, engine: Engine) -> None:
     diff = diff_of(specs, current)
     changed = bool(purged) or plan.changes
     if module.check_mode or not changed:
-        module.exit_json(changed=changed, actions=plan.actions, purged_volumes=purged, diff=diff, **result_lists(plan.actions))
+        module.exit_json(changed=changed, actions=plan.actions, purged_volumes=purged, diff=diff, starting=[], **result_lists(plan.actions))
 
     outcome = apply(engine, plan, purged, scope, params)
-    done = {"actions": outcome.actions, "purged_volumes": outcome.purged_volumes, "diff": diff, **result_lists(outcome.actions)}
+    done = {
+        "actions": outcome.actions,
+        "purged_volumes": outcome.purged_volumes,
+        "diff": diff,
+        "starting": outcome.starting,
+        **result_lists(outcome.actions),
+    }
     if outcome.failure is not None:
         module.fail_json(msg=outcome.failure, changed=outcome.changed, errors=outcome.errors, **done, **outcome.extra)
     module.exit_json(changed=True, **done)

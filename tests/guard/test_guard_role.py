@@ -1,4 +1,4 @@
-"""roles/mt5_linux, tag mt5_linux_guard, on this machine: check mode, converge, idempotence,
+"""roles/mt5_linux, entry point guard, on this machine: check mode, converge, idempotence,
 and the background loop it starts where neither systemd nor a cron daemon runs (this machine).
 
 Every path the role writes is moved under a temporary directory with extra vars.
@@ -18,6 +18,11 @@ from farm_testing import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+
+# The role's `guard` entry point, as playbooks/accounts_started.yml runs it.
+GUARD_PLAY = (
+    "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - ansible.builtin.import_role: {name: mt5_linux, tasks_from: guard}\n"
+)
 
 if os.geteuid() != 0:
     unavailable("the role installs root-owned files (run as root)")
@@ -56,7 +61,7 @@ def background_guard(paths: dict) -> str | None:
 def converge(tmp_path: Path, paths: dict, *extra: str, **variables) -> tuple[dict, str]:
     (tmp_path / "sbin").mkdir(exist_ok=True)
     playbook = tmp_path / "guard.yml"
-    playbook.write_text("- hosts: localhost\n  gather_facts: false\n  roles: [mt5_linux]\n")
+    playbook.write_text(GUARD_PLAY)
     values = {"mt5_linux_image": "mt5farm/account:test", "mt5_linux_api_key": "k", "mt5_accounts": [], **paths, **variables}
     (tmp_path / "vars.json").write_text(json.dumps(values))
     env = dict(os.environ, ANSIBLE_FORCE_COLOR="false", NO_COLOR="1", ANSIBLE_CALLBACK_RESULT_FORMAT="yaml")
@@ -71,8 +76,6 @@ def converge(tmp_path: Path, paths: dict, *extra: str, **variables) -> tuple[dic
             f"ansible_python_interpreter={sys.executable}",
             "-e",
             f"@{tmp_path / 'vars.json'}",
-            "--tags",
-            "mt5_linux_guard",
             str(playbook),
             *extra,
         ],
@@ -125,7 +128,7 @@ def test_check_mode_converge_idempotence_and_disable(tmp_path, paths):
 def test_an_interval_below_one_second_is_refused(tmp_path, paths):
     (tmp_path / "sbin").mkdir()
     playbook = tmp_path / "guard.yml"
-    playbook.write_text("- hosts: localhost\n  gather_facts: false\n  roles: [mt5_linux]\n")
+    playbook.write_text(GUARD_PLAY)
     (tmp_path / "vars.json").write_text(
         json.dumps({"mt5_linux_image": "i", "mt5_linux_api_key": "k", "mt5_accounts": [], "mt5_linux_guard_interval": 0, **paths})
     )
@@ -140,8 +143,6 @@ def test_an_interval_below_one_second_is_refused(tmp_path, paths):
             f"@{tmp_path / 'vars.json'}",
             "-e",
             f"ansible_python_interpreter={sys.executable}",
-            "--tags",
-            "mt5_linux_guard",
             str(playbook),
         ],
         cwd=REPO,

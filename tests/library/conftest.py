@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from farm_testing import unavailable
+from mt5farm_containers.module import run_healthy_module
 from mt5farm_containers.module import run_module as module_main
 
 try:
@@ -155,6 +156,10 @@ class Farm:
         """Run the module's main() in-process, as AnsibleModule would be run by Ansible."""
         return run_module({"containers": containers, "scope": self.scope, **options}, check=check, diff=diff)
 
+    def healthy(self, names: list[str], check: bool = False, **options) -> tuple[int, dict]:
+        """Run mt5_containers_healthy's main() in-process on this test's scope."""
+        return run_module({"names": names, "scope": self.scope, **options}, check=check, main=run_healthy_module)
+
     def containers(self) -> dict[str, dict]:
         """name -> inspect data, for every container whose name has this test's prefix."""
         found = {}
@@ -182,7 +187,7 @@ class Farm:
                 self.api.remove_network(network["Id"])
 
 
-def run_module(args: dict, check: bool = False, diff: bool = False) -> tuple[int, dict]:
+def run_module(args: dict, check: bool = False, diff: bool = False, main=module_main) -> tuple[int, dict]:
     from ansible.module_utils.common import warnings
     from ansible.module_utils.testing import patch_module_args
 
@@ -194,7 +199,7 @@ def run_module(args: dict, check: bool = False, diff: bool = False) -> tuple[int
     output = io.StringIO()
     with patch_module_args(args), redirect_stdout(output):
         try:
-            module_main()
+            main()
         except SystemExit as exit_:
             code = exit_.code or 0
         else:

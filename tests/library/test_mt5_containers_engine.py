@@ -6,6 +6,7 @@ Each test has its own scope and name prefix (the `farm` fixture) and removes wha
 from __future__ import annotations
 
 import time
+from unittest.mock import ANY
 
 from mt5farm_containers.engine import Engine
 from mt5farm_containers.spec import PENDING_IMAGE_ID
@@ -265,6 +266,28 @@ def test_wait_healthy_fails_with_the_health_log(farm) -> None:
     assert result["unhealthy"][farm.name(1)]["state"] == "running"
     assert result["unhealthy"][farm.name(1)]["last_checks"][-1].startswith("exit 1")
     assert result["created"] == [farm.name(1), farm.name(2)]
+
+
+def test_created_containers_can_be_waited_for_later_and_a_bad_one_is_named(farm) -> None:
+    """wait_created false: the new containers are returned as starting at once; the later wait
+    (mt5_containers_healthy) passes for the good one and names the bad one. A config change is
+    still waited for in the reconcile itself, so it stops the run before later hosts."""
+    specs = [farm.spec(1), farm.spec(2, env={"UNHEALTHY_FROM": "1"})]
+    code, result = farm.run(specs, wait_healthy=True, wait_created=False, health_timeout=3)
+    assert code == 0, result
+    assert result["starting"] == [farm.name(1), farm.name(2)] == result["created"]
+
+    code, result = farm.healthy(result["starting"], health_timeout=3)
+    assert code == 1
+    assert result["healthy"] == [farm.name(1)]
+    assert list(result["unhealthy"]) == [farm.name(2)]
+    assert farm.name(2) in result["msg"] and result["changed"] is False
+    assert farm.healthy([farm.name(1)], health_timeout=10) == (0, {"changed": False, "healthy": [farm.name(1)], "invocation": ANY})
+    assert farm.healthy([farm.name(2)], check=True)[0] == 0, "check mode waits for nothing"
+
+    code, result = farm.run([farm.spec(1, env={"UNHEALTHY_FROM": "1"}), specs[1]], wait_healthy=True, wait_created=False, health_timeout=3)
+    assert code == 1 and result["recreated"] == [farm.name(1)] and result["starting"] == []
+    assert list(result["unhealthy"]) == [farm.name(1)]
 
 
 def test_every_option_reaches_docker(farm, tmp_path) -> None:

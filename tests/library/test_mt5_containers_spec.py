@@ -9,18 +9,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mt5farm_containers.arguments import ARGUMENT_SPEC
+from mt5farm_containers.arguments import ARGUMENT_SPEC, HEALTHY_ARGUMENT_SPEC
 from mt5farm_containers.engine import client_kwargs
 from mt5farm_containers.plan import ACTIONS, batches, make_plan
 from mt5farm_containers.runner import summarize
 from mt5farm_containers.spec import LABEL_HASH, SpecError, check_unique, config_hash, normalize
 
-MODULE_FILE = Path(__file__).resolve().parents[2] / "library" / "mt5_containers.py"
+LIBRARY = Path(__file__).resolve().parents[2] / "library"
+MODULE_FILE = LIBRARY / "mt5_containers.py"
 
 
-def module_docs() -> dict[str, str]:
-    """DOCUMENTATION, EXAMPLES and RETURN of library/mt5_containers.py, read from its syntax tree as ansible-doc reads them."""
-    tree = ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
+def module_docs(module_file: Path = MODULE_FILE) -> dict[str, str]:
+    """DOCUMENTATION, EXAMPLES and RETURN of a module file, read from its syntax tree as ansible-doc reads them."""
+    tree = ast.parse(module_file.read_text(encoding="utf-8"))
     return {
         target.id: node.value.value
         for node in tree.body
@@ -61,17 +62,22 @@ def spec_shape(spec: dict) -> dict:
     return shaped
 
 
-def test_documentation_options_equal_the_argument_spec() -> None:
-    documented = yaml.safe_load(module_docs()["DOCUMENTATION"])
-    assert documented["module"] == "mt5_containers"
-    assert doc_to_spec(documented["options"]) == spec_shape(ARGUMENT_SPEC)
+@pytest.mark.parametrize(
+    ("module", "argument_spec"), [("mt5_containers", ARGUMENT_SPEC), ("mt5_containers_healthy", HEALTHY_ARGUMENT_SPEC)]
+)
+def test_documentation_options_equal_the_argument_spec(module: str, argument_spec: dict) -> None:
+    docs = module_docs(LIBRARY / f"{module}.py")
+    documented = yaml.safe_load(docs["DOCUMENTATION"])
+    assert documented["module"] == module
+    assert doc_to_spec(documented["options"]) == spec_shape(argument_spec)
+    assert all(module in task for task in yaml.safe_load(docs["EXAMPLES"]) if "mt5_containers" not in task)
 
 
 def test_examples_and_return_parse_and_return_documents_every_key() -> None:
     examples = yaml.safe_load(module_docs()["EXAMPLES"])
     assert all("mt5_containers" in task for task in examples)
     returned = yaml.safe_load(module_docs()["RETURN"])
-    for key in ("changed", "actions", "purged_volumes", "diff", *ACTIONS):
+    for key in ("changed", "actions", "purged_volumes", "diff", "starting", *ACTIONS):
         assert key in returned, f"RETURN lacks {key}"
 
 

@@ -350,7 +350,7 @@ class RecordingEngine:
         return {name: {"state": "running", "health": "unhealthy", "last_checks": ["exit 1"]} for name in sick}
 
 
-PARAMS = {"parallelism": 4, "health_timeout": 5, "batch_size": 2, "wait_healthy": False}
+PARAMS = {"parallelism": 4, "health_timeout": 5, "batch_size": 2, "wait_healthy": False, "wait_created": True}
 
 
 def a_plan() -> Plan:
@@ -423,3 +423,12 @@ def test_apply_waits_for_what_it_touched_when_asked() -> None:
     assert engine.calls[-1] == ("wait", "cfg,new")
     assert outcome.failure is not None and outcome.failure.startswith("1 container(s) did not come healthy within 5 s: new ")
     assert list(outcome.extra) == ["unhealthy"]
+
+
+def test_apply_leaves_the_created_ones_to_a_later_wait_when_asked() -> None:
+    engine = RecordingEngine(sick=("new",))
+    plan = a_plan()
+    plan.roll = []
+    outcome = apply(engine, plan, [], "s", dict(PARAMS, wait_healthy=True, wait_created=False))
+    assert engine.calls[-1] == ("wait", "cfg"), "the config recreate is still waited for"
+    assert outcome.failure is None and outcome.starting == ["new"]
