@@ -18,10 +18,14 @@ For each round and each method (interleaved, so the shared machine's load falls 
   3. the account is removed again with the accounts run on the original inventory (not timed).
 
 Prints one row per round and method, then the medians and the ratio full / accounts, with
-Prometheus' scrape interval and the machine's load average. `wait` is scraped - target:
-Prometheus scrapes each target at a fixed phase of its interval (a hash of the target's labels
-against the wall clock), so a newly listed target is first scraped 0 to one interval (15 s,
-seed 004) later, whatever the run does. What a run controls is `routed` and `target`.
+the accounts' scrape interval, the machine's load average and the target's verdict (median and
+worst round). Two delays are Prometheus' own, whatever the run does:
+  - target - the reload: Prometheus' discovery manager hands new targets to the scrapers at
+    most every 5 s (a fixed ticker, not a flag: discovery/manager.go `updatert`), so a target
+    is listed 0 to 5 s after the reload that adds it (measured here: 0.7-5.0 s);
+  - wait = scraped - target: each target is scraped at a fixed phase of its job's interval (a
+    hash of its labels against the wall clock), so it is first scraped 0 to one interval after
+    it is listed: 5 s for the accounts (monitoring_prometheus_account_scrape_interval).
 
 Needs the demo running (`make deploy`) and the repository's virtualenv. Changes nothing in
 inventories/local; the account it adds is removed at the end, also after a failure.
@@ -47,6 +51,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 INVENTORY = REPO / "inventories" / "local"
@@ -94,11 +100,10 @@ def scraped(login: int, since: float) -> bool:
 
 
 def scrape_interval() -> str:
-    data = prometheus("/api/v1/status/config")
-    for line in (data or {}).get("yaml", "").splitlines():
-        if line.strip().startswith("scrape_interval:"):
-            return line.split(":", 1)[1].strip()
-    return "?"
+    """The accounts job's scrape interval as Prometheus runs it (its own, else the global one)."""
+    config = yaml.safe_load((prometheus("/api/v1/status/config") or {}).get("yaml") or "{}") or {}
+    jobs = {job.get("job_name"): job for job in config.get("scrape_configs") or []}
+    return str(jobs.get("mt5-accounts", {}).get("scrape_interval") or (config.get("global") or {}).get("scrape_interval") or "?")
 
 
 def inventory_copy(into: Path, login: int | None) -> Path:
@@ -190,7 +195,7 @@ def main() -> int:
                     remove(options.login, work)
         finally:
             remove(options.login, work)
-    print(f"\nPrometheus scrape interval: {scrape_interval()}; load average {os.getloadavg()[0]:.1f} (1 min, 2 CPUs here)")
+    print(f"\nPrometheus scrape interval of the accounts: {scrape_interval()}; load average {os.getloadavg()[0]:.1f} (1 min, 2 CPUs here)")
     print(f"seconds from the command's start (median of {options.rounds}); wait = scraped - target (the scrape phase)")
     print(f"{'method':10} {'run':>6} {'routed':>7} {'target':>7} {'scraped':>8} {'wait':>6}")
     medians: dict[str, dict[str, float | None]] = {}
@@ -207,9 +212,13 @@ def main() -> int:
     if len(methods) == 2 and all(medians[m]["scraped"] for m in methods):
         fast, full = medians["accounts"], medians["full"]
         print(f"full / accounts: run {full['run'] / fast['run']:.1f}x, scraped {full['scraped'] / fast['scraped']:.1f}x")  # type: ignore[operator]
-        live = max(fast["routed"] or 0.0, fast["target"] or 0.0)
-        print(f"target (issue 13): routed and scraped <= 20 s with the accounts run: {'met' if fast['scraped'] <= 20 else 'missed'}")  # type: ignore[operator]
-        print(f"  routed and listed by Prometheus (what the run controls) at {live:.1f} s: {'met' if live <= 20 else 'missed'}")
+    if "accounts" in medians and medians["accounts"]["scraped"] is not None:
+        fast = medians["accounts"]
+        both = max(fast["routed"] or 0.0, fast["scraped"] or 0.0)
+        worst = max((max(r["routed"] or 0.0, r["scraped"] or 0.0) for r in rows if r["method"] == "accounts"), default=0.0)
+        print(
+            f"target (issue 13): routed and scraped <= 20 s with the accounts run: {'met' if both <= 20 else 'missed'} ({both:.1f} s median, {worst:.1f} s worst round)"
+        )
     return 0 if all(r["rc"] == 0 for r in rows) else 1
 
 
