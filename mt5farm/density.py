@@ -66,17 +66,18 @@ PROFILE_NAMES: tuple[str, ...] = (*OSES, "simulator")
 PROFILE_KEYS: tuple[str, ...] = ("memory_limit", "memory_reservation", "cpu_limit", "cpu_reservation")
 
 # Memory (GiB) of the services that may share a host with the accounts. The PRD's figures
-# (its Linux table), except node_exporter, which is ours.
+# (its Linux table), except node_exporter and alertmanager (its container limit), which are ours.
 DEFAULT_SERVICE_MEMORY_GIB: dict[str, Fraction] = {
     "nginx": Fraction(1),
     "redis": Fraction(4),
     "postgres": Fraction(8),
     "prometheus": Fraction(2),
     "grafana": Fraction(2),
+    "alertmanager": Fraction("0.25"),
     "node_exporter": Fraction("0.0625"),
 }
 # What a host in the `platform` group runs, and what every farm host runs.
-PLATFORM_GROUP_SERVICES: tuple[str, ...] = ("nginx", "redis", "postgres", "prometheus", "grafana")
+PLATFORM_GROUP_SERVICES: tuple[str, ...] = ("nginx", "redis", "postgres", "prometheus", "grafana", "alertmanager")
 FARM_HOST_SERVICES: tuple[str, ...] = ("node_exporter",)
 
 DEFAULT_HEADROOM_GIB = Fraction(2)  # ours: the host OS, Docker, page cache
@@ -369,7 +370,7 @@ def mt5_host_services(group_names: list[str]) -> list[str]:
     """The infrastructure services co-located on a farm host, from its ``group_names``.
 
     Every farm host runs node_exporter; a host in ``platform`` also runs nginx, redis,
-    postgres, prometheus and grafana.
+    postgres, prometheus, grafana and alertmanager.
     """
     return host_services(group_names)
 
@@ -379,7 +380,7 @@ def mt5_infrastructure_gib(services: list[str], service_memory: Mapping[str, Any
 
     ``service_memory`` is the inventory's ``mt5_platform_service_memory_gb`` (optional):
     service name → size, merged over the defaults (nginx 1, redis 4, postgres 8,
-    prometheus 2, grafana 2, node_exporter 0.0625).
+    prometheus 2, grafana 2, alertmanager 0.25, node_exporter 0.0625).
     """
     return _gib_float(infrastructure_exact(services, service_memory))
 

@@ -118,7 +118,7 @@ BROKEN: dict[str, tuple[int, list[str]]] = {
             "host farm-a, account 2006: vnc_password is missing (vnc is true)",
             "host farm-a, account 2006: isolation is a Windows-only key",
             # Five terminal accounts and a simulator one: their limits are added up (issue 13).
-            "host farm-a: the enabled accounts' memory limits add up to 6.25 GiB, 5.3125 GiB more than the 0.9375 GiB left",
+            "host farm-a: the enabled accounts' memory limits add up to 6.25 GiB, 5.5625 GiB more than the 0.6875 GiB left",
             "host farm-b, account 2001 (mt5_accounts item 1): login 2001 is also used by host farm-a (mt5_accounts item 1)",
             "host farm-b, account 2007: password refers to an undefined variable (vault_mt5_passwords)",
             "host farm-c: mt5_accounts is a mapping, not a list",
@@ -217,7 +217,7 @@ def test_valid_inventories_pass(runs: dict[str, Run], case: str) -> None:
 
 def test_valid_inventory_shows_caps_and_what_is_not_checked(runs: dict[str, Run]) -> None:
     output = runs["valid"].output
-    assert "farm-a (linux): 2 enabled of 3 accounts, cap 37 — memory-bound: (64 − 17.0625 − 2) GiB / 1.2 GiB = 37.4 → 37" in output
+    assert "farm-a (linux): 2 enabled of 3 accounts, cap 37 — memory-bound: (64 − 17.3125 − 2) GiB / 1.2 GiB = 37.2 → 37" in output
     assert "win-a (windows): 2 enabled of 2 accounts, cap 28 — cpu-bound: (8 − 1) CPUs / 0.25 CPU = 28 → 28" in output
     assert "host farm-b (linux): density not checked here because mt5_host_memory_gb is not declared" in output
 

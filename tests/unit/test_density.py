@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from mt5farm import density as d
 from mt5farm.errors import FarmError
 
-PLATFORM_SERVICES = ["nginx", "redis", "postgres", "prometheus", "grafana", "node_exporter"]
+PLATFORM_SERVICES = ["nginx", "redis", "postgres", "prometheus", "grafana", "alertmanager", "node_exporter"]
 
 
 # --------------------------------------------------------------------------------------
@@ -82,8 +82,8 @@ def test_host_services_follow_the_groups(group_names: list[str], services: list[
     ("services", "table", "expected"),
     [
         (["node_exporter"], None, 0.0625),
-        (PLATFORM_SERVICES, None, 17.0625),
-        (PLATFORM_SERVICES, {"postgres": "16G"}, 25.0625),
+        (PLATFORM_SERVICES, None, 17.3125),
+        (PLATFORM_SERVICES, {"postgres": "16G"}, 25.3125),
         (["postgres", "pgbouncer"], {"pgbouncer": "256M"}, 8.25),
         ([], None, 0.0),
     ],
@@ -101,7 +101,7 @@ def test_infrastructure_sums_the_service_table(services: list[str], table: dict 
             16,
             37,
             "memory",
-            "memory-bound: (64 − 17.0625 − 2) GiB / 1.2 GiB = 37.4 → 37 (CPU would allow 60: (16 − 1) CPUs / 0.25 CPU = 60 → 60)",
+            "memory-bound: (64 − 17.3125 − 2) GiB / 1.2 GiB = 37.2 → 37 (CPU would allow 60: (16 − 1) CPUs / 0.25 CPU = 60 → 60)",
             id="linux-platform-host",
         ),
         pytest.param(
@@ -143,7 +143,7 @@ def test_small_host_leaves_nothing_for_accounts() -> None:
     result = d.mt5_density_cap(16, "linux", services=PLATFORM_SERVICES)
     assert result["cap"] == 0
     assert result["available_memory_gib"] == 0.0
-    assert result["reason"].startswith("memory-bound: (16 − 17.0625 − 2) GiB leaves no memory for accounts → 0")
+    assert result["reason"].startswith("memory-bound: (16 − 17.3125 − 2) GiB leaves no memory for accounts → 0")
 
 
 def test_result_is_plain_data_for_jinja() -> None:
@@ -172,10 +172,10 @@ def test_result_is_plain_data_for_jinja() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "cap"),
     [
-        # 20.2625 − 17.0625 − 2 = 1.2 exactly: in floats (20.2625 − 17.0625 − 2) / 1.2 = 0.99999...
-        ({"host_memory": 20.2625, "services": PLATFORM_SERVICES}, 1),
-        ({"host_memory": "27.4625", "services": PLATFORM_SERVICES}, 7),
-        ({"host_memory": 26.2625, "os": "windows", "services": PLATFORM_SERVICES}, 4),
+        # 20.5125 − 17.3125 − 2 = 1.2 exactly: in floats (20.5125 − 17.3125 − 2) / 1.2 = 0.99999...
+        ({"host_memory": 20.5125, "services": PLATFORM_SERVICES}, 1),
+        ({"host_memory": "27.7125", "services": PLATFORM_SERVICES}, 7),
+        ({"host_memory": 26.5125, "os": "windows", "services": PLATFORM_SERVICES}, 4),
         # (1.3 − 1) / 0.1 is 2.9999999999999996 in floats.
         ({"host_memory": 64, "cpus": 1.3, "profiles": {"linux": {"cpu_reservation": 0.1}}}, 3),
     ],
@@ -397,7 +397,7 @@ def test_the_demo_machine_carries_ten_simulator_accounts_beside_the_platform() -
     assert terminal["cap"] < 10 <= simulator["cap"]
     assert simulator["profile"] == "simulator"
     assert simulator["reason"] == (
-        "memory-bound: (24 − 17.0625 − 2) GiB / 0.25 GiB = 19.7 → 19 (CPU would allow 20: (2 − 1) CPUs / 0.05 CPU = 20 → 20)"
+        "memory-bound: (24 − 17.3125 − 2) GiB / 0.25 GiB = 18.7 → 18 (CPU would allow 20: (2 − 1) CPUs / 0.05 CPU = 20 → 20)"
     )
 
 

@@ -70,7 +70,7 @@ def test_a_valid_inventory_has_no_problems() -> None:
         "stage checks it from the host's facts before changing anything (declare mt5_host_memory_gb and "
         "mt5_host_cpus to check it now)"
     ]
-    assert report["summary"][0].startswith("lin1 (linux): 2 enabled of 2 accounts, cap 37 — memory-bound: (64 − 17.0625 − 2) GiB")
+    assert report["summary"][0].startswith("lin1 (linux): 2 enabled of 2 accounts, cap 37 — memory-bound: (64 − 17.3125 − 2) GiB")
 
 
 @pytest.mark.parametrize(
@@ -291,7 +291,7 @@ def test_memory_overrides_that_add_up_past_the_host() -> None:
 def test_platform_host_carries_the_platform_services() -> None:
     accounts = [acct(100 + i) for i in range(38)]
     message = only({"lin1": linux(*accounts, mt5_host_memory_gb=64)})
-    assert "38 enabled accounts exceed its density cap of 37 by 1 (memory-bound: (64 − 17.0625 − 2) GiB" in message
+    assert "38 enabled accounts exceed its density cap of 37 by 1 (memory-bound: (64 − 17.3125 − 2) GiB" in message
 
 
 def test_density_settings_are_read_from_the_host() -> None:

@@ -48,6 +48,7 @@ SECRETS = [
     ONLY_5001001,
     BURST_KEY,
     "molecule-test-redis-password",
+    "http://10.231.5.1:9199/alerts",
     "molecule-test-postgres-superuser",
     "molecule-test-postgres-owner",
     "molecule-test-postgres-writer",
@@ -66,6 +67,7 @@ PLATFORM = [
     "mt5-redis-exporter",
     "mt5-postgres-exporter",
     "mt5-nginx-exporter",
+    "mt5-alertmanager",
 ]
 
 
@@ -439,6 +441,7 @@ def test_secret_files_are_readable_by_their_service_only(platform):
         ("/etc/mt5farm/platform/nginx/live/secrets/api_keys.conf", 0),
         ("/etc/mt5farm/platform/nginx/live/tls/key.pem", 0),
         ("/etc/mt5farm/platform/postgres-exporter/password", 65534),
+        ("/etc/mt5farm/platform/alertmanager/secrets/drill.webhook_url", 65534),
     ]:
         secret = platform.file(path)
         assert secret.uid == uid and secret.mode in (0o400, 0o600), path
@@ -473,7 +476,26 @@ def test_every_target_is_up_with_its_labels():
     nodes = {t["labels"]["host"]: t["scrapeUrl"] for t in targets if t["labels"]["job"] == "node"}
     assert {name: url.split("/")[2].split(":")[0] for name, url in nodes.items()} == {name: address for name, (address, _) in FLEET.items()}
     jobs = {(t["labels"]["job"], t["labels"].get("service")) for t in targets}
-    assert {("node", None), ("prometheus", None), ("platform", "redis"), ("platform", "postgres"), ("platform", "nginx")} <= jobs
+    assert {
+        ("node", None),
+        ("prometheus", None),
+        ("platform", "redis"),
+        ("platform", "postgres"),
+        ("platform", "nginx"),
+        ("platform", "alertmanager"),
+    } <= jobs
+
+
+def test_prometheus_sends_its_alerts_to_alertmanager_whose_config_holds_no_secret(platform):
+    """The receivers' URLs and passwords are files Alertmanager reads (url_file), not config."""
+    active = prometheus("/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
+    assert [a["url"] for a in active] == ["http://10.231.5.10:9093/api/v2/alerts"]
+    platform.check_output("docker exec mt5-alertmanager amtool check-config /etc/alertmanager/alertmanager.yml")
+    config = platform.file("/etc/mt5farm/platform/alertmanager/alertmanager.yml").content_string
+    assert "url_file: /etc/alertmanager/secrets/drill.webhook_url" in config
+    assert "10.231.5.1:9199" not in config
+    # One instance: no gossip port (it would listen on every address of the host).
+    assert "--cluster.listen-address=" in json.loads(platform.check_output("docker inspect mt5-alertmanager"))[0]["Args"]
 
 
 def test_every_exporter_reaches_its_service():
