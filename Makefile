@@ -17,13 +17,14 @@ TYPED := mt5farm module_utils library filter_plugins account_service/src
 # The Molecule scenarios `make test` runs, in order (a scenario joins this list once it is green in CI).
 SCENARIOS ?= docker_host fleet
 
-.PHONY: help deploy test venv test-deps lint unit molecule testbed lock clean status stop start restart logs prune
+.PHONY: help deploy test venv test-deps lint unit molecule testbed lock clean status stop start restart logs backup restore prune
 
 help:
 	@echo "make deploy   converge the inventory (default: the local demo) with site.yml"
 	@echo "make test     lint, unit tests and every Molecule scenario"
 	@echo "make status   every account's state; exits non-zero when an enabled account is not healthy"
 	@echo "make stop|start|restart|logs LOGINS=5001001[,...]   act on named accounts (the inventory unchanged)"
+	@echo "make backup|restore LOGINS=5001001[,...|all|host:<name>] [ARCHIVE=<file>]   archive or restore account data volumes"
 	@echo "make prune [KEEP=2]   remove unused images of ours on every host, keeping KEEP previous ones"
 	@echo "make lint | unit | molecule | testbed | lock | clean"
 
@@ -38,19 +39,22 @@ deploy: venv
 LOGINS ?=
 LINES ?= 200
 KEEP ?= 2
+ARCHIVE ?=
 
 status: venv
 	ansible-playbook playbooks/status.yml $(ARGS)
 
 # LOGINS, LINES and KEEP reach the recipes through the environment, never as shell text: a
 # value is data (a backquote or $(...) in it runs nothing); the playbooks check it.
-stop start restart logs prune: export MT5FARM_LOGINS = $(LOGINS)
-stop start restart logs prune: export MT5FARM_LINES = $(LINES)
-stop start restart logs prune: export MT5FARM_KEEP = $(KEEP)
+stop start restart logs backup restore prune: export MT5FARM_LOGINS = $(LOGINS)
+stop start restart logs backup restore prune: export MT5FARM_LINES = $(LINES)
+stop start restart logs backup restore prune: export MT5FARM_KEEP = $(KEEP)
+stop start restart logs backup restore prune: export MT5FARM_ARCHIVE = $(ARCHIVE)
 
-stop start restart logs: venv
+stop start restart logs backup restore: venv
 	@test -n "$$MT5FARM_LOGINS" || { echo "usage: make $@ LOGINS=5001001[,5001002...] [ARGS=...]"; exit 2; }
-	ansible-playbook playbooks/account.yml -e mt5_action=$@ -e "mt5_logins='$$MT5FARM_LOGINS'" -e "mt5_log_lines='$$MT5FARM_LINES'" $(ARGS)
+	ansible-playbook playbooks/account.yml -e mt5_action=$@ -e "mt5_logins='$$MT5FARM_LOGINS'" -e "mt5_log_lines='$$MT5FARM_LINES'" \
+		-e "mt5_archive='$$MT5FARM_ARCHIVE'" $(ARGS)
 
 prune: venv
 	ansible-playbook playbooks/prune.yml -e "mt5_prune_keep='$$MT5FARM_KEEP'" $(ARGS)

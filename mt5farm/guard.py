@@ -309,6 +309,20 @@ def _one_container(login: str, scope: str) -> Container:
     return found[0]
 
 
+def hold_and_stop(container: Container, held_dir: Path) -> None:
+    """Record the operator's hold (the guard honours it), then `docker stop` the container."""
+    by = os.environ.get("SUDO_USER") or os.environ.get("USER") or str(os.getuid())
+    try:
+        write_marker(container, held_dir, by)
+    except OSError as error:
+        raise SystemExit(f"mt5farm-account: cannot record the hold in {held_dir} ({error}): run it as root") from error
+    try:
+        docker("stop", container.name, timeout=180)
+    except DockerError:
+        remove_marker(container.name, held_dir)
+        raise
+
+
 def run_account(args: argparse.Namespace) -> int:
     try:
         if args.command == "status":
@@ -321,16 +335,7 @@ def run_account(args: argparse.Namespace) -> int:
         container = _one_container(args.login, args.scope)
         who = f"login {container.login} container {container.name}"
         if args.command == "stop":
-            by = os.environ.get("SUDO_USER") or os.environ.get("USER") or str(os.getuid())
-            try:
-                write_marker(container, args.held_dir, by)
-            except OSError as error:
-                raise SystemExit(f"mt5farm-account: cannot record the hold in {args.held_dir} ({error}): run it as root") from error
-            try:
-                docker("stop", container.name, timeout=180)
-            except DockerError:
-                remove_marker(container.name, args.held_dir)
-                raise
+            hold_and_stop(container, args.held_dir)
             print(
                 f"mt5farm-account: {who}: stopped and held; the guard leaves it stopped until "
                 f"`mt5farm-account start {container.login}` (or a converge) starts it"
@@ -343,6 +348,208 @@ def run_account(args: argparse.Namespace) -> int:
     except DockerError as error:
         print(f"mt5farm-account: {error}", file=sys.stderr)
         return 1
+
+
+# --- backups of the accounts' data volumes -------------------------------------------------
+#
+# `mt5farm-account backup LOGIN...|--all` archives each account's data volume (terminal data,
+# the service's idempotency store and Postgres spool) as BACKUP_DIR/<login>/<volume>-<UTC>.tar.gz
+# (0600), keeps the newest --keep, and records the outcome in BACKUP_DIR/state.json, rendered
+# for node exporter's textfile collector (mt5_backup_* metrics, the alert rules' input).
+# Consistency: a running container is paused (`docker pause`: the kernel freezes every process
+# of it, so nothing writes while tar reads) for the archive's creation only, then unpaused;
+# SQLite's WAL files are in the copy, so the stores open as they were at the pause. The archive
+# is then read back whole (gzip's checksum). `mt5farm-account restore LOGIN [--archive NAME]`
+# holds and stops the container, empties the volume, extracts the archive (the newest by
+# default) with its numeric owners and modes, compares the volume with it, and starts the
+# container again unless an operator held it before.
+
+BACKUP_DIR = Path(os.environ.get("MT5FARM_BACKUP_DIR", "/var/backups/mt5farm/accounts"))
+BACKUP_TEXTFILE = "mt5_account_backups.prom"
+DATA_MOUNT = "/data"  # where the account containers mount their data volume (mt5farm.container_specs)
+
+
+@dataclass(frozen=True)
+class Backup:
+    """One archive made: its path, size (bytes), the seconds the account was paused and in all."""
+
+    login: str
+    path: Path
+    size: int
+    paused_seconds: float
+    seconds: float
+
+
+def archive_name(volume: str, when: datetime.datetime) -> str:
+    """``<volume>-YYYYmmddTHHMMSSZ.tar.gz``: names sort by time."""
+    return f"{volume}-{when.astimezone(datetime.UTC):%Y%m%dT%H%M%SZ}.tar.gz"
+
+
+def archives_of(backup_dir: Path, login: str) -> list[Path]:
+    """The account's archives, newest first."""
+    folder = backup_dir / login
+    return sorted(folder.glob("*.tar.gz"), reverse=True) if folder.is_dir() else []
+
+
+def volume_and_image(name: str) -> tuple[str, str, bool]:
+    """The container's data volume, its image id, and whether it runs (not paused)."""
+    data = json.loads(docker("inspect", "--type", "container", name))[0]
+    volumes = [m["Name"] for m in data.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Destination") == DATA_MOUNT]
+    if not volumes:
+        raise DockerError(f"{name} has no data volume at {DATA_MOUNT}")
+    state = data.get("State") or {}
+    return volumes[0], data["Image"], bool(state.get("Running")) and not state.get("Paused")
+
+
+def tar_in_image(image: str, volume: str, folder: Path, script: str, *args: str, readonly: bool) -> None:
+    """Run ``script`` (sh -c) in ``image`` as root, without network, the volume at /mnt/volume
+    and ``folder`` at /mnt/backups: the account image has tar, and is on every farm host."""
+    docker(
+        "run", "--rm", "--network", "none", "--user", "0:0", "--entrypoint", "sh",
+        "--mount", f"type=volume,src={volume},dst=/mnt/volume" + (",readonly" if readonly else ""),
+        "--mount", f"type=bind,src={folder},dst=/mnt/backups",
+        image, "-c", script, "sh", *args, timeout=3600,
+    )  # fmt: skip
+
+
+def backup_account(container: Container, backup_dir: Path, keep: int) -> Backup:
+    """Archive one account's data volume (paused while tar reads it), then keep the newest ``keep``."""
+    begin = time.monotonic()
+    volume, image, running = volume_and_image(container.name)
+    backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder = backup_dir / container.login
+    folder.mkdir(mode=0o700, exist_ok=True)
+    name = archive_name(volume, datetime.datetime.now(datetime.UTC))
+    paused_at = time.monotonic()
+    if running:
+        docker("pause", container.name)
+    try:
+        tar_in_image(image, volume, folder, 'umask 077 && tar --numeric-owner -C /mnt/volume -czpf "/mnt/backups/$1.partial" .',
+                     name, readonly=True)  # fmt: skip
+    finally:
+        if running:
+            docker("unpause", container.name)
+    paused = time.monotonic() - paused_at
+    partial = folder / f"{name}.partial"
+    tar_in_image(image, volume, folder, 'tar -tzf "/mnt/backups/$1" >/dev/null', partial.name, readonly=True)
+    partial.rename(folder / name)
+    for old in archives_of(backup_dir, container.login)[keep:]:
+        old.unlink()
+    return Backup(container.login, folder / name, (folder / name).stat().st_size, paused, time.monotonic() - begin)
+
+
+def restore_account(container: Container, backup_dir: Path, archive: str | None, held_dir: Path) -> Path:
+    """Put an archive (by name, default the newest) back into the account's volume; returns its path.
+
+    The container is held and stopped for it, and started again unless it was held already."""
+    found = archives_of(backup_dir, container.login)
+    chosen = (backup_dir / container.login / archive) if archive else (found[0] if found else None)
+    if chosen is None or not chosen.is_file() or chosen.parent != backup_dir / container.login:
+        names = ", ".join(p.name for p in found[:5]) or "none"
+        raise SystemExit(
+            f"mt5farm-account: no archive {archive or ''} for login {container.login} in {backup_dir / container.login} (newest: {names})"
+        )
+    volume, image, _ = volume_and_image(container.name)
+    was_held = holds(read_marker(container.name, held_dir), container)
+    hold_and_stop(container, held_dir)
+    script = (
+        'find /mnt/volume -mindepth 1 -delete && tar --numeric-owner -C /mnt/volume -xzpf "/mnt/backups/$1"'
+        ' && tar --numeric-owner -C /mnt/volume -dzf "/mnt/backups/$1"'
+    )
+    tar_in_image(image, volume, chosen.parent, script, chosen.name, readonly=False)
+    if not was_held:
+        remove_marker(container.name, held_dir)
+        docker("start", container.name, timeout=120)
+    return chosen
+
+
+def record_backups(backup_dir: Path, done: Sequence[Backup], failed: Sequence[str], logins: Sequence[str], now: float) -> dict:
+    """state.json updated: per login {since, last_success, last_failed, size, seconds, paused_seconds}.
+
+    ``since`` is when backups began for the login (its first record): a login never backed up
+    counts its backup age from there."""
+    path = backup_dir / "state.json"
+    state: dict = json.loads(path.read_text()) if path.is_file() else {}
+    for login in logins:
+        state.setdefault(login, {"since": now, "last_success": 0, "last_failed": 0})
+    for backup in done:
+        state[backup.login].update(
+            last_success=now,
+            last_failed=0,
+            size=backup.size,
+            seconds=round(backup.seconds, 3),
+            paused_seconds=round(backup.paused_seconds, 3),
+        )
+    for login in failed:
+        state[login]["last_failed"] = 1
+    backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+    tmp.replace(path)
+    return state
+
+
+def backup_metrics(state: dict) -> str:
+    """The textfile: per login the time of its last good backup (or since backups began), whether
+    the last attempt failed, and the last archive's size and times."""
+    lines = []
+    for name, help_text, key in (
+        (
+            "mt5_backup_last_success_timestamp_seconds",
+            "Last good backup (kind account: a data volume; kind postgres: the database), Unix time; before the first, when backups began.",
+            None,
+        ),
+        ("mt5_backup_last_failed", "1 when the last backup attempt failed.", "last_failed"),
+        ("mt5_backup_last_size_bytes", "Size of the account's newest archive.", "size"),
+        ("mt5_backup_last_paused_seconds", "How long the last backup paused the account.", "paused_seconds"),
+    ):
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        for login, entry in sorted(state.items()):
+            value = max(entry.get("last_success") or 0, entry.get("since") or 0) if key is None else entry.get(key)
+            if value is not None:
+                lines.append(f'{name}{{kind="account",login="{login}"}} {value}')
+    return "\n".join(lines) + "\n"
+
+
+def write_backup_metrics(textfile_dir: Path | None, state: dict) -> None:
+    if textfile_dir is None or not textfile_dir.is_dir():
+        return
+    tmp = textfile_dir / f".{BACKUP_TEXTFILE}.tmp"
+    tmp.write_text(backup_metrics(state))
+    tmp.chmod(0o644)
+    tmp.replace(textfile_dir / BACKUP_TEXTFILE)
+
+
+def run_backups(args: argparse.Namespace) -> int:
+    """`backup`, `restore`, `backups` and `backup-metrics` of mt5farm-account."""
+    if args.command == "restore":
+        restored = restore_account(_one_container(args.login, args.scope), args.backup_dir, args.archive, args.held_dir)
+        print(f"mt5farm-account: login {args.login}: restored from {restored}")
+        return 0
+    everyone = sorted((Container.from_inspect(d) for d in account_containers(args.scope)), key=lambda c: c.login)
+    everyone = [c for c in everyone if not c.name.endswith((NEXT_SUFFIX, PREV_SUFFIX))]
+    if args.command == "backups":
+        for c in everyone if args.login is None else [_one_container(args.login, args.scope)]:
+            for path in archives_of(args.backup_dir, c.login):
+                print(f"{c.login}\t{path.name}\t{path.stat().st_size}")
+        return 0
+    targets = everyone if args.command == "backup-metrics" or args.all else [_one_container(login, args.scope) for login in args.logins]
+    done: list[Backup] = []
+    failed: list[str] = []
+    for container in targets if args.command == "backup" else []:
+        try:
+            backup = backup_account(container, args.backup_dir, args.keep)
+        except (DockerError, OSError) as error:
+            failed.append(container.login)
+            print(f"mt5farm-account: login {container.login}: backup failed: {error}", file=sys.stderr)
+            continue
+        done.append(backup)
+        print(
+            f"mt5farm-account: login {backup.login}: {backup.path} ({backup.size} bytes, paused {backup.paused_seconds:.1f} s, {backup.seconds:.1f} s in all)"
+        )
+    state = record_backups(args.backup_dir, done, failed, [c.login for c in targets], time.time())
+    write_backup_metrics(args.textfile_dir, state)
+    return 1 if failed else 0
 
 
 # --- command lines --------------------------------------------------------------------------
@@ -368,7 +575,32 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         sub.add_parser("stop", help="hold and stop the account's container").add_argument("login")
         sub.add_parser("start", help="remove the hold and start the account's container").add_argument("login")
         sub.add_parser("status", help="account containers, their state and holds").add_argument("login", nargs="?")
-        return run_account(parser.parse_args(argv))
+        backups = argparse.ArgumentParser(add_help=False)
+        backups.add_argument("--backup-dir", type=Path, default=BACKUP_DIR, help=f"archives and state.json (default {BACKUP_DIR})")
+        backups.add_argument(
+            "--textfile-dir", type=Path, default=None, help="node exporter's textfile directory, for the mt5_backup_* metrics"
+        )
+        backup = sub.add_parser("backup", parents=[backups], help="archive the accounts' data volumes (each paused while it is read)")
+        backup.add_argument("logins", nargs="*")
+        backup.add_argument("--all", action="store_true", help="every account container of this host")
+        backup.add_argument("--keep", type=int, default=7, help="archives kept per account, newest first (default 7)")
+        restore = sub.add_parser("restore", parents=[backups], help="put an archive back into the account's data volume")
+        restore.add_argument("login")
+        restore.add_argument("--archive", default=None, help="file name of the archive (default the newest)")
+        sub.add_parser("backups", parents=[backups], help="the archives kept, per account").add_argument("login", nargs="?")
+        sub.add_parser("backup-metrics", parents=[backups], help="rewrite the mt5_backup_* metrics (new accounts begin their backup age)")
+        args = parser.parse_args(argv)
+        if args.command == "backup" and args.all == bool(args.logins):
+            parser.error("backup: give logins or --all (not both)")
+        if args.command == "backup" and args.keep < 1:
+            parser.error("backup: --keep must be at least 1")
+        if args.command in ("backup", "restore", "backups", "backup-metrics"):
+            try:
+                return run_backups(args)
+            except DockerError as error:
+                print(f"mt5farm-account: {error}", file=sys.stderr)
+                return 1
+        return run_account(args)
     parser = argparse.ArgumentParser(
         prog="mt5farm-guard", parents=[common], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

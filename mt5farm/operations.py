@@ -69,19 +69,44 @@ def _accounts(view: Any, host: str) -> list[Any]:
     return list(accounts or [])
 
 
+def expand_logins(logins: Any, groups: Mapping[str, Any], hosts: Mapping[str, Any]) -> Any:
+    """``all`` or ``host:<name>`` (comma-separated, beside logins) become the enabled logins of
+    every Linux farm host or of the named one; anything else is returned as it was given."""
+    if not isinstance(logins, str) or not any(part.strip() == "all" or part.strip().startswith("host:") for part in logins.split(",")):
+        return logins
+    linux = sorted({str(h) for h in groups.get(LINUX_GROUP) or []})
+    out: list[str] = []
+    for part in (p.strip() for p in logins.split(",") if p.strip()):
+        if part != "all" and not part.startswith("host:"):
+            out.append(part)
+            continue
+        names = linux if part == "all" else [part.removeprefix("host:")]
+        unknown = [name for name in names if name not in linux]
+        if unknown:
+            raise FarmError(
+                f"mt5_account_targets: {part!r} names no Linux farm host of the inventory (mt5_linux: {', '.join(linux) or 'none'})"
+            )
+        for host in names:
+            for account in _accounts(_view(hosts, host), host):
+                if isinstance(account, Mapping) and "login" in account and account.get("enabled", True) is not False:
+                    out.append(str(account["login"]))
+    return ",".join(out)
+
+
 def mt5_account_targets(logins: Any, groups: Mapping[str, Any], hosts: Mapping[str, Any]) -> dict[str, Any]:
     """Where the named accounts are, and why any of them cannot be acted on.
 
-    ``logins``: as ``parse_logins`` takes them; ``groups``: the inventory's ``groups``;
+    ``logins``: as ``parse_logins`` takes them, or with ``all`` / ``host:<name>`` among them
+    (``expand_logins``); ``groups``: the inventory's ``groups``;
     ``hosts``: ``hostvars``. Returns ``{"hosts": {host: [login, ...]}, "logins": [...],
     "problems": [sentence, ...]}``: ``hosts`` holds the Linux hosts carrying an enabled named
     account (logins in the order given); ``problems`` says, each login named, which are not
     in the inventory, disabled, on a Windows host, or on several hosts. A playbook acts only
     when ``problems`` is empty.
     """
-    wanted = parse_logins(logins)
     if not isinstance(groups, Mapping):
         raise FarmError(f"mt5_account_targets: groups must be the inventory's `groups` mapping, got {type_name(groups)}")
+    wanted = parse_logins(expand_logins(logins, groups, hosts))
     found: dict[int, list[tuple[str, str, bool]]] = {}  # login -> [(host, group, enabled)]
     for group in (LINUX_GROUP, WINDOWS_GROUP):
         for host in sorted({str(h) for h in groups.get(group) or []}):

@@ -262,5 +262,10 @@ def check_effect(command: str, accounts_runs: int, out: str) -> None:
         assert re.search(rf"{ADDED}\s.*\bheld\b", out), out[-2000:]
     elif words[:2] in (["make", "start"], ["make", "restart"]):
         wait(lambda: account(ADDED) == 200, 60, f"{ADDED} answers again")
+    elif words[:2] == ["make", "backup"]:
+        assert f"/var/backups/mt5farm/accounts/{ADDED}/mt5-{ADDED}-data-" in out, out[-2000:]
+    elif words[:2] == ["make", "restore"]:
+        assert f"login {ADDED}: restored from /var/backups/mt5farm/accounts/{ADDED}/" in out, out[-2000:]
+        wait(lambda: account(ADDED) == 200, 60, f"{ADDED} answers again")
     elif words[:2] == ["make", "logs"]:
         assert f"{ADDED}" in out

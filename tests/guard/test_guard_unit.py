@@ -127,3 +127,52 @@ def test_an_engine_that_does_not_answer_is_reported_once(tmp_path, capsys):
     dog = Guard(held_dir=tmp_path, list_fn=down, start_fn=lambda name: None)
     assert dog.check() == [] and dog.check() == []
     assert capsys.readouterr().out.count("cannot list the account containers") == 1
+
+
+# --- backups (mt5farm-account backup, restore; pure parts) ---------------------------------
+
+
+def test_archive_names_sort_by_time_and_the_newest_comes_first(tmp_path):
+    import datetime
+
+    names = [guard.archive_name("mt5-5001001-data", datetime.datetime(2026, 12, day, 2, 30, tzinfo=datetime.UTC)) for day in (1, 3, 2)]
+    assert names[0] == "mt5-5001001-data-20261201T023000Z.tar.gz"
+    folder = tmp_path / "5001001"
+    folder.mkdir()
+    for name in [*names, "other.txt", names[0] + ".partial"]:
+        (folder / name).write_text("x")
+    assert [p.name for p in guard.archives_of(tmp_path, "5001001")] == sorted(names, reverse=True)
+    assert guard.archives_of(tmp_path, "5009999") == []
+
+
+def test_backup_state_counts_a_new_accounts_age_from_its_first_record(tmp_path):
+    done = guard.Backup("5001001", tmp_path / "a.tar.gz", 41376, 0.356, 0.634)
+    state = guard.record_backups(tmp_path, [done], ["5001002"], ["5001001", "5001002", "5001003"], now=1000.0)
+    assert state["5001001"] == {
+        "since": 1000.0, "last_success": 1000.0, "last_failed": 0, "size": 41376, "seconds": 0.634, "paused_seconds": 0.356
+    }  # fmt: skip
+    assert state["5001002"]["last_failed"] == 1 and state["5001002"]["last_success"] == 0
+    later = guard.record_backups(tmp_path, [guard.Backup("5001002", tmp_path / "b", 1, 0.1, 0.2)], [], ["5001002"], now=2000.0)
+    assert later["5001001"]["since"] == 1000.0  # kept across runs (state.json)
+    assert later["5001002"]["last_failed"] == 0 and later["5001002"]["last_success"] == 2000.0
+    text = guard.backup_metrics(later)
+    assert 'mt5_backup_last_success_timestamp_seconds{kind="account",login="5001003"} 1000.0' in text  # since: never backed up
+    assert 'mt5_backup_last_success_timestamp_seconds{kind="account",login="5001002"} 2000.0' in text
+    assert 'mt5_backup_last_failed{kind="account",login="5001002"} 0' in text
+    assert 'mt5_backup_last_size_bytes{kind="account",login="5001003"}' not in text  # no archive, no size
+    assert text.count("# TYPE") == 4
+
+
+def test_restore_refuses_an_archive_outside_the_logins_directory(tmp_path):
+    container = guard.Container.from_inspect(inspect(status="running"))
+    (tmp_path / "5001001").mkdir()
+    for archive in ("../x.tar.gz", "missing.tar.gz", None):
+        with pytest.raises(SystemExit, match="no archive"):
+            guard.restore_account(container, tmp_path, archive, tmp_path / "held")
+
+
+@pytest.mark.parametrize("argv", [["backup"], ["backup", "--all", "5001001"], ["backup", "5001001", "--keep", "0"]])
+def test_backup_wants_logins_or_all_and_keeps_at_least_one(argv, capsys):
+    with pytest.raises(SystemExit):
+        guard.main(argv, prog="mt5farm-account")
+    assert "backup:" in capsys.readouterr().err

@@ -100,12 +100,20 @@ def test_with_tls_between_hosts_accounts_and_node_exporters_are_verified_against
 
 
 def test_grafana_is_a_target_when_it_runs(rendered: Rendered) -> None:
-    jobs = {job["job_name"]: job for job in yaml.safe_load((rendered.path / "prometheus.yml").read_text())["scrape_configs"]}
+    config = yaml.safe_load((rendered.path / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     services = {config["labels"]["service"]: config["targets"] for config in jobs["platform"]["static_configs"]}
-    expected = {"redis": ["127.0.0.1:9121"], "postgres": ["127.0.0.1:9187"], "nginx": ["127.0.0.1:9113"]}
+    expected = {
+        "redis": ["127.0.0.1:9121"],
+        "postgres": ["127.0.0.1:9187"],
+        "nginx": ["127.0.0.1:9113"],
+        "alertmanager": ["10.1.0.10:9093"],
+    }
     if rendered.grafana:
         expected["grafana"] = ["10.1.0.10:3000"]
     assert services == expected
+    # Prometheus sends its alerts to the Alertmanager it scrapes.
+    assert config["alerting"] == {"alertmanagers": [{"static_configs": [{"targets": ["10.1.0.10:9093"]}]}]}
 
 
 def test_a_converge_notes_whether_grafana_runs_before_it_works_out_the_targets() -> None:

@@ -75,3 +75,15 @@ def test_hosts_outside_the_farm_groups_and_hosts_without_accounts_are_ignored() 
 def test_groups_must_be_a_mapping() -> None:
     with pytest.raises(FarmError, match="mt5_account_targets: groups must be"):
         mt5_account_targets("1", ["mt5_linux"], {})  # type: ignore[arg-type]
+
+
+def test_all_and_a_hosts_name_stand_for_their_enabled_linux_accounts() -> None:
+    assert mt5_account_targets("all", GROUPS, HOSTS)["hosts"] == {"farm-a": [1001], "farm-b": [2001, 2002]}
+    assert mt5_account_targets("host:farm-b", GROUPS, HOSTS)["logins"] == [2001, 2002]
+    assert mt5_account_targets("1001,host:farm-b", GROUPS, HOSTS)["logins"] == [1001, 2001, 2002]
+
+
+@pytest.mark.parametrize("given", ["host:win-1", "host:nowhere"])
+def test_a_host_that_is_no_linux_farm_host_is_refused(given: str) -> None:
+    with pytest.raises(FarmError, match="names no Linux farm host"):
+        mt5_account_targets(given, GROUPS, HOSTS)
