@@ -17,7 +17,7 @@ TYPED := mt5farm module_utils library filter_plugins account_service/src
 # The Molecule scenarios `make test` runs, in order (a scenario joins this list once it is green in CI).
 SCENARIOS ?= docker_host fleet
 
-.PHONY: help deploy test venv test-deps lint unit molecule testbed lock clean status stop start restart logs backup restore prune
+.PHONY: help deploy test venv test-deps lint unit molecule testbed lock clean status stop start restart logs backup restore prune canary
 
 help:
 	@echo "make deploy   converge the inventory (default: the local demo) with site.yml"
@@ -26,6 +26,7 @@ help:
 	@echo "make stop|start|restart|logs LOGINS=5001001[,...]   act on named accounts (the inventory unchanged)"
 	@echo "make backup|restore LOGINS=5001001[,...|all|host:<name>] [ARCHIVE=<file>]   archive or restore account data volumes"
 	@echo "make prune [KEEP=2]   remove unused images of ours on every host, keeping KEEP previous ones"
+	@echo "make canary   check the accounts marked canary: true and print the broker compatibility report"
 	@echo "make lint | unit | molecule | testbed | lock | clean"
 
 venv:
@@ -55,6 +56,9 @@ stop start restart logs backup restore: venv
 	@test -n "$$MT5FARM_LOGINS" || { echo "usage: make $@ LOGINS=5001001[,5001002...] [ARGS=...]"; exit 2; }
 	ansible-playbook playbooks/account.yml -e mt5_action=$@ -e "mt5_logins='$$MT5FARM_LOGINS'" -e "mt5_log_lines='$$MT5FARM_LINES'" \
 		-e "mt5_archive='$$MT5FARM_ARCHIVE'" $(ARGS)
+
+canary: venv
+	ansible-playbook playbooks/canary.yml $(ARGS)
 
 prune: venv
 	ansible-playbook playbooks/prune.yml -e "mt5_prune_keep='$$MT5FARM_KEEP'" $(ARGS)

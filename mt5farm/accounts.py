@@ -36,7 +36,9 @@ COMMON_KEYS: tuple[str, ...] = (
     "comment",
 )
 # Keys an account may carry only on one OS.
-OS_KEYS: dict[str, tuple[str, ...]] = {"linux": ("vnc", "vnc_password"), "windows": ("isolation",)}
+# canary: the account is one of the broker compatibility canaries (playbooks/canary.yml), a
+# test of the Linux (Wine) path.
+OS_KEYS: dict[str, tuple[str, ...]] = {"linux": ("vnc", "vnc_password", "canary"), "windows": ("isolation",)}
 ALL_KEYS: tuple[str, ...] = COMMON_KEYS + OS_KEYS["linux"] + OS_KEYS["windows"]
 BACKENDS: dict[str, tuple[str, ...]] = {"linux": ("mt5linux", "mt5", "simulator"), "windows": ("mt5", "simulator")}
 DEFAULT_BACKEND: dict[str, str] = {"linux": "mt5linux", "windows": "mt5"}

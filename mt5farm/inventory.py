@@ -318,6 +318,12 @@ class _AccountChecker:
                 self.add(f"experts item {position} ({shown}) is not a .ex5 file name; list compiled experts such as MyExpert.ex5")
 
     def linux_keys(self, account: Mapping[str, Any]) -> None:
+        canary = _read(account, "canary")
+        if canary is not _MISSING:
+            if (why := _unresolved(canary, secret=False)) is not None:
+                self.add(f"canary {why}")
+            elif not isinstance(canary, bool):
+                self.add(f"canary must be true or false, got {type_name(canary)}")
         vnc = _read(account, "vnc")
         if vnc is _MISSING:
             return

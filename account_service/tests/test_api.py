@@ -165,6 +165,23 @@ def test_close_volume_above_the_position_is_refused(http: httpx.Client, terminal
     assert terminal.positions_get()[0].volume == 0.1
 
 
+def test_an_order_check_answers_the_margin_and_sends_nothing(http: httpx.Client, terminal: SimulatedTerminal) -> None:
+    response = http.post("/api/orders/check", json={"symbol": "EURUSD", "type": "buy", "volume": 0.3, "sl": 1.07})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["retcode"], body["comment"]) == (c.TRADE_RETCODE_CHECK_OK, "Done") and body["retcode_text"]
+    assert body["margin"] > 0 and body["margin_free"] == pytest.approx(body["equity"] - body["margin"], abs=0.01)
+    assert terminal.positions_get() == () and terminal.orders_get() == ()
+    # The same refusals as a placement, still nothing sent.
+    too_much = http.post("/api/orders/check", json={"symbol": "EURUSD", "type": "buy", "volume": 50})
+    assert too_much.status_code == 422 and too_much.json()["error"] == "insufficient_margin"
+    assert "free margin is 10000.00 USD" in too_much.json()["message"]
+    unknown = http.post("/api/orders/check", json={"symbol": "EURUSDX", "type": "buy", "volume": 0.1})
+    assert unknown.status_code == 422 and unknown.json()["error"] == "unknown_symbol"
+    assert http.post("/api/orders/check", json={"symbol": "EURUSD", "type": "buy"}).status_code == 422
+    assert terminal.positions_get() == () and terminal.orders_get() == ()
+
+
 # --- orders: refusals a person understands ----------------------------------------------------
 def test_unknown_symbol_order_is_422(http: httpx.Client, terminal: SimulatedTerminal) -> None:
     response = buy(http, symbol="EURUSDX")

@@ -132,7 +132,10 @@ def test_a_valid_inventory_has_no_problems() -> None:
             id="windows-key-on-linux",
         ),
         pytest.param(acct(passwrd="x"), "unknown key 'passwrd' (did you mean 'password'?)", id="unknown-key-suggestion"),
-        pytest.param(acct(colour="red"), "unknown key 'colour'; known keys: api_port, backend, comment", id="unknown-key-no-suggestion"),
+        pytest.param(acct(canary="yes"), "canary must be true or false, got a string", id="canary-not-a-bool"),
+        pytest.param(
+            acct(colour="red"), "unknown key 'colour'; known keys: api_port, backend, canary, comment", id="unknown-key-no-suggestion"
+        ),
         pytest.param(
             12345,
             "host lin2, account #1 in mt5_accounts: is a whole number, not an account; write each account as a mapping",

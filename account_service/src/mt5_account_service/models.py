@@ -262,6 +262,22 @@ class TradeOut(BaseModel):
     position: int | None = None
 
 
+class CheckOut(BaseModel):
+    """What order_check answered for an order that was not sent (MqlTradeCheckResult): the
+    margin it needs, and balance, equity, profit, margin, free margin and margin level (%) as
+    they would be after it, in the account's currency."""
+
+    retcode: int
+    retcode_text: str
+    balance: float
+    equity: float
+    profit: float
+    margin: float
+    margin_free: float
+    margin_level: float
+    comment: str
+
+
 class ErrorOut(BaseModel):
     error: str
     message: str

@@ -249,10 +249,9 @@ async def symbol_or_fail(gw: Gateway, symbol: str) -> tuple[dict[str, Any], dict
     return info, tick
 
 
-async def check_and_send(gw: Gateway, request: dict[str, Any], symbol: str, account_currency: str = "") -> dict[str, Any]:
-    """order_check, then order_send; return the send result or raise TradeFailure. An
-    argument the terminal refuses (last_error -2) is the caller's 422, never a 5xx; a failure
-    of order_check is never ``sent``."""
+async def check_or_fail(gw: Gateway, request: dict[str, Any], symbol: str, account_currency: str = "") -> dict[str, Any]:
+    """order_check; return its MqlTradeCheckResult (retcode 0) or raise TradeFailure (never
+    ``sent``). An argument the terminal refuses (last_error -2) is the caller's 422."""
     try:
         check = await gw.call("order_check", request)
     except BackendInvalidArgument as exc:
@@ -273,6 +272,14 @@ async def check_and_send(gw: Gateway, request: dict[str, Any], symbol: str, acco
                 f"margin is {free_now:.2f}{cur} (retcode 10019)"
             )
         raise failure
+    return check
+
+
+async def check_and_send(gw: Gateway, request: dict[str, Any], symbol: str, account_currency: str = "") -> dict[str, Any]:
+    """order_check, then order_send; return the send result or raise TradeFailure. An
+    argument the terminal refuses (last_error -2) is the caller's 422, never a 5xx; a failure
+    of order_check is never ``sent``."""
+    await check_or_fail(gw, request, symbol, account_currency)
     try:
         result = await gw.call("order_send", request)
     except BackendInvalidArgument as exc:
@@ -302,7 +309,9 @@ async def position_of_deal(gw: Gateway, result: dict[str, Any], symbol: str) -> 
     return None
 
 
-async def place_order(gw: Gateway, order: OrderIn, account_currency: str) -> TradeOutcome:
+async def order_request(gw: Gateway, order: OrderIn) -> dict[str, Any]:
+    """The MqlTradeRequest of a new order, checked as the terminal would (volume, stops,
+    pending price, tick grid) against the symbol's current quote; TradeFailure 4xx when not."""
     info, tick = await symbol_or_fail(gw, order.symbol)
     bid, ask = float(tick["bid"]), float(tick["ask"])
     digits = int(info["digits"])
@@ -338,9 +347,25 @@ async def place_order(gw: Gateway, order: OrderIn, account_currency: str) -> Tra
             "type_time": c.ORDER_TIME_GTC,
         }
     )
+    return request
+
+
+async def place_order(gw: Gateway, order: OrderIn, account_currency: str) -> TradeOutcome:
+    request = await order_request(gw, order)
     result = await check_and_send(gw, request, order.symbol, account_currency)
     position = await position_of_deal(gw, result, order.symbol) if order.type.is_market else None
     return TradeOutcome(201, trade_out(result, position), int(result["retcode"]))
+
+
+async def check_order(gw: Gateway, order: OrderIn, account_currency: str) -> TradeOutcome:
+    """order_check alone (nothing is sent): 200 with the MqlTradeCheckResult - the margin the
+    order needs, and balance, equity, margin and free margin after it - or the TradeFailure a
+    placement of it would get from the check."""
+    request = await order_request(gw, order)
+    check = await check_or_fail(gw, request, order.symbol, account_currency)
+    keys = ("retcode", "balance", "equity", "profit", "margin", "margin_free", "margin_level", "comment")
+    body = {key: check.get(key) for key in keys} | {"retcode_text": c.retcode_text(int(check["retcode"]))}
+    return TradeOutcome(200, body, int(check["retcode"]))
 
 
 async def _position(gw: Gateway, ticket: int) -> dict[str, Any]:

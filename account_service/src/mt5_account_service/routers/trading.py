@@ -24,6 +24,7 @@ from ..idempotency import MAX_KEY_LENGTH, fingerprint
 from ..models import (
     MAX_DEVIATION,
     MAX_TICKET,
+    CheckOut,
     OrderIn,
     OrderModifyIn,
     PositionModifyIn,
@@ -33,7 +34,7 @@ from ..models import (
     TradeOut,
 )
 from ..service import Service
-from ..trading import TradeFailure, TradeOutcome, cancel_order, close_position, modify_order, modify_position, place_order
+from ..trading import TradeFailure, TradeOutcome, cancel_order, check_order, close_position, modify_order, modify_position, place_order
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,16 @@ async def post_order(svc: ServiceDep, order: OrderIn, request: Request) -> JSONR
     Send an ``Idempotency-Key`` header to make retries safe."""
     currency = str((svc.poller.snapshot.account if svc.poller.snapshot else {}).get("currency", ""))
     return await trade(svc, request, "open", order.model_dump(mode="json"), lambda: place_order(svc.gateway, order, currency))
+
+
+@router.post("/api/orders/check", response_model=CheckOut, responses=TRADE_ERRORS)
+async def post_order_check(svc: ServiceDep, order: OrderIn) -> JSONResponse:
+    """Check an order as the terminal would (``order_check``) without sending it: the margin it
+    needs and the account after it, or the refusal a placement would get. Nothing is traded,
+    recorded or kept under an Idempotency-Key."""
+    currency = str((svc.poller.snapshot.account if svc.poller.snapshot else {}).get("currency", ""))
+    answer = await execute(svc, lambda: check_order(svc.gateway, order, currency))
+    return JSONResponse(answer.body, status_code=answer.status, headers=with_retry_after(answer.status))
 
 
 @router.patch("/api/positions/{ticket}", response_model=TradeOut, responses=TRADE_ERRORS)
