@@ -420,18 +420,25 @@ def backup_account(container: Container, backup_dir: Path, keep: int) -> Backup:
     folder = backup_dir / container.login
     folder.mkdir(mode=0o700, exist_ok=True)
     name = archive_name(volume, datetime.datetime.now(datetime.UTC))
+    partial = folder / f"{name}.partial"
     paused_at = time.monotonic()
     if running:
         docker("pause", container.name)
     try:
-        tar_in_image(image, volume, folder, 'umask 077 && tar --numeric-owner -C /mnt/volume -czpf "/mnt/backups/$1.partial" .',
-                     name, readonly=True)  # fmt: skip
+        tar_in_image(image, volume, folder, 'umask 077 && tar --numeric-owner -C /mnt/volume -czpf "/mnt/backups/$1" .',
+                     partial.name, readonly=True)  # fmt: skip
+    except DockerError:
+        partial.unlink(missing_ok=True)
+        raise
     finally:
         if running:
             docker("unpause", container.name)
     paused = time.monotonic() - paused_at
-    partial = folder / f"{name}.partial"
-    tar_in_image(image, volume, folder, 'tar -tzf "/mnt/backups/$1" >/dev/null', partial.name, readonly=True)
+    try:  # read back whole: gzip's checksum and tar's headers
+        tar_in_image(image, volume, folder, 'tar -tzf "/mnt/backups/$1" >/dev/null', partial.name, readonly=True)
+    except DockerError:
+        partial.unlink(missing_ok=True)
+        raise
     partial.rename(folder / name)
     for old in archives_of(backup_dir, container.login)[keep:]:
         old.unlink()
@@ -456,7 +463,13 @@ def restore_account(container: Container, backup_dir: Path, archive: str | None,
         'find /mnt/volume -mindepth 1 -delete && tar --numeric-owner -C /mnt/volume -xzpf "/mnt/backups/$1"'
         ' && tar --numeric-owner -C /mnt/volume -dzf "/mnt/backups/$1"'
     )
-    tar_in_image(image, volume, chosen.parent, script, chosen.name, readonly=False)
+    try:
+        tar_in_image(image, volume, chosen.parent, script, chosen.name, readonly=False)
+    except DockerError as error:
+        raise DockerError(
+            f"restoring {chosen.name} into {volume} failed ({error}); login {container.login} stays held and stopped, its volume "
+            f"possibly partial: restore again (another archive: --archive) before `mt5farm-account start {container.login}`"
+        ) from error
     if not was_held:
         remove_marker(container.name, held_dir)
         docker("start", container.name, timeout=120)
