@@ -27,7 +27,8 @@ drops). ``report`` (and the end of ``check``) judges every account from its reco
 PRD's rule: FAIL as soon as any check found a problem or the drops exceed ``--max-drops``
 (the PRD allows none), naming each reason and the day it was first seen; PASS once checks on
 ``--days`` different days (UTC) found none; else RUNNING, day k of n. The report is written to
-``DIR/report.txt`` too. Exit 1 when an account FAILs, 0 otherwise; 2 on a usage error.
+``DIR/report.txt`` too. Exit 3 when an account FAILs (a verdict), 0 otherwise; 2 on a usage
+error; anything else (1: a crash) is an error of the canary itself.
 
 Standard library only; needs the docker CLI for the journal (root). Pure parts are unit-tested
 (tests/canary/test_canary_unit.py).
@@ -59,6 +60,7 @@ PATTERNS: dict[str, str] = {
     "old terminal version": r"\bold version\b|\bversion\b.*\b(no longer|not) supported\b|\bupdate (is )?required\b",
 }
 DROP = r"\bconnection\b.*\blost\b"
+FAIL_EXIT = 3  # an account FAILs: the report's verdict, not an error of the canary
 TIMEOUT = 10.0
 
 
@@ -182,7 +184,7 @@ def render(results: Mapping[int, tuple[str, list[str], int]], days: int) -> str:
         if state == "RUNNING":
             out.append(f"{login}: RUNNING, day {seen} of {days}, no problem so far")
         elif state == "PASS":
-            out.append(f"{login}: PASS after {seen} days: the Linux (Wine) path works with this broker")
+            out.append(f"{login}: PASS after {seen} day(s): the Linux (Wine) path works with this broker")
         else:
             out.append(f"{login}: FAIL after {seen} day(s): move this broker's accounts to the Windows path (mt5_windows)")
             out += [f"  - {reason}" for reason in reasons]
@@ -271,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = render(results, args.days)
     (args.state_dir / "report.txt").write_text(report)
     print(report, end="")
-    return 1 if any(state == "FAIL" for state, _, _ in results.values()) else 0
+    return FAIL_EXIT if any(state == "FAIL" for state, _, _ in results.values()) else 0
 
 
 if __name__ == "__main__":

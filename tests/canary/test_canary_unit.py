@@ -77,6 +77,6 @@ def test_the_prd_rule_passes_after_the_days_fails_on_any_problem_naming_it_once(
 
 def test_the_report_says_the_decision() -> None:
     text = canary.render({5001001: ("PASS", [], 7), 5002001: ("FAIL", ["2026-12-02: journal: authorization failed: x"], 2)}, 7)
-    assert "5001001: PASS after 7 days" in text
+    assert "5001001: PASS after 7 day(s)" in text
     assert "5002001: FAIL after 2 day(s): move this broker's accounts to the Windows path" in text
     assert "  - 2026-12-02: journal: authorization failed: x" in text
