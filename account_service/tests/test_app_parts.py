@@ -45,6 +45,7 @@ ROUTES = [
     ("/api/history", ["GET"], "history"),
     ("/api/symbols/{symbol:path}", ["GET"], "symbol"),
     ("/api/orders", ["POST"], "post_order"),
+    ("/api/orders/check", ["POST"], "post_order_check"),
     ("/api/positions/{ticket}", ["PATCH"], "patch_position"),
     ("/api/orders/{ticket}", ["PATCH"], "patch_order"),
     ("/api/positions/{ticket}", ["DELETE"], "delete_position"),
