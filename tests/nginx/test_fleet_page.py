@@ -181,11 +181,15 @@ def test_a_post_is_refused_and_nothing_else_is_served(fleet: Fleet) -> None:
 
 
 def test_password_guessing_is_rate_limited_per_address(fleet: Fleet) -> None:
+    began = time.monotonic()
     statuses = [get(fleet, "/fleet/fleet.json", auth=(USER, f"guess-{n}")) for n in range(60)]
+    elapsed = time.monotonic() - began
     limited = [response for response in statuses if response.status == 429]
-    # 5 a second with bursts of 30: of 60 quick guesses, the last ones are refused before the
-    # password is read.
-    assert len(limited) >= 15 and statuses[-1].status == 429, [response.status for response in statuses]
+    # 5 a second with bursts of 30: of 60 quick guesses, no more than the burst and 5 a second
+    # reach the password check, the rest are refused before it. (Not "the last one is refused":
+    # on a loaded machine a slow client sees the bucket refill between two guesses.)
+    read = len(statuses) - len(limited)
+    assert limited and read <= 30 + 5 * elapsed + 1, (round(elapsed, 2), [response.status for response in statuses])
     assert limited[0].json()["error"] == "rate_limited" and "fleet page" in limited[0].json()["message"]
     assert limited[0].headers["retry-after"] == "1"
     time.sleep(7)  # the burst refills (30 at 5 a second) before the next test reads the page
