@@ -43,7 +43,15 @@ ROUTES = [
     ("/api/positions", ["GET"], "positions"),
     ("/api/orders", ["GET"], "orders"),
     ("/api/history", ["GET"], "history"),
+    ("/api/history/deals", ["GET"], "history_deals"),
+    ("/api/history/orders", ["GET"], "history_orders"),
+    ("/api/positions/{ticket}", ["GET"], "position"),
+    ("/api/orders/{ticket}", ["GET"], "order"),
     ("/api/symbols/{symbol:path}", ["GET"], "symbol"),
+    ("/api/symbols", ["GET"], "symbols"),
+    ("/api/symbols/{symbol:path}/select", ["POST"], "select_symbol"),
+    ("/api/rates/{symbol:path}", ["GET"], "rates"),
+    ("/api/ticks/{symbol:path}", ["GET"], "ticks"),
     ("/api/orders", ["POST"], "post_order"),
     ("/api/orders/check", ["POST"], "post_order_check"),
     ("/api/positions/{ticket}", ["PATCH"], "patch_position"),
@@ -88,7 +96,7 @@ def test_the_gate_gets_the_get_routes_of_its_fast_path(app: FastAPI) -> None:
 
 def test_allowed_methods_names_every_route_at_the_path(app: FastAPI) -> None:
     assert allowed_methods(app.routes, http_scope("/api/orders", "PUT")) == "GET, POST"
-    assert allowed_methods(app.routes, http_scope("/api/positions/7", "PUT")) == "DELETE, PATCH"
+    assert allowed_methods(app.routes, http_scope("/api/positions/7", "PUT")) == "DELETE, GET, PATCH"
     assert allowed_methods(app.routes, http_scope("/openapi.json", "POST")) == "GET, HEAD"
     assert allowed_methods(app.routes, http_scope("/nowhere", "GET")) == ""
 

@@ -29,7 +29,7 @@ from .config import Settings
 from .errors import EXCEPTION_HANDLERS
 from .gate import SECTIONS, Gate
 from .metrics import RequestMetricsMiddleware
-from .routers import health, reads, trading, websocket
+from .routers import health, market, reads, trading, websocket
 from .service import build_service, running
 
 
@@ -65,7 +65,7 @@ def create_app(settings: Settings, backend: Any | None = None) -> FastAPI:
     )
     app.state.svc = svc
     # Routes are matched in this order; keep it (GET before POST /api/orders, as declared).
-    for router in (health.router, reads.router, trading.router, websocket.router):
+    for router in (health.router, reads.router, market.router, trading.router, websocket.router):
         app.include_router(router)
     # The last added middleware is the outermost: request metrics see every answer,
     # including the gate's refusals and fast-path reads.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -148,6 +149,86 @@ TicketNumber = Annotated[int, IntegerText, integer_schema(0, MAX_TICKET, exclusi
 HistoryDays = Annotated[int, IntegerText, integer_schema(1, MAX_HISTORY_DAYS)]
 #: ``?deviation=`` of a close, in points.
 QueryDeviation = Annotated[int, IntegerText, integer_schema(0, MAX_DEVIATION)]
+
+
+#: Answers of the market data and history reads are bounded; each says how to ask for the
+#: rest (``next``). Bars: the bench's request (issue 15: count=10000) in one answer.
+MAX_RATES = 10_000
+MAX_TICKS = 10_000
+#: Symbols and history records per page.
+MAX_PAGE = 1_000
+#: copy_rates_from_pos' start_pos: the terminal keeps at most "Max. bars in chart" (100,000
+#: by default) anyway.
+MAX_START_POS = 1_000_000
+#: Times in queries: ISO 8601 (a time without a zone is UTC) or Unix seconds, 1970 to 2100.
+TIME_MIN = datetime(1970, 1, 2, tzinfo=UTC)
+TIME_MAX = datetime(2100, 1, 1, tzinfo=UTC)
+#: A symbol group filter (MT5's syntax: "*USD*,!EUR*").
+GROUP_PATTERN = r"^[^\x00-\x1f\x7f]{1,256}$"
+PATTERN_RULES[GROUP_PATTERN] = "MT5's group filter: 1 to 256 characters, patterns with * separated by commas, ! excludes"
+
+
+def in_utc(value: datetime) -> datetime:
+    """A query time in UTC (a time without a zone is taken as UTC), within TIME_MIN..TIME_MAX."""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if not TIME_MIN <= value <= TIME_MAX:
+        raise ValueError(f"{value.isoformat()} is out of range: use a time from {TIME_MIN.date()} to {TIME_MAX.date()}")
+    return value
+
+
+QueryTime = Annotated[
+    datetime,
+    AfterValidator(in_utc),
+    WithJsonSchema({"type": "string", "description": "ISO 8601 (no zone: UTC) or Unix seconds", "examples": ["2026-12-01T00:00:00Z"]}),
+]
+
+
+class Timeframe(StrEnum):
+    """MT5's timeframes by name (TIMEFRAME_M1 ... TIMEFRAME_MN1)."""
+
+    M1 = "M1"
+    M2 = "M2"
+    M3 = "M3"
+    M4 = "M4"
+    M5 = "M5"
+    M6 = "M6"
+    M10 = "M10"
+    M12 = "M12"
+    M15 = "M15"
+    M20 = "M20"
+    M30 = "M30"
+    H1 = "H1"
+    H2 = "H2"
+    H3 = "H3"
+    H4 = "H4"
+    H6 = "H6"
+    H8 = "H8"
+    H12 = "H12"
+    D1 = "D1"
+    W1 = "W1"
+    MN1 = "MN1"
+
+    @property
+    def mt5(self) -> int:
+        return c.TIMEFRAMES[self.value][0]
+
+    @property
+    def seconds(self) -> int:
+        """The bar's length (MN1: 31 days, the longest month)."""
+        return c.TIMEFRAMES[self.value][1]
+
+
+class TickFlags(StrEnum):
+    """copy_ticks_*' flags: every tick, bid/ask changes (COPY_TICKS_INFO), last/volume
+    changes (COPY_TICKS_TRADE)."""
+
+    all = "all"
+    info = "info"
+    trade = "trade"
+
+    @property
+    def mt5(self) -> int:
+        return {"all": c.COPY_TICKS_ALL, "info": c.COPY_TICKS_INFO, "trade": c.COPY_TICKS_TRADE}[self.value]
 
 
 def volume_in_bounds(volume: float) -> float:

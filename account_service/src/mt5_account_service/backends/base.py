@@ -74,6 +74,63 @@ ACCOUNT_MARGIN_MODE_EXCHANGE = 1
 ACCOUNT_MARGIN_MODE_RETAIL_HEDGING = 2
 ACCOUNT_STOPOUT_MODE_PERCENT = 0
 
+# --- timeframes (TIMEFRAME_*) and copy_ticks flags (COPY_TICKS_*, TICK_FLAG_*) ------------
+TIMEFRAME_M1 = 1
+TIMEFRAME_M2 = 2
+TIMEFRAME_M3 = 3
+TIMEFRAME_M4 = 4
+TIMEFRAME_M5 = 5
+TIMEFRAME_M6 = 6
+TIMEFRAME_M10 = 10
+TIMEFRAME_M12 = 12
+TIMEFRAME_M15 = 15
+TIMEFRAME_M20 = 20
+TIMEFRAME_M30 = 30
+TIMEFRAME_H1 = 16385
+TIMEFRAME_H2 = 16386
+TIMEFRAME_H3 = 16387
+TIMEFRAME_H4 = 16388
+TIMEFRAME_H6 = 16390
+TIMEFRAME_H8 = 16392
+TIMEFRAME_H12 = 16396
+TIMEFRAME_D1 = 16408
+TIMEFRAME_W1 = 32769
+TIMEFRAME_MN1 = 49153
+#: Each timeframe's name (MT5's, without TIMEFRAME_), value and length in seconds (MN1, a
+#: calendar month: 31 days, its longest).
+TIMEFRAMES: dict[str, tuple[int, int]] = {
+    "M1": (TIMEFRAME_M1, 60),
+    "M2": (TIMEFRAME_M2, 120),
+    "M3": (TIMEFRAME_M3, 180),
+    "M4": (TIMEFRAME_M4, 240),
+    "M5": (TIMEFRAME_M5, 300),
+    "M6": (TIMEFRAME_M6, 360),
+    "M10": (TIMEFRAME_M10, 600),
+    "M12": (TIMEFRAME_M12, 720),
+    "M15": (TIMEFRAME_M15, 900),
+    "M20": (TIMEFRAME_M20, 1200),
+    "M30": (TIMEFRAME_M30, 1800),
+    "H1": (TIMEFRAME_H1, 3600),
+    "H2": (TIMEFRAME_H2, 7200),
+    "H3": (TIMEFRAME_H3, 10800),
+    "H4": (TIMEFRAME_H4, 14400),
+    "H6": (TIMEFRAME_H6, 21600),
+    "H8": (TIMEFRAME_H8, 28800),
+    "H12": (TIMEFRAME_H12, 43200),
+    "D1": (TIMEFRAME_D1, 86400),
+    "W1": (TIMEFRAME_W1, 604800),
+    "MN1": (TIMEFRAME_MN1, 31 * 86400),
+}
+COPY_TICKS_ALL = -1
+COPY_TICKS_INFO = 1
+COPY_TICKS_TRADE = 2
+TICK_FLAG_BID = 2
+TICK_FLAG_ASK = 4
+TICK_FLAG_LAST = 8
+TICK_FLAG_VOLUME = 16
+TICK_FLAG_BUY = 32
+TICK_FLAG_SELL = 64
+
 # --- trade server return codes (MqlTradeResult.retcode) -----------------------------
 TRADE_RETCODES: dict[int, str] = {
     0: "Done (check passed)",
@@ -152,6 +209,12 @@ class MT5Backend(Protocol):
     def positions_get(self, **kwargs: Any) -> Any: ...
     def orders_get(self, **kwargs: Any) -> Any: ...
     def history_deals_get(self, *args: Any, **kwargs: Any) -> Any: ...
+    def history_orders_get(self, *args: Any, **kwargs: Any) -> Any: ...
+    def symbols_total(self) -> Any: ...
+    def symbols_get(self, group: str | None = None) -> Any: ...
+    def copy_rates_from_pos(self, symbol: str, timeframe: int, start_pos: int, count: int) -> Any: ...
+    def copy_rates_range(self, symbol: str, timeframe: int, date_from: Any, date_to: Any) -> Any: ...
+    def copy_ticks_from(self, symbol: str, date_from: Any, count: int, flags: int) -> Any: ...
     def symbol_info(self, symbol: str) -> Any: ...
     def symbol_info_tick(self, symbol: str) -> Any: ...
     def symbol_select(self, symbol: str, enable: bool = True) -> bool: ...
@@ -160,11 +223,15 @@ class MT5Backend(Protocol):
 
 
 def to_plain(value: Any) -> Any:
-    """Turn MT5 result objects (named tuples, tuples of them) into dicts and lists."""
+    """Turn MT5 result objects (named tuples, tuples of them, numpy structured arrays of bars
+    and ticks) into dicts and lists."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, dict):
         return {str(k): to_plain(v) for k, v in value.items()}
+    names = getattr(getattr(value, "dtype", None), "names", None)
+    if names:  # copy_rates_*/copy_ticks_*: a numpy structured array; tolist() gives builtins
+        return [dict(zip(names, row, strict=True)) for row in value.tolist()]
     asdict = getattr(value, "_asdict", None)
     if callable(asdict):
         return {str(k): to_plain(v) for k, v in asdict().items()}

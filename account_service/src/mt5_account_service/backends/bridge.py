@@ -58,11 +58,15 @@ def _source(function: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """Builtins only: namedtuples and dicts of the module as dicts, sequences as lists."""
+    """Builtins only: namedtuples and dicts of the module as dicts, sequences as lists, numpy
+    structured arrays (bars, ticks) as lists of dicts."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
+    names = getattr(getattr(value, "dtype", None), "names", None)
+    if names:  # copy_rates_*/copy_ticks_*: a numpy structured array; tolist() gives builtins
+        return [dict(zip(names, row, strict=True)) for row in value.tolist()]
     if hasattr(value, "_asdict"):
         return {str(k): _plain(v) for k, v in value._asdict().items()}
     if isinstance(value, (list, tuple)):

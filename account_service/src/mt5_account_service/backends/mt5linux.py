@@ -18,7 +18,9 @@ helper guards it: :func:`.bridge.guard_initialize`), e.g. after a client gave up
 from __future__ import annotations
 
 import json
+import math
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 from ..timeouts import RPYC_REQUEST_TIMEOUT, rpyc_initialize_timeout
@@ -35,6 +37,13 @@ _FUNCTIONS = (
     "positions_get",
     "orders_get",
     "history_deals_get",
+    "history_orders_get",
+    "copy_rates_from",
+    "copy_rates_from_pos",
+    "copy_rates_range",
+    "copy_ticks_from",
+    "copy_ticks_range",
+    "symbols_total",
     "symbol_info",
     "symbol_info_tick",
     "symbols_get",
@@ -42,6 +51,46 @@ _FUNCTIONS = (
     "order_check",
     "order_send",
 )
+
+
+def call_code(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """The Python expression the bridge evaluates for ``mt5.<name>(*args, **kwargs)``: every
+    argument written with ``repr``, so a value is always data, never code.
+
+    Not mt5linux's own methods: its ``copy_rates_*``/``copy_ticks_*`` paste the symbol
+    between double quotes into the code they send (``mt5.copy_rates_range("{symbol}", ...)``),
+    so a symbol name holding a quote would run as Python in the bridge, next to the terminal
+    and its password. Arguments are checked to be literals the bridge can read back (None,
+    bool, int, finite float, str, timezone-aware datetime, and lists, tuples and dicts of
+    them); anything else is a TypeError here, before anything is sent."""
+    if name not in _FUNCTIONS:
+        raise ValueError(f"not a MetaTrader5 function the service calls: {name!r}")
+    for value in (*args, *kwargs.values(), *kwargs.keys()):
+        _check_literal(value)
+    return f"mt5.{name}(*{args!r}, **{kwargs!r})"
+
+
+def _check_literal(value: Any) -> None:
+    if value is None or isinstance(value, (bool, int, str)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"a non-finite number cannot be sent to the terminal: {value!r}")
+        return
+    if isinstance(value, datetime):
+        if value.tzinfo is not UTC:
+            raise TypeError(f"datetimes sent to the terminal must be in UTC (datetime.UTC): {value!r}")
+        return
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_literal(item)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_literal(key)
+            _check_literal(item)
+        return
+    raise TypeError(f"a {type(value).__name__} cannot be sent to the terminal: {value!r}")
 
 
 class Mt5LinuxBackend:
@@ -84,7 +133,7 @@ class Mt5LinuxBackend:
         if self._client is None:
             raise ConnectionError(f"not connected to the mt5linux RPyC server at {self._host}:{self._port}")
         try:
-            remote = getattr(self._client, name)(*args, **kwargs)
+            remote = self._client.eval(call_code(name, args, kwargs))
             if remote is None or isinstance(remote, (bool, int, float, str)):
                 return remote
             return json.loads(self._to_json(remote))

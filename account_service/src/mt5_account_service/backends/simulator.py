@@ -19,17 +19,18 @@ What it models
     modification, cancellation, stop-out at 50 % margin level, deals for every fill, and MT5's
     retcodes for the failures (10014 volume, 10015 price, 10016 stops, 10018 market closed,
     10019 no money, 10030 filling, 10036 position closed, 10038 close volume, ...).
+  * Price history: ticks and bars derived from the price function (sim_history.py says how).
 
 What it does not model
-  * Price history, order book, ticks between calls: pending orders, SL/TP and stop-out are
+  * Order book, ticks between calls: pending orders, SL/TP and stop-out are
     checked whenever the terminal is called, at that instant's price; a price that crosses a
     level and comes back between two calls does not trigger. Fills are at the current
     bid/ask (no slippage, no gaps, no partial fills).
-  * Swaps, commissions, fees, dividends, netting accounts, stop-limit orders, expirations,
+  * Swaps, commissions, fees, dividends, stop-limit orders, expirations,
     freeze levels, hedged-margin reduction (margins of opposite positions simply add up),
-    broker time zones (times are UTC), copy_rates/copy_ticks, market_book, symbols_get.
-  * A broker: ``login`` accepts any password; there is no network and no latency unless
-    you serve it over RPyC (``mt5-account-service simulator-rpyc``).
+    market_book.
+  * A broker's network: no latency unless you serve it over RPyC (``mt5-account-service
+    simulator-rpyc``); ``login`` checks a password only when TerminalOptions sets one.
 
 What it keeps
   * Given a ``state_dir`` (the service's STATE_DIR), each login's account lives in
@@ -60,11 +61,27 @@ from pathlib import Path
 from typing import Any
 
 from . import base as c
+from .sim_history import (
+    TIMEFRAME_SECONDS,
+    PriceHistory,
+    bar_index,
+    bar_time,
+    numpy,
+)
 
 log = logging.getLogger(__name__)
 
 #: The layout of ``simulator-<login>.json``; a file of another version is not loaded.
 STATE_VERSION = 1
+#: Seconds copy_ticks_from looks past its date_from for ticks (a year; never past now).
+_TICKS_LOOK_AHEAD = 366 * 86400
+#: Bars without market (weekends, holidays) copy_rates_from(_pos) looks past before it stops
+#: (a weekend is 2,880 M1 bars).
+_BARS_LOOK_BACK = 10_000
+#: Bars built at once, and how many such blocks of finished bars a terminal keeps
+#: (_BAR_CACHE x _BAR_BLOCK x 52 bytes: 3.4 MB at most).
+_BAR_BLOCK = 256
+_BAR_CACHE = 256
 #: The first tickets of an account kept in memory only (deterministic for unit tests).
 FIRST_ORDER_TICKET, FIRST_DEAL_TICKET = 1_000_001, 5_000_001
 
@@ -379,6 +396,25 @@ def deterministic_mid(spec: SymbolSpec, t: float) -> float:
     return spec.base * (1.0 + offset)
 
 
+def deterministic_mid_many(spec: SymbolSpec, t: Any) -> Any:
+    """:func:`deterministic_mid` at many instants at once (a numpy array of epoch seconds)."""
+    np = numpy()
+    seed = zlib.crc32(spec.name.encode())
+    offset = np.zeros(len(t), dtype=np.float64)
+    for i, (amplitude, period) in enumerate(_WAVES):
+        phase = ((seed >> (8 * i)) & 0xFF) / 256.0 * 2.0 * math.pi
+        offset += amplitude * np.sin(2.0 * math.pi * t / period + phase)
+    return spec.base * (1.0 + offset)
+
+
+def forex_market_open_many(t: Any) -> Any:
+    """:func:`forex_market_open` at many instants at once (numpy epoch seconds)."""
+    seconds = numpy().asarray(t, dtype="int64")
+    weekday = (seconds // 86400 + 3) % 7  # 1970-01-01 was a Thursday; Monday == 0
+    hour = seconds % 86400 // 3600
+    return ~((weekday == 5) | ((weekday == 4) & (hour >= 21)) | ((weekday == 6) & (hour < 21)))
+
+
 def forex_market_open(t: float) -> bool:
     """Forex hours: closed from Friday 21:00 UTC until Sunday 21:00 UTC."""
     moment = datetime.fromtimestamp(t, tz=UTC)
@@ -587,6 +623,9 @@ class TerminalOptions:
     known_servers: frozenset[str] | None = None
     #: terminal_info().build: the terminal's build (a LiveUpdate changes it; issue 12, fault 9).
     build: int = 4000
+    #: terminal_info().maxbars ("Max. bars in chart"): copy_rates_* give no bar older than
+    #: this many bars back (MT5's default, 100000).
+    max_bars: int = 100_000
 
 
 class SimulatedTerminal:
@@ -621,6 +660,8 @@ class SimulatedTerminal:
         self._investor = False
         self._clock = clock
         self._symbols = {s.name: s for s in symbols}
+        #: Finished bars by (symbol, timeframe, block): see _bar_range.
+        self._bar_blocks: dict[tuple[str, int, int], Any] = {}
         self._price_path = price_path
         self._market_open = market_open
         self._lock = threading.RLock()
@@ -665,6 +706,7 @@ class SimulatedTerminal:
     def set_price_path(self, path: Callable[[SymbolSpec, float], float]) -> None:
         with self._lock:
             self._price_path = path
+            self._bar_blocks.clear()
 
     # --- connection -------------------------------------------------------------------
     def initialize(
@@ -870,7 +912,7 @@ class SimulatedTerminal:
                     False,
                     0,
                     self._options.build,
-                    100000,
+                    self._options.max_bars,
                     0,
                     0,
                     0.0,
@@ -951,6 +993,198 @@ class SimulatedTerminal:
             else:
                 return self._fail(c.RES_E_INVALID_PARAMS, "Invalid arguments", None)
             return self._ok(tuple(deals))
+
+    def history_orders_get(
+        self,
+        date_from: Any = None,
+        date_to: Any = None,
+        *,
+        group: str | None = None,
+        ticket: int | None = None,
+        position: int | None = None,
+    ) -> tuple[TradeOrder, ...] | None:
+        """Orders no longer pending (filled, canceled, rejected): by ``ticket``, by
+        ``position`` (the orders that opened, changed or closed it), or set up within the
+        window (server clock, as MT5's HistorySelect)."""
+        with self._lock:
+            if not self._ready():
+                return None
+            now = self._tick_world()
+            orders = self._state.history_orders
+            if ticket is not None:
+                orders = [o for o in orders if o.ticket == ticket]
+            elif position is not None:
+                orders = [o for o in orders if o.position_id == position]
+            elif date_from is not None and date_to is not None:
+                lo, hi = _epoch(date_from) - self._offset, _epoch(date_to) - self._offset
+                orders = [o for o in orders if lo <= o.time_setup <= hi]
+            else:
+                return self._fail(c.RES_E_INVALID_PARAMS, "Invalid arguments", None)
+            if group is not None:
+                orders = [o for o in orders if _in_group(o.symbol, group)]
+            return self._ok(tuple(self._order_row(o, now) for o in orders))
+
+    def history_orders_total(self, date_from: Any, date_to: Any) -> int | None:
+        found = self.history_orders_get(date_from, date_to)
+        return None if found is None else len(found)
+
+    def history_deals_total(self, date_from: Any, date_to: Any) -> int | None:
+        found = self.history_deals_get(date_from, date_to)
+        return None if found is None else len(found)
+
+    # --- price history (sim_history: what is modelled) -------------------------------
+    def copy_rates_from_pos(self, symbol: str, timeframe: int, start_pos: int, count: int) -> Any:
+        """``count`` bars ending ``start_pos`` bars before the current one (0: the current
+        bar included), oldest first; a numpy array with MT5's fields, None on error."""
+        with self._lock:
+            history = self._history_for(symbol, timeframe, count, start_pos)
+            if history is None:
+                return None
+            seconds, mn1 = TIMEFRAME_SECONDS[timeframe], timeframe == c.TIMEFRAME_MN1
+            wanted = min(start_pos + count, self._options.max_bars)
+            bars = self._bars_back(history, symbol, timeframe, history.current_index(seconds, mn1), wanted)
+            return self._ok(bars[: max(0, len(bars) - start_pos)])
+
+    def copy_rates_from(self, symbol: str, timeframe: int, date_from: Any, count: int) -> Any:
+        """The ``count`` bars opened at or before ``date_from`` (server clock), oldest first."""
+        with self._lock:
+            history = self._history_for(symbol, timeframe, count, 0)
+            if history is None:
+                return None
+            seconds, mn1 = TIMEFRAME_SECONDS[timeframe], timeframe == c.TIMEFRAME_MN1
+            last = min(bar_index(_epoch(date_from), seconds, mn1), history.current_index(seconds, mn1))
+            return self._ok(self._bars_back(history, symbol, timeframe, last, count))
+
+    def copy_rates_range(self, symbol: str, timeframe: int, date_from: Any, date_to: Any) -> Any:
+        """The bars opened from ``date_from`` to ``date_to`` (server clock), oldest first."""
+        with self._lock:
+            history = self._history_for(symbol, timeframe, 1, 0)
+            if history is None:
+                return None
+            seconds, mn1 = TIMEFRAME_SECONDS[timeframe], timeframe == c.TIMEFRAME_MN1
+            lo, hi = _epoch(date_from), _epoch(date_to)
+            first = bar_index(lo, seconds, mn1)
+            first += bar_time(first, seconds, mn1) < lo
+            current = history.current_index(seconds, mn1)
+            first = max(first, current - self._options.max_bars + 1)
+            return self._ok(self._bar_range(history, symbol, timeframe, first, min(bar_index(hi, seconds, mn1), current)))
+
+    def copy_ticks_from(self, symbol: str, date_from: Any, count: int, flags: int) -> Any:
+        """The first ``count`` ticks at or after ``date_from`` (server clock), oldest first."""
+        with self._lock:
+            history = self._history_for(symbol, c.TIMEFRAME_M1, count, 0, flags)
+            if history is None:
+                return None
+            first = math.ceil(_epoch(date_from))
+            return self._ok(history.ticks_between(first, first + _TICKS_LOOK_AHEAD, count, flags))
+
+    def copy_ticks_range(self, symbol: str, date_from: Any, date_to: Any, flags: int) -> Any:
+        """The ticks from ``date_from`` to ``date_to`` (server clock), oldest first."""
+        with self._lock:
+            history = self._history_for(symbol, c.TIMEFRAME_M1, 1, 0, flags)
+            if history is None:
+                return None
+            return self._ok(history.ticks_between(math.ceil(_epoch(date_from)), math.floor(_epoch(date_to)), None, flags))
+
+    def _history_for(self, symbol: str, timeframe: int, count: int, start_pos: int, flags: int = c.COPY_TICKS_ALL) -> PriceHistory | None:
+        """The symbol's PriceHistory, or None after setting last_error as MT5 does: the
+        terminal not ready, a symbol it does not know or that is not in Market Watch (our
+        model: the call fails, -1 'Terminal: Call failed'; select it first), a timeframe,
+        count, position or flags it does not take (-2 'Invalid params')."""
+        if not self._ready():
+            return None
+        spec = self._symbols.get(symbol)
+        if spec is None or symbol in self._hidden:
+            return self._fail(c.RES_E_FAIL, "Terminal: Call failed", None)
+        valid = (
+            timeframe in TIMEFRAME_SECONDS
+            and _is_int(count)
+            and _is_int(start_pos)
+            and count > 0
+            and start_pos >= 0
+            and flags in (c.COPY_TICKS_ALL, c.COPY_TICKS_INFO, c.COPY_TICKS_TRADE)
+        )
+        if not valid:
+            return self._fail(c.RES_E_INVALID_PARAMS, "Invalid params", None)
+        return PriceHistory(self._quotes_many(spec), self._open_many(spec), self._offset, spec.spread_points, self._clock())
+
+    def _bars_back(self, history: PriceHistory, symbol: str, timeframe: int, last: int, count: int) -> Any:
+        """The ``count`` newest bars numbered ``last`` or lower, oldest first; fewer when the
+        terminal's history (max_bars back from now) ends, or _BARS_LOOK_BACK bars past
+        ``count`` had no market."""
+        np = numpy()
+        seconds, mn1 = TIMEFRAME_SECONDS[timeframe], timeframe == c.TIMEFRAME_MN1
+        oldest = max(0, history.current_index(seconds, mn1) - self._options.max_bars + 1)
+        floor = max(oldest, last - count - _BARS_LOOK_BACK + 1)
+        found: list[Any] = []
+        have, top = 0, last
+        while have < count and top >= floor:
+            bottom = max(floor, (top // _BAR_BLOCK) * _BAR_BLOCK)
+            bars = self._bar_range(history, symbol, timeframe, bottom, top)
+            found.insert(0, bars)
+            have += len(bars)
+            top = bottom - 1
+        out = np.concatenate(found) if found else history.bars(1, 0, seconds, mn1)
+        return out[max(0, len(out) - count) :]
+
+    def _bar_range(self, history: PriceHistory, symbol: str, timeframe: int, first: int, last: int) -> Any:
+        """The bars numbered ``first`` to ``last``, built in blocks of _BAR_BLOCK; a block
+        of finished bars is built once and kept (the history of a past instant never
+        changes), the newest _BAR_CACHE blocks at most."""
+        np = numpy()
+        seconds, mn1 = TIMEFRAME_SECONDS[timeframe], timeframe == c.TIMEFRAME_MN1
+        current = history.current_index(seconds, mn1)
+        last = min(last, current)
+        parts: list[Any] = []
+        for block in range(first // _BAR_BLOCK, last // _BAR_BLOCK + 1):
+            low, high = block * _BAR_BLOCK, block * _BAR_BLOCK + _BAR_BLOCK - 1
+            if high < current:
+                key = (symbol, timeframe, block)
+                bars = self._bar_blocks.get(key)
+                if bars is None:
+                    bars = self._bar_blocks[key] = history.bars(low, high, seconds, mn1)
+                    while len(self._bar_blocks) > _BAR_CACHE:
+                        self._bar_blocks.pop(next(iter(self._bar_blocks)))
+            else:
+                bars = history.bars(low, current, seconds, mn1)
+            parts.append(bars)
+        out = np.concatenate(parts) if parts else history.bars(1, 0, seconds, mn1)
+        lo, hi = bar_time(first, seconds, mn1), bar_time(last, seconds, mn1)
+        return out[(out["time"] >= lo) & (out["time"] <= hi)]
+
+    def _quotes_many(self, spec: SymbolSpec) -> Callable[[Any], tuple[Any, Any]]:
+        """The symbol's bid and ask at many UTC instants (numpy), as :meth:`_quote` gives them."""
+        np = numpy()
+        path = self._price_path
+
+        def quotes(t: Any) -> tuple[Any, Any]:
+            if path is deterministic_mid:
+                mid = deterministic_mid_many(spec, t)
+            else:
+                mid = np.fromiter((path(spec, float(x)) for x in t), dtype=np.float64, count=len(t))
+            half = spec.spread_points * spec.point / 2.0
+            bid = np.round(np.round((mid - half) / spec.tick) * spec.tick, spec.digits)
+            ask = np.round(bid + spec.spread_points * spec.point, spec.digits)
+            return bid, ask
+
+        return quotes
+
+    def _open_many(self, spec: SymbolSpec) -> Callable[[Any], Any]:
+        """Whether the symbol's market is open at many UTC instants (numpy): the forex hours
+        computed at once, any other session function asked once per distinct minute."""
+        np = numpy()
+        market_open = self._market_open
+
+        def is_open(t: Any) -> Any:
+            if spec.always_open:
+                return np.ones(len(t), dtype=bool)
+            if market_open is forex_market_open:
+                return forex_market_open_many(t)
+            minutes, where = np.unique(np.asarray(t, dtype=np.int64) // 60, return_inverse=True)
+            answers = np.fromiter((market_open(float(m) * 60) for m in minutes), dtype=bool, count=len(minutes))
+            return answers[where]
+
+        return is_open
 
     def symbol_info(self, symbol: str) -> SymbolInfo | None:
         with self._lock:
@@ -1038,6 +1272,15 @@ class SimulatedTerminal:
             if enable and symbol in self._hidden:
                 self._hidden.discard(symbol)
                 self._selected_at[symbol] = time.monotonic()
+            elif not enable and symbol not in self._hidden:
+                # MT5 keeps a symbol with an open position or order in Market Watch.
+                busy = any(p.symbol == symbol for p in self._state.positions.values()) or any(
+                    o.symbol == symbol for o in self._state.orders.values()
+                )
+                if busy:
+                    return self._fail(c.RES_E_FAIL, "Terminal: Call failed", False)
+                self._hidden.add(symbol)
+                self._selected_at.pop(symbol, None)
             return self._ok(True)
 
     def _has_tick(self, symbol: str) -> bool:
@@ -1790,3 +2033,7 @@ def _request_tuple(request: dict[str, Any]) -> TradeRequest:
         integer("position"),
         integer("position_by"),
     )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, NamedTuple
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from ..bodies import StrictJSONRoute
@@ -23,23 +23,21 @@ from ..gateway import BackendError, BackendUnavailable
 from ..idempotency import MAX_KEY_LENGTH, fingerprint
 from ..models import (
     MAX_DEVIATION,
-    MAX_TICKET,
     CheckOut,
     OrderIn,
     OrderModifyIn,
     PositionModifyIn,
     QueryDeviation,
     QueryVolume,
-    TicketNumber,
     TradeOut,
 )
 from ..service import Service
 from ..trading import TradeFailure, TradeOutcome, cancel_order, check_order, close_position, modify_order, modify_position, place_order
+from .reads import Ticket
 
 log = logging.getLogger(__name__)
 
 #: A ticket in a path: MT5 tickets are unsigned 64-bit, Postgres stores them as bigint.
-Ticket = Annotated[TicketNumber, Path(gt=0, le=MAX_TICKET)]
 #: ``?volume=`` of a close: omitted closes the whole position.
 CloseVolume = Annotated[QueryVolume | None, Query(description="lots to close (partial close); omit to close all")]
 #: ``?deviation=`` of a close.
