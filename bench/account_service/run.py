@@ -11,6 +11,12 @@ What runs, all on 127.0.0.1 and bounded in time (about one minute in all):
     would), and measures from just *before* that order_send until each client has received
     the update carrying the new position (so the figure includes up to one POLL_INTERVAL of
     waiting for the next poll, and the RPyC round trip of the order itself);
+  * bars: wrk (core 1), 4 connections, GET /api/rates/EURUSD?timeframe=M1&count=10000 (issue
+    15: p95 <= 50 ms on one core; the simulator builds finished bars once and keeps them, as
+    a terminal keeps its history);
+  * tick fan-out: 50 clients each subscribed to 4 symbols at a 250 ms interval; the figure is
+    from the tick's own time (time_msc: when the service read it from the terminal) to its
+    arrival at each client (issue 15: p95 <= the interval + 25 ms);
   * RSS of the service process (VmRSS) after the load.
 
 Usage:  python bench/account_service/run.py [--duration 10] [--changes 30]
@@ -38,7 +44,11 @@ from typing import Any
 
 API_KEY = "bench-key-0123456789abcdef"
 LOGIN = 7000001
-TARGETS = {"rps": 1500.0, "p95_ms": 10.0, "ws_slack_ms": 25.0, "rss_mib": 80.0}
+TARGETS = {"rps": 1500.0, "p95_ms": 10.0, "ws_slack_ms": 25.0, "rss_mib": 80.0, "rates_p95_ms": 50.0, "tick_slack_ms": 25.0}
+RATES_PATH = "/api/rates/EURUSD?timeframe=M1&count=10000"
+#: Two symbols open every day, two with forex hours (no ticks at weekends: fewer samples).
+TICK_SYMBOLS = ["BTCUSD", "Volatility 75 (1s) Index", "EURUSD", "GBPUSD"]
+TICK_INTERVAL_MS = 250
 PRD = {"rps": 100.0, "p95_ms": 200.0, "ws_ms": 500.0}
 
 WRK_LUA = """
@@ -150,7 +160,7 @@ class Processes:
             self.stop(proc)
 
 
-def run_wrk(port: int, duration: int, workdir: Path, args_threads: int = 2) -> dict[str, float]:
+def run_wrk(port: int, duration: int, workdir: Path, path: str = "/api/account", connections: int = 64) -> dict[str, float]:
     if shutil.which("wrk") is None:
         raise SystemExit("bench: wrk not found: apt-get install wrk")
     script = workdir / "report.lua"
@@ -160,16 +170,16 @@ def run_wrk(port: int, duration: int, workdir: Path, args_threads: int = 2) -> d
         [
             "wrk",
             "-t",
-            str(args_threads),
+            str(min(2, connections)),
             "-c",
-            "64",
+            str(connections),
             "-d",
             f"{duration}s",
             "-s",
             str(script),
             "-H",
             f"X-API-Key: {API_KEY}",
-            f"http://127.0.0.1:{port}/api/account",
+            f"http://127.0.0.1:{port}{path}",
         ],
     )
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60).stdout
@@ -240,6 +250,38 @@ async def ws_latency(port: int, rpyc_port: int, poll: float, clients: int, chang
     }
 
 
+async def tick_fanout(port: int, clients: int, seconds: float) -> dict[str, float]:
+    """Subscribe ``clients`` to TICK_SYMBOLS; tick time -> arrival, for ``seconds``."""
+    from websockets.asyncio.client import connect
+
+    subscribe = json.dumps({"action": "subscribe", "symbols": TICK_SYMBOLS, "interval_ms": TICK_INTERVAL_MS})
+    sockets = []
+    for _ in range(clients):
+        ws = await connect(f"ws://127.0.0.1:{port}/ws", compression=None, max_size=None, additional_headers={"X-API-Key": API_KEY})
+        await ws.recv()  # the snapshot
+        await ws.send(subscribe)
+        sockets.append(ws)
+    latencies: list[float] = []
+    start = time.time() + 1.0  # the first second is the subscriptions' current ticks
+
+    async def reader(ws: Any) -> None:
+        async for text in ws:
+            now = time.time()
+            message = json.loads(text)
+            if message.get("type") == "tick" and now > start:
+                latencies.append(now * 1000 - message["time_msc"])
+
+    tasks = [asyncio.create_task(reader(ws)) for ws in sockets]
+    await asyncio.sleep(seconds + 1.0)
+    for task in tasks:
+        task.cancel()
+    for ws in sockets:
+        await ws.close()
+    if not latencies:
+        raise SystemExit("bench: no tick reached a client")
+    return {"p50_ms": statistics.median(latencies), "p95_ms": percentile(latencies, 95), "samples": len(latencies)}
+
+
 def verdict(ok: bool) -> str:
     return "MET" if ok else "MISSED"
 
@@ -264,6 +306,8 @@ def main() -> int:
         port = free_port()
         service = procs.service(port, rpyc_port, 0.5)
         http = run_wrk(port, args.duration, workdir)
+        rates = run_wrk(port, args.duration, workdir, RATES_PATH, connections=4)
+        ticks = asyncio.run(tick_fanout(port, args.clients, args.duration))
         rss_http = rss_mib(service.pid)
         procs.stop(service)
 
@@ -298,6 +342,25 @@ def main() -> int:
     )
     rows.append(("GET /api/account p99 latency", f"{http['p99_ms']:.2f} ms", "", ""))
     rows.append(("GET /api/account errors / non-2xx", f"{http['errors']}", "0", verdict(http["errors"] == 0)))
+    rows.append((f"GET {RATES_PATH} req/s (4 conn)", f"{rates['rps']:,.1f}", "", ""))
+    rows.append(
+        (
+            "  ... p95 latency",
+            f"{rates['p95_ms']:.1f} ms",
+            f"<= {TARGETS['rates_p95_ms']:.0f} ms",
+            verdict(rates["p95_ms"] <= TARGETS["rates_p95_ms"] and rates["errors"] == 0),
+        )
+    )
+    tick_limit = TICK_INTERVAL_MS + TARGETS["tick_slack_ms"]
+    rows.append((f"WS tick->client p50, {args.clients} clients x {len(TICK_SYMBOLS)} symbols", f"{ticks['p50_ms']:.1f} ms", "", ""))
+    rows.append(
+        (
+            f"WS tick->client p95, interval {TICK_INTERVAL_MS} ms ({ticks['samples']} samples)",
+            f"{ticks['p95_ms']:.1f} ms",
+            f"<= {tick_limit:.0f} ms",
+            verdict(ticks["p95_ms"] <= tick_limit),
+        )
+    )
     for poll, res in ws_results.items():
         limit = poll * 1000 + TARGETS["ws_slack_ms"]
         rows.append((f"WS change->client p50, POLL_INTERVAL {poll} s, {args.clients} clients", f"{res['p50_ms']:.1f} ms", "", ""))

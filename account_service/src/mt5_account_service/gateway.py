@@ -182,6 +182,16 @@ class Gateway:
                 newest = max(newest, int(to_plain(tick).get("time_msc", 0)))
         self.server_clock.learn(newest, time.time())
 
+    async def ticks(self, symbols: list[str]) -> dict[str, dict[str, Any]]:
+        """``symbol_info_tick`` of each symbol in one turn of the backend thread (times in
+        UTC); a symbol the terminal has no tick for is left out."""
+        return await self.run(lambda: self._ticks_sync(symbols))
+
+    def _ticks_sync(self, symbols: list[str]) -> dict[str, dict[str, Any]]:
+        offset = self.server_clock.seconds
+        found = {s: self.backend.symbol_info_tick(s) for s in symbols}
+        return {s: to_utc(to_plain(t), offset) for s, t in found.items() if t is not None}
+
     async def snapshot(self) -> Snapshot:
         return await self.run(self._snapshot_sync)
 

@@ -25,6 +25,7 @@ from .idempotency import IdempotencyStore
 from .login_guard import LoginGuard
 from .metrics import Metrics
 from .poller import Poller
+from .quotes import QuoteFeed
 from .ws import Hub
 
 if TYPE_CHECKING:  # imported when configured only: they pull in the Postgres and Redis clients
@@ -78,6 +79,7 @@ def build_service(settings: Settings, backend: Any | None) -> Service:
     metrics = Metrics()
     hub = Hub(settings.ws_queue_size, metrics.ws_clients.set)
     gateway = Gateway(backend if backend is not None else make_backend(settings), settings)
+    hub.feed = QuoteFeed(gateway)
     deals_due = asyncio.Event()
     poller = Poller(
         gateway,
@@ -130,6 +132,8 @@ async def running(svc: Service) -> AsyncIterator[None]:
     svc.metrics.image_terminal_build.set(settings.image_build or 0)
     svc.tasks.append(asyncio.create_task(svc.poller.run(), name="poller"))
     svc.tasks.append(asyncio.create_task(maintenance_loop(svc), name="maintenance"))
+    if svc.hub.feed is not None:
+        svc.tasks.append(asyncio.create_task(svc.hub.feed.run(), name="quotes"))
     if svc.store is not None:
         svc.tasks.append(asyncio.create_task(svc.store.run(), name="pg-flusher"))
         svc.tasks.append(asyncio.create_task(record_loop(svc, svc.store), name="recorder"))

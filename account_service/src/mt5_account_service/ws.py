@@ -3,6 +3,7 @@
 :meth:`Hub.broadcast` never awaits a client: it encodes a message once and puts it in every
 queue without blocking. A client whose queue is full is too slow (or dead): it is
 disconnected with close code 1013 ("try again later") and the others are not delayed.
+What a client sends is a quote subscription (:mod:`.quotes`), answered on the same queue.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from .quotes import QuoteFeed, Subscription, send_quotes
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ class Client:
         self.dropped = asyncio.Event()
         self.close_code = CLOSE_GOING_AWAY
         self.close_reason = ""
+        self.quotes = Subscription()
 
     def offer(self, text: str) -> bool:
         """Queue ``text``; False (and the client marked for disconnect) if the queue is full."""
@@ -45,14 +49,20 @@ class Client:
             self.dropped.set()
             return False
 
+    def offer_message(self, message: dict[str, Any]) -> None:
+        """Queue one message for this client alone (logged when it drops the client)."""
+        if not self.offer(encode(message)) and self.close_code == CLOSE_TOO_SLOW:
+            log.warning("disconnecting a WebSocket client: %s", self.close_reason)
+
 
 class Hub:
     """The set of connected clients and the fan-out to them."""
 
-    def __init__(self, queue_size: int, on_count: Callable[[int], None]) -> None:
+    def __init__(self, queue_size: int, on_count: Callable[[int], None], feed: QuoteFeed | None = None) -> None:
         self._clients: set[Client] = set()
         self._queue_size = queue_size
         self._on_count = on_count
+        self.feed = feed
 
     @property
     def count(self) -> int:
@@ -68,6 +78,8 @@ class Hub:
 
     def remove(self, client: Client) -> None:
         self._clients.discard(client)
+        if self.feed is not None:
+            self.feed.unsubscribe(client)
         self._on_count(len(self._clients))
 
     def broadcast(self, message: dict[str, Any]) -> None:
@@ -88,12 +100,14 @@ class Hub:
         sender = asyncio.create_task(self._send_loop(client))
         receiver = asyncio.create_task(self._receive_loop(client))
         dropped = asyncio.create_task(client.dropped.wait())
+        quotes = asyncio.create_task(send_quotes(client))
+        tasks = (sender, receiver, dropped, quotes)
         try:
-            await asyncio.wait({sender, receiver, dropped}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (sender, receiver, dropped):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(sender, receiver, dropped, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             self.remove(client)
             if client.dropped.is_set():
                 try:
@@ -107,12 +121,14 @@ class Hub:
             text = await client.queue.get()
             await client.ws.send_text(text)
 
-    @staticmethod
-    async def _receive_loop(client: Client) -> None:
+    async def _receive_loop(self, client: Client) -> None:
         try:
             while True:
                 message = await client.ws.receive()
                 if message["type"] == "websocket.disconnect":
                     return
+                if self.feed is not None:
+                    text = message.get("text") or (message.get("bytes") or b"").decode("utf-8", "replace")
+                    client.offer_message(await self.feed.handle(client, text))
         except (WebSocketDisconnect, RuntimeError):
             return

@@ -13,7 +13,8 @@ router = APIRouter(dependencies=[Depends(api_key)])
 @router.websocket("/ws")
 async def ws(websocket: WebSocket, svc: ServiceDep) -> None:
     """A ``snapshot`` message on connect, then ``update`` messages with only what
-    changed, and ``status`` messages when the terminal connection drops or returns.
+    changed, ``status`` messages when the terminal connection drops or returns, and ``tick``
+    messages of the symbols the client subscribes to (:mod:`mt5_account_service.quotes`).
     The gate has checked the API key before the handshake."""
     await websocket.accept()
     client = svc.hub.add(websocket, encode(svc.poller.snapshot_message()))
