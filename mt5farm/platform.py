@@ -260,12 +260,15 @@ def mt5_platform_url(groups: Mapping[str, Any], kind: str, farm_host: str, hostv
 def mt5_platform_api_keys(
     keys: Any, accounts: list[Mapping[str, Any]], default_rate: str = "100r/s", default_burst: int = 200
 ) -> list[dict[str, Any]]:
-    """Normalise Nginx's API keys: name, key, scope, zone, rate, burst, for the key map and limits.
+    """Normalise Nginx's API keys: name, key, scope, access, zone, rate, burst, for the key map
+    and limits.
 
-    ``keys``: a list of {name, key, accounts: "all" or [logins], rate?, burst?}, or a string of
-    keys one per line (each fleet-wide, named fleet-1, fleet-2, ...). scope is "*" (every
-    account) or ",login,login," for the map that checks a key against the account asked
-    for; rate "off" exempts a key from limiting. Keys with the same rate share a zone.
+    ``keys``: a list of {name, key, accounts: "all" or [logins], access: "trade" or "read",
+    rate?, burst?}, or a string of keys one per line (each fleet-wide and trading, named
+    fleet-1, fleet-2, ...). scope is "*" (every account) or ",login,login," for the map that
+    checks a key against the account asked for; access "read" (a dashboard's key) may GET
+    and open the WebSocket only, and Nginx sends the account its read-only key for it
+    (issue 15); rate "off" exempts a key from limiting. Keys with the same rate share a zone.
     The result holds secrets: render it only into root-only files, with no_log.
     """
     if isinstance(keys, str):
@@ -304,6 +307,9 @@ def mt5_platform_api_keys(
             scope = "," + ",".join(str(x) for x in sorted(set(scope_in))) + ","
         else:
             raise FarmError(f'mt5_platform_api_keys: key {name!r}: accounts must be "all" or a list of logins, got {scope_in!r}')
+        access = entry.get("access", "trade")
+        if access not in ("trade", "read"):
+            raise FarmError(f'mt5_platform_api_keys: key {name!r}: access must be "trade" or "read", got {access!r}')
         rate = str(entry.get("rate", default_rate))
         if rate != "off" and not RATE_RE.match(rate):
             raise FarmError(f"mt5_platform_api_keys: key {name!r}: rate must be like 100r/s, 600r/m or off, got {rate!r}")
@@ -313,7 +319,7 @@ def mt5_platform_api_keys(
         names.add(name)
         values.add(key)
         zone = "" if rate == "off" else "mt5_key_" + rate.replace("/", "_per_") + f"_b{burst}"
-        out.append({"name": name, "key": key, "scope": scope, "rate": rate, "burst": burst, "zone": zone})
+        out.append({"name": name, "key": key, "scope": scope, "access": access, "rate": rate, "burst": burst, "zone": zone})
     if not out:
         raise FarmError("mt5_platform_api_keys: no API key given: set mt5_api_key (vault) or platform_nginx_api_keys")
     return out

@@ -64,3 +64,16 @@ def test_missing_or_short_api_key_is_refused(tmp_path: Path) -> None:
     (tmp_path / "api_key").write_text("short\n")
     with pytest.raises(ConfigError, match="at least 16 characters"):
         load_settings(env(tmp_path))
+
+
+def test_read_only_keys_come_from_their_own_file(tmp_path: Path) -> None:
+    (tmp_path / "api_key").write_text("trading-key-0123456789\n")
+    assert load_settings(env(tmp_path)).read_api_keys == ()
+    (tmp_path / "api_key_read").write_text("dashboard-key-0123456789\n\nsecond-reader-0123456789\n")
+    assert load_settings(env(tmp_path)).read_api_keys == ("dashboard-key-0123456789", "second-reader-0123456789")
+    (tmp_path / "api_key_read").write_text("short\n")
+    with pytest.raises(ConfigError, match="api_key_read must be at least 16 characters"):
+        load_settings(env(tmp_path))
+    (tmp_path / "api_key_read").write_text("trading-key-0123456789\n")
+    with pytest.raises(ConfigError, match="a key either trades or only reads"):
+        load_settings(env(tmp_path))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import socket
 import sqlite3
 import time
@@ -21,7 +22,7 @@ from mt5_account_service.backends.simulator import ManualClock, OrderSendResult,
 from mt5_account_service.config import ConfigError, load_settings
 from mt5_account_service.server import BODY_TIMEOUT, HEADER_TIMEOUT, protocol
 from mt5_account_service.store import Store
-from mt5svc_testlib import API_KEY, LOGIN, WEDNESDAY, LiveService, PostgresServer, make_settings, wait_until
+from mt5svc_testlib import API_KEY, LOGIN, WEDNESDAY, LiveService, PostgresServer, make_settings, wait_until, ws_connect
 
 ORDER = {"symbol": "EURUSD", "type": "buy", "volume": 0.1}
 
@@ -254,6 +255,41 @@ def test_metrics_need_the_api_key_or_the_metrics_token(start_service: Any, termi
         # the metrics token opens nothing else
         assert anon.get("/api/account", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).status_code == 401
         assert anon.get("/health").status_code == 200  # the Docker healthcheck stays open
+
+
+READ_KEY = "dashboard-read-key-0123456789"
+
+
+def test_a_read_only_key_reads_and_streams_but_never_trades(start_service: Any, terminal: SimulatedTerminal) -> None:
+    live = start_service(terminal, read_api_keys=(READ_KEY,))
+    live.wait_healthy()
+    with live.client(key=READ_KEY) as reader, live.client() as trader:
+        for path in (
+            "/api/account",
+            "/api/positions",
+            "/api/history/deals?position=1",
+            "/api/rates/EURUSD?timeframe=M1&count=2",
+            "/metrics",
+        ):
+            assert reader.get(path).status_code == 200, path
+        order = {"symbol": "EURUSD", "type": "buy", "volume": 0.01}
+        for method, path, body in (
+            ("POST", "/api/orders", order),
+            ("POST", "/api/orders/check", order),
+            ("PATCH", "/api/positions/1", {"sl": 1.0}),
+            ("DELETE", "/api/positions/1", None),
+            ("DELETE", "/api/orders/1", None),
+            ("POST", "/api/symbols/EURUSD/select", None),
+        ):
+            refused(reader.request(method, path, json=body), 403, "read_only_key", method, "trading key")
+        assert terminal.positions_get() == () and len(terminal.history_orders_get(position=1) or ()) == 0
+        # the same order with a trading key goes through; the read key sees it
+        ticket = trader.post("/api/orders", json=order).json()["position"]
+        assert reader.get(f"/api/positions/{ticket}").json()["ticket"] == ticket
+        refused(reader.delete(f"/api/positions/{ticket}"), 403, "read_only_key")
+        assert [p.ticket for p in terminal.positions_get()] == [ticket]
+    with ws_connect(live, key=READ_KEY) as ws:
+        assert json.loads(ws.recv(timeout=5))["type"] == "snapshot"
 
 
 def test_metrics_without_a_token_file_need_the_api_key(service: LiveService) -> None:

@@ -55,11 +55,13 @@ UPSTREAM_BASE = "upstream-base-secret-0123456789abcdef"
 FLEET_KEY = "mt5farm-demo-key"
 SCOPED_KEY = "Fund-A-Scoped-Key-0123456789"  # fund-a: account A only
 LIMITED_KEY = "Limited-Key-0123456789abcdef"  # limited: 1 request a minute, burst 1
+READ_KEY = "Dashboard-Read-Key-0123456789"  # dashboard: every account, read only
 OPS_API_KEYS: list[dict[str, Any]] = [{"name": "ops", "key": FLEET_KEY, "rate": "off"}]  # the fleet key alone, no rate limit
 API_KEYS: list[dict[str, Any]] = [
     *OPS_API_KEYS,
     {"name": "fund-a", "key": SCOPED_KEY, "accounts": [LOGIN_A], "rate": "off"},
     {"name": "limited", "key": LIMITED_KEY, "rate": "1r/m", "burst": 1},
+    {"name": "dashboard", "key": READ_KEY, "accounts": "all", "access": "read", "rate": "off"},
 ]
 
 
@@ -260,14 +262,19 @@ def self_signed(out: Path) -> None:
     )
 
 
-def start_service(root: Path, login: int, port: int, key: str, tls: tuple[Path, Path, Path] | None = None) -> subprocess.Popen[bytes]:
-    """An account service holding only ``key`` (its own derived key), as its container would;
+def start_service(
+    root: Path, login: int, port: int, key: str, tls: tuple[Path, Path, Path] | None = None, read_key: str | None = None
+) -> subprocess.Popen[bytes]:
+    """An account service holding only ``key`` (its own derived key) and, given, ``read_key``
+    (its read-only one, secret file api_key_read), as its container would;
     with ``tls``, (ca, cert, key) also as its secret files tls_ca.pem, tls_cert.pem, tls_key.pem,
     as mt5_linux writes them (the service then serves HTTPS only). Its log: ``root/service-<login>/log``."""
     home = root / f"service-{login}"
     secrets = home / "secrets"
     secrets.mkdir(parents=True)
     (secrets / "api_key").write_text(key + "\n")
+    if read_key:
+        (secrets / "api_key_read").write_text(read_key + "\n")
     if tls:
         for name, source in zip(("tls_ca.pem", "tls_cert.pem", "tls_key.pem"), tls, strict=True):
             shutil.copyfile(source, secrets / name)
@@ -417,7 +424,8 @@ def nginx() -> Iterator[Nginx]:
         keys = {login: mt5_account_credential(UPSTREAM_BASE, "api_key", login) for login in (LOGIN_A, LOGIN_B)}
         # Start the services first: they take a few seconds, the render runs meanwhile.
         for login in (LOGIN_A, LOGIN_B):
-            services[login] = start_service(root, login, ports[login], keys[login])
+            read_key = mt5_account_credential(UPSTREAM_BASE, "api_key_read", login)
+            services[login] = start_service(root, login, ports[login], keys[login], read_key=read_key)
         nginx_ports = Ports.free()
         inventory = one_farm_inventory([simulator_account(login, port) for login, port in ports.items()], nginx_ports, API_KEYS)
         with running_nginx(root, inventory, nginx_ports) as server:

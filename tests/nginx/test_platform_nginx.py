@@ -31,6 +31,7 @@ from nginx_testlib import (
     LOGIN_A,
     LOGIN_B,
     LOGIN_DOWN,
+    READ_KEY,
     REPO,
     SCOPED_KEY,
     UPSTREAM_BASE,
@@ -412,6 +413,32 @@ def test_each_account_is_reached_with_its_own_derived_key_which_opens_nothing_at
             assert_json_error(account(nginx, target, {"Authorization": f"Bearer {key}"}), 401, "unauthorized")
 
 
+def test_a_read_only_key_reads_and_streams_and_the_account_gets_its_read_only_key(nginx: Nginx) -> None:
+    assert account(nginx, LOGIN_A, {"X-API-Key": READ_KEY}).json()["login"] == LOGIN_A
+    body = json.dumps({"symbol": "EURUSD", "type": "buy", "volume": 0.01}).encode()
+    for method, path in (("POST", "orders"), ("POST", "orders/check"), ("DELETE", "positions/1"), ("PATCH", "orders/1")):
+        headers = {"X-API-Key": READ_KEY, "Content-Type": "application/json"}
+        refused = assert_json_error(request(nginx, method, f"/accounts/{LOGIN_A}/api/{path}", headers, body), 403, "read_only_key")
+        assert "read, not trade" in refused["message"]
+    # the same order with a trading key is not refused by Nginx (the service answers it)
+    placed = request(
+        nginx, "POST", f"/accounts/{LOGIN_A}/api/orders/check", {"X-API-Key": FLEET_KEY, "Content-Type": "application/json"}, body
+    )
+    assert placed.status == 200, placed.body[:300]
+    # what Nginx sends for it is the account's read-only key: it reads there, and never trades
+    read_upstream = mt5_account_credential(UPSTREAM_BASE, "api_key_read", LOGIN_A)
+    port = nginx.service_ports[LOGIN_A]
+    assert request(nginx, "GET", "/api/account", {"X-API-Key": read_upstream}, port=port, tls=False).status == 200
+    direct = request(
+        nginx, "POST", "/api/orders", {"X-API-Key": read_upstream, "Content-Type": "application/json"}, body, port=port, tls=False
+    )
+    assert direct.status == 403 and json.loads(direct.body)["error"] == "read_only_key"
+    # and the read-only key of one account opens no other, nor anything at Nginx
+    other = request(nginx, "GET", "/api/account", {"X-API-Key": read_upstream}, port=nginx.service_ports[LOGIN_B], tls=False)
+    assert other.status == 401
+    assert_json_error(account(nginx, LOGIN_A, {"X-API-Key": read_upstream}), 401, "unauthorized")
+
+
 def test_websocket_reaches_the_account_with_its_own_derived_key(nginx: Nginx) -> None:
     import json
     import ssl
@@ -425,6 +452,8 @@ def test_websocket_reaches_the_account_with_its_own_derived_key(nginx: Nginx) ->
     with connect(url, additional_headers={"Authorization": f"bearer {FLEET_KEY}"}, ssl=context, open_timeout=10) as ws:
         snapshot = json.loads(ws.recv(timeout=10))
     assert snapshot["type"] == "snapshot" and snapshot["account"]["login"] == LOGIN_B
+    with connect(url, additional_headers={"X-API-Key": READ_KEY}, ssl=context, open_timeout=10) as ws:  # a read-only key streams
+        assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"
 
 
 @pytest.mark.parametrize("symbol", ["S&P500", "Volatility 75 (1s) Index", "DE40"])

@@ -196,6 +196,7 @@ def test_keys_per_account_rate_and_burst():
         [
             {"name": "fund-a", "key": "fund-a-key-0123456789", "accounts": [5001002, 5001001], "rate": "20r/s", "burst": 5},
             {"name": "bench", "key": "bench-key-0123456789", "rate": "off"},
+            {"name": "dashboard", "key": "dashboard-key-0123456789", "access": "read"},
         ],
         ACCOUNTS,
         "50r/s",
@@ -203,6 +204,7 @@ def test_keys_per_account_rate_and_burst():
     )
     assert keys[0]["scope"] == ",5001001,5001002," and keys[0]["zone"] == "mt5_key_20r_per_s_b5"
     assert keys[1]["scope"] == "*" and keys[1]["zone"] == "" and keys[1]["rate"] == "off"
+    assert [k["access"] for k in keys] == ["trade", "trade", "read"]
 
 
 @pytest.mark.parametrize(
@@ -220,6 +222,7 @@ def test_keys_per_account_rate_and_burst():
         ([{"name": "a", "key": "k" * 20, "accounts": "5001001"}], "accounts must be"),
         ([{"name": "a", "key": "k" * 20, "rate": "fast"}], "rate must be like"),
         ([{"name": "a", "key": "k" * 20, "burst": -1}], "burst must be"),
+        ([{"name": "a", "key": "k" * 20, "access": "write"}], 'access must be "trade" or "read"'),
         ("", "no API key given"),
     ],
 )

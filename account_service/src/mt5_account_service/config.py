@@ -62,6 +62,9 @@ class Settings:
     #: (MT5_SERVER_TIME_OFFSET); None: learned from quotes (server_time.py).
     server_time_offset: int | None = None
     api_keys: tuple[str, ...] = field(default=(), repr=False)
+    #: Keys that read and stream but never trade (``api_key_read``, one per line): GET and
+    #: WebSocket only, 403 ``read_only_key`` for any other method (issue 15).
+    read_api_keys: tuple[str, ...] = field(default=(), repr=False)
     password: str | None = field(default=None, repr=False)
     redis_password: str | None = field(default=None, repr=False)
     postgres_password: str | None = field(default=None, repr=False)
@@ -177,6 +180,16 @@ def _server_time_offset(env: Mapping[str, str]) -> int | None:
     return offset
 
 
+def read_keys(secrets_dir: Path, name: str) -> tuple[str, ...]:
+    """The keys of the secret file ``name`` (one per line; none when it is absent);
+    ConfigError for a key shorter than 16 characters."""
+    text = read_secret(secrets_dir, name)
+    keys = tuple(line.strip() for line in (text or "").splitlines() if line.strip())
+    if any(len(key) < 16 for key in keys):
+        raise ConfigError(f"every API key in {secrets_dir / name} must be at least 16 characters")
+    return keys
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (default ``os.environ``) and the secret files."""
     env = os.environ if env is None else env
@@ -184,12 +197,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if backend not in BACKENDS:
         raise ConfigError(f"MT5_BACKEND={backend!r} is unknown: use one of {', '.join(BACKENDS)}")
     secrets_dir = Path(_get(env, "MT5_SECRETS_DIR") or "/run/secrets/mt5")
-    api_key_text = read_secret(secrets_dir, "api_key")
-    api_keys = tuple(line.strip() for line in (api_key_text or "").splitlines() if line.strip())
+    api_keys = read_keys(secrets_dir, "api_key")
     if not api_keys:
         raise ConfigError(f"no API key: write at least one key (one per line) to {secrets_dir / 'api_key'}")
-    if any(len(key) < 16 for key in api_keys):
-        raise ConfigError(f"every API key in {secrets_dir / 'api_key'} must be at least 16 characters")
+    read_api_keys = read_keys(secrets_dir, "api_key_read")
+    if set(api_keys) & set(read_api_keys):
+        raise ConfigError(f"a key is in both {secrets_dir / 'api_key'} and {secrets_dir / 'api_key_read'}: a key either trades or only reads")
     password = read_secret(secrets_dir, "password")
     if password is None and backend != "simulator":
         raise ConfigError(f"MT5_BACKEND={backend} needs the broker password in {secrets_dir / 'password'}")
@@ -221,6 +234,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         snapshot_retention_days=_int(env, "SNAPSHOT_RETENTION_DAYS", 90, 1, 36_500),
         server_time_offset=_server_time_offset(env),
         api_keys=api_keys,
+        read_api_keys=read_api_keys,
         password=password,
         redis_password=read_secret(secrets_dir, "redis_password"),
         postgres_password=read_secret(secrets_dir, "postgres_password"),

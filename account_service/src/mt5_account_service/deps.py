@@ -15,7 +15,7 @@ from starlette.requests import HTTPConnection
 from starlette.status import WS_1008_POLICY_VIOLATION
 
 from .errors import ApiError
-from .gate import UNAUTHORIZED, WWW_AUTHENTICATE, keys_match, scan_headers
+from .gate import READ_ONLY, UNAUTHORIZED, WWW_AUTHENTICATE, key_access, read_only_refused, scan_headers
 from .service import Service
 
 
@@ -29,7 +29,8 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 
 
 def api_key(conn: HTTPConnection, svc: ServiceDep) -> str:
-    """The caller's API key (X-API-Key, else Authorization: Bearer), one of the configured keys.
+    """The caller's API key (X-API-Key, else Authorization: Bearer), one of the configured keys;
+    a read-only one (``api_key_read``) for GET/HEAD and the WebSocket only (else 403).
 
     The gate has already refused a request without a valid key (401, before the body is
     read) for every path it guards (``/api/*``, ``/ws``); checking again here keeps a route
@@ -37,8 +38,11 @@ def api_key(conn: HTTPConnection, svc: ServiceDep) -> str:
     closes the WebSocket handshake with 1008 (policy violation).
     """
     given = scan_headers(conn.scope["headers"]).key
-    if given is None or not keys_match(given, svc.settings.api_keys):
+    access = key_access(given, svc.settings.api_keys, svc.settings.read_api_keys)
+    if given is None or access is None:
         if conn.scope["type"] == "websocket":
             raise WebSocketException(WS_1008_POLICY_VIOLATION, "unauthorized")
         raise ApiError(401, "unauthorized", UNAUTHORIZED, headers={"WWW-Authenticate": WWW_AUTHENTICATE})
+    if read_only_refused(access, conn.scope):
+        raise ApiError(403, "read_only_key", READ_ONLY.format(method=conn.scope["method"]))
     return given

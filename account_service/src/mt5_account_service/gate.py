@@ -6,7 +6,8 @@ For every HTTP request and WebSocket handshake, in this order:
    ``key_in_url`` on every route: URLs end up in proxy and access logs, keys must not;
 2. ``/api/*`` and ``/ws`` need an API key, ``/metrics`` an API key or the metrics token:
    401 *before* the body is read, so an anonymous client cannot make the service receive,
-   buffer or parse anything;
+   buffer or parse anything; a read-only key (``api_key_read``) gets 403 ``read_only_key``
+   for any method but GET/HEAD;
 3. the body is capped (``MAX_BODY_BYTES``): 413 at once by Content-Length, and a chunked
    body is counted as it arrives and refused as soon as it passes the cap;
 4. ``GET /api/account|positions|orders`` are answered here from the last poll's JSON
@@ -21,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -47,6 +48,9 @@ METRICS_UNAUTHORIZED = (
 #: The challenge of every 401 (RFC 9110 requires one).
 WWW_AUTHENTICATE = 'Bearer realm="mt5-account"'
 KEY_IN_URL = "send the key in the X-API-Key header; URLs end up in logs (refused query parameter: {name!r})"
+#: What a read-only key may do (api_key_read): read and stream, never change anything.
+READ_METHODS = frozenset({"GET", "HEAD"})
+READ_ONLY = "this API key can read, not trade: {method} needs a trading key (api_key, not api_key_read)"
 
 
 def error_body(error: str, message: str, retcode: int | None = None) -> bytes:
@@ -110,6 +114,18 @@ def keys_match(given: str | None, keys: tuple[str, ...]) -> bool:
     return matched
 
 
+def key_access(given: str | None, trade_keys: tuple[str, ...], read_keys: tuple[str, ...]) -> str | None:
+    """``"trade"``, ``"read"`` or None (no configured key): both sets are compared in full,
+    in constant time, whichever matches."""
+    trades, reads = keys_match(given, trade_keys), keys_match(given, read_keys)
+    return "trade" if trades else "read" if reads else None
+
+
+def read_only_refused(access: str | None, scope: Mapping[str, Any]) -> bool:
+    """Whether a read-only key asks for more than reading (an HTTP method other than GET/HEAD)."""
+    return access == "read" and scope["type"] == "http" and scope["method"] not in READ_METHODS
+
+
 def token_matches_digest(given: str | None, digests: tuple[str, ...]) -> bool:
     """True when sha256(given) is one of ``digests``; compared in constant time."""
     if not given or not digests:
@@ -153,6 +169,7 @@ class Gate:
         self.app, self.svc, self.routes = app, svc, routes
         settings = svc.settings
         self._keys, self._digests = settings.api_keys, settings.metrics_token_sha256
+        self._read_keys = settings.read_api_keys
         self._cap = settings.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -167,14 +184,18 @@ class Gate:
         if name is not None:
             await refuse(scope, receive, send, heads, 400, "key_in_url", KEY_IN_URL.format(name=name))
             return
-        if needs_key(path) and not keys_match(heads.key, self._keys):
+        access = key_access(heads.key, self._keys, self._read_keys)
+        if needs_key(path) and access is None:
             await refuse(scope, receive, send, heads, 401, "unauthorized", UNAUTHORIZED)
+            return
+        if needs_key(path) and read_only_refused(access, scope):
+            await refuse(scope, receive, send, heads, 403, "read_only_key", READ_ONLY.format(method=scope["method"]))
             return
         repeated = repeated_in_query(query) if query else None
         if repeated is not None:
             await refuse(scope, receive, send, heads, 422, "invalid_input", f"{repeated}: given more than once in the query; send it once")
             return
-        if path == "/metrics" and not (keys_match(heads.key, self._keys) or token_matches_digest(heads.key, self._digests)):
+        if path == "/metrics" and not (access is not None or token_matches_digest(heads.key, self._digests)):
             await refuse(scope, receive, send, heads, 401, "unauthorized", METRICS_UNAUTHORIZED)
             return
         if kind == "websocket":

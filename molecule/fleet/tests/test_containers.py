@@ -24,11 +24,12 @@ PAIRS = [(name, login) for name, (_, logins) in FLEET.items() for login in login
 # CPU per simulator account (a terminal account gets the PRD's 1.2 GiB).
 MEMORY = 256 * 1024**2
 NANO_CPUS = 500_000_000
-# With a platform each account has its API key, its metrics token's hash and the passwords of
+# With a platform each account has its API keys (trading, read-only), its metrics token's hash and the passwords of
 # its own Redis user and Postgres role; with TLS between hosts (three hosts: on), the farm's CA
 # and its host's certificate and key (roles/mt5_linux/README.md).
 SECRET_FILES = [
     "api_key",
+    "api_key_read",
     "metrics_token_sha256",
     "postgres_password",
     "redis_password",
