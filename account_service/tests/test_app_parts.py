@@ -57,6 +57,8 @@ ROUTES = [
     ("/api/positions/{ticket}", ["PATCH"], "patch_position"),
     ("/api/orders/{ticket}", ["PATCH"], "patch_order"),
     ("/api/positions/{ticket}", ["DELETE"], "delete_position"),
+    ("/api/positions/{ticket}/close_by", ["POST"], "post_close_by"),
+    ("/api/positions", ["DELETE"], "delete_positions"),
     ("/api/orders/{ticket}", ["DELETE"], "delete_order"),
     ("/ws", [], "ws"),
 ]

@@ -202,7 +202,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"no API key: write at least one key (one per line) to {secrets_dir / 'api_key'}")
     read_api_keys = read_keys(secrets_dir, "api_key_read")
     if set(api_keys) & set(read_api_keys):
-        raise ConfigError(f"a key is in both {secrets_dir / 'api_key'} and {secrets_dir / 'api_key_read'}: a key either trades or only reads")
+        raise ConfigError(
+            f"a key is in both {secrets_dir / 'api_key'} and {secrets_dir / 'api_key_read'}: a key either trades or only reads"
+        )
     password = read_secret(secrets_dir, "password")
     if password is None and backend != "simulator":
         raise ConfigError(f"MT5_BACKEND={backend} needs the broker password in {secrets_dir / 'password'}")

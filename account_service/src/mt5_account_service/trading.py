@@ -16,7 +16,7 @@ from typing import Any
 
 from .backends import base as c
 from .gateway import BackendError, BackendInvalidArgument, BackendUnavailable, Gateway
-from .models import OrderIn, OrderModifyIn, OrderType, PositionModifyIn, trade_out
+from .models import CloseByIn, OrderIn, OrderModifyIn, OrderType, PositionModifyIn, trade_out
 
 
 class TradeFailure(Exception):
@@ -72,6 +72,8 @@ _RETCODE_ERRORS: dict[int, tuple[int, str, str]] = {
         "the terminal does not allow automated trading: switch on AutoTrading (Algo Trading) in the terminal",
     ),
     c.TRADE_RETCODE_INVALID: (422, "invalid_request", "the trade server refused the request"),
+    c.TRADE_RETCODE_INVALID_EXPIRATION: (422, "invalid_expiration", "the trade server refused the order's expiration"),
+    c.TRADE_RETCODE_INVALID_ORDER: (422, "invalid_order_type", "the trade server does not take this order type for {symbol}"),
 }
 
 
@@ -152,12 +154,54 @@ def pending_price_problem(order_type: OrderType, price: float, bid: float, ask: 
         OrderType.buy_stop: (price >= ask + gap - 1e-12, "above the ask", ask),
         OrderType.sell_limit: (price >= bid + gap - 1e-12, "above the bid", bid),
         OrderType.sell_stop: (price <= bid - gap + 1e-12, "below the bid", bid),
+        OrderType.buy_stop_limit: (price >= ask + gap - 1e-12, "above the ask", ask),
+        OrderType.sell_stop_limit: (price <= bid - gap + 1e-12, "below the bid", bid),
     }
     ok, where, ref = rules[order_type]
     if ok:
         return None
     away = f" by at least {int(info['trade_stops_level'])} points" if gap else ""
     return f"a {order_type.value} price must be {where} {_fmt(ref, digits)}{away}; got {_fmt(price, digits)}"
+
+
+def stoplimit_problem(order_type: OrderType, price: float, stoplimit: float, info: dict[str, Any]) -> str | None:
+    """A stop-limit's limit price: at or below its stop price for a buy (the buy limit placed
+    then waits for a pullback), at or above for a sell, ``trade_stops_level`` points away."""
+    digits, point = int(info["digits"]), float(info["point"])
+    gap = int(info.get("trade_stops_level") or 0) * point
+    is_buy = order_type.is_buy
+    if (stoplimit <= price - gap + 1e-12) if is_buy else (stoplimit >= price + gap - 1e-12):
+        return None
+    where = "below" if is_buy else "above"
+    away = f" by at least {int(info['trade_stops_level'])} points" if gap else ""
+    return f"a {order_type.value} stoplimit must be {where} its price {_fmt(price, digits)}{away}; got {_fmt(stoplimit, digits)}"
+
+
+def levels_from_points(
+    is_buy: bool, opens_at: float, sl_points: int | None, tp_points: int | None, info: dict[str, Any]
+) -> tuple[float | None, float | None]:
+    """SL and TP given as points from the opening price, as prices on the symbol's grid (a
+    buy's SL below, TP above; a sell's the other way), None where not given."""
+    point, tick, digits = float(info["point"]), tick_size(info), int(info["digits"])
+    sign = 1.0 if is_buy else -1.0
+
+    def level(points: int | None, direction: float) -> float | None:
+        if points is None:
+            return None
+        return round(round((opens_at + direction * sign * points * point) / tick) * tick, digits)
+
+    return level(sl_points, -1.0), level(tp_points, 1.0)
+
+
+def expiration_problem(order: OrderIn, info: dict[str, Any], now: float) -> str | None:
+    """A time in force the symbol does not take (its ``expiration_mode``), or an expiration
+    not in the future."""
+    modes = info.get("expiration_mode")
+    if modes is not None and not int(modes) & order.time_in_force.symbol_flag:
+        return f"{info['name']} does not take time_in_force {order.time_in_force.value} (its expiration_mode is {int(modes)})"
+    if order.expiration is not None and order.expiration.timestamp() <= now:
+        return f"expiration {order.expiration.isoformat()} is not in the future"
+    return None
 
 
 def tick_size(info: dict[str, Any]) -> float:
@@ -318,18 +362,30 @@ async def order_request(gw: Gateway, order: OrderIn) -> dict[str, Any]:
     problem = volume_problem(order.volume, info)
     if problem:
         raise TradeFailure(422, "invalid_volume", problem, c.TRADE_RETCODE_INVALID_VOLUME)
+    # "In the future" on the trade server's clock: its newest quote's time (UTC here).
+    problem = expiration_problem(order, info, float(tick.get("time") or time.time()))
+    if problem:
+        raise TradeFailure(422, "invalid_expiration", problem, c.TRADE_RETCODE_INVALID_EXPIRATION)
+    is_buy = order.type.is_buy
     if order.type.is_market:
-        problem = stops_problem(order.type.is_buy, order.sl, order.tp, bid, ask, info)
-        price = order.price or (ask if order.type.is_buy else bid)
+        price = order.price or (ask if is_buy else bid)
+        opens_at, reference = (ask if is_buy else bid), ""
         request: dict[str, Any] = {"action": c.TRADE_ACTION_DEAL, "type_filling": filling_for(info)}
     else:
         assert order.price is not None
-        problem = pending_price_problem(order.type, order.price, bid, ask, info)
-        if problem is None:
-            problem = stops_problem(order.type.is_buy, order.sl, order.tp, order.price, order.price, info, reference="order price")
-        price = order.price
+        price, opens_at, reference = order.price, order.stoplimit or order.price, "order price"
+        problem = pending_price_problem(order.type, price, bid, ask, info)
+        if problem is None and order.stoplimit is not None:
+            problem, reference = stoplimit_problem(order.type, price, order.stoplimit, info), "stoplimit"
         request = {"action": c.TRADE_ACTION_PENDING, "type_filling": c.ORDER_FILLING_RETURN}
-    problem = problem or grid_problem(info, price=order.price, sl=order.sl, tp=order.tp)
+    sl_at, tp_at = levels_from_points(is_buy, opens_at, order.sl_points, order.tp_points, info)
+    sl, tp = order.sl if sl_at is None else sl_at, order.tp if tp_at is None else tp_at
+    if problem is None:
+        if order.type.is_market:
+            problem = stops_problem(is_buy, sl, tp, bid, ask, info)
+        else:
+            problem = stops_problem(is_buy, sl, tp, opens_at, opens_at, info, reference=reference)
+    problem = problem or grid_problem(info, price=order.price, stoplimit=order.stoplimit, sl=sl, tp=tp)
     if problem:
         error = "invalid_stops" if problem.startswith(("sl", "tp")) else "invalid_price"
         raise TradeFailure(422, error, problem)
@@ -339,14 +395,18 @@ async def order_request(gw: Gateway, order: OrderIn) -> dict[str, Any]:
             "volume": float(order.volume),
             "type": order.type.mt5,
             "price": round(price, digits),
-            "sl": round_price(order.sl, digits),
-            "tp": round_price(order.tp, digits),
+            "sl": round_price(sl, digits),
+            "tp": round_price(tp, digits),
             "deviation": order.deviation,
             "magic": order.magic,
             "comment": order.comment,
-            "type_time": c.ORDER_TIME_GTC,
+            "type_time": order.time_in_force.mt5,
         }
     )
+    if order.stoplimit is not None:
+        request["stoplimit"] = round(order.stoplimit, digits)
+    if order.expiration is not None:  # MT5 takes it on the trade server's clock
+        request["expiration"] = int(order.expiration.timestamp()) + gw.server_clock.seconds
     return request
 
 
@@ -460,10 +520,15 @@ async def modify_order(gw: Gateway, ticket: int, change: OrderModifyIn) -> Trade
     order_type = _ORDER_TYPES_BY_MT5.get(int(order["type"]))
     if order_type is None or order_type.is_market:
         raise TradeFailure(422, "invalid_request", f"order {ticket} is not a pending order")
+    stoplimit = change.stoplimit if change.stoplimit is not None else float(order.get("price_stoplimit") or 0.0)
+    if change.stoplimit is not None and not order_type.is_stop_limit:
+        raise TradeFailure(422, "invalid_price", f"order {ticket} is a {order_type.value}: only stop-limit orders have a stoplimit")
+    opens_at = stoplimit if order_type.is_stop_limit else price
     problem = (
         pending_price_problem(order_type, price, float(tick["bid"]), float(tick["ask"]), info)
-        or stops_problem(order_type.is_buy, sl, tp, price, price, info, reference="order price")
-        or grid_problem(info, price=price, sl=sl, tp=tp)
+        or (stoplimit_problem(order_type, price, stoplimit, info) if order_type.is_stop_limit else None)
+        or stops_problem(order_type.is_buy, sl, tp, opens_at, opens_at, info, reference="order price")
+        or grid_problem(info, price=price, stoplimit=stoplimit or None, sl=sl, tp=tp)
     )
     if problem:
         raise TradeFailure(422, "invalid_stops" if problem.startswith(("sl", "tp")) else "invalid_price", problem)
@@ -474,10 +539,62 @@ async def modify_order(gw: Gateway, ticket: int, change: OrderModifyIn) -> Trade
         "price": round(price, digits),
         "sl": round_price(sl, digits),
         "tp": round_price(tp, digits),
-        "type_time": c.ORDER_TIME_GTC,
+        "type_time": int(order.get("type_time") or c.ORDER_TIME_GTC),
+        # MT5 expects the order's expiration again with a modification (0: none); the
+        # terminal reported it in UTC here, it takes it on the server's clock.
+        "expiration": int(order["time_expiration"]) + gw.server_clock.seconds if order.get("time_expiration") else 0,
     }
+    if order_type.is_stop_limit:
+        request["stoplimit"] = round(stoplimit, digits)
     result = await check_and_send(gw, request, symbol)
     return TradeOutcome(200, trade_out(result), int(result["retcode"]))
+
+
+async def close_by(gw: Gateway, ticket: int, change: CloseByIn) -> TradeOutcome:
+    """TRADE_ACTION_CLOSE_BY: close ``ticket`` by the opposite position ``position_by`` of the
+    same symbol (a hedging account): the smaller volume of the two closes, no spread paid."""
+    pos = await _position(gw, ticket)
+    by = await _position(gw, change.position_by)
+    symbol = str(pos["symbol"])
+    if str(by["symbol"]) != symbol or int(by["type"]) == int(pos["type"]):
+        raise TradeFailure(
+            422,
+            "invalid_request",
+            f"position {change.position_by} ({by['symbol']}) cannot close {ticket} ({symbol}): close-by needs an opposite position of the same symbol",
+        )
+    request = {
+        "action": c.TRADE_ACTION_CLOSE_BY,
+        "position": ticket,
+        "position_by": change.position_by,
+        "symbol": symbol,
+        "magic": int(pos.get("magic", 0)),
+        "comment": change.comment,
+    }
+    result = await check_and_send(gw, request, symbol)
+    return TradeOutcome(200, trade_out(result, ticket), int(result["retcode"]))
+
+
+async def close_all(gw: Gateway, symbol: str | None, magic: int | None, deviation: int) -> TradeOutcome:
+    """Close every open position of ``symbol`` and/or ``magic``, one after another: the
+    positions found and each one's answer (the trade result, or the refusal as an error
+    body); 200 when every one closed, else 409 with the same body (none found: 200, empty)."""
+    rows = await gw.call("positions_get", symbol=symbol) if symbol is not None else await gw.call("positions_get")
+    chosen = [row for row in rows if magic is None or int(row.get("magic", 0)) == magic]
+    results: list[dict[str, Any]] = []
+    for row in chosen:
+        ticket = int(row["ticket"])
+        try:
+            outcome = await close_position(gw, ticket, None, deviation)
+            results.append({"ticket": ticket, "status": outcome.status, **outcome.body})
+        except TradeFailure as failure:
+            results.append({"ticket": ticket, "status": failure.status, **failure.body()})
+    failed = sum(1 for r in results if r["status"] >= 300)
+    body: dict[str, Any] = {"closed": len(results) - failed, "failed": failed, "results": results}
+    if not failed:
+        return TradeOutcome(200, body, c.TRADE_RETCODE_DONE)
+    # The key is released on a 409 (routers.trading.keeps_key): a retry closes what is left.
+    message = f"{failed} of {len(results)} positions were not closed (see results); the others were"
+    return TradeOutcome(409, {"error": "not_all_closed", "message": message, "retcode": None, **body}, c.TRADE_RETCODE_ERROR)
 
 
 async def cancel_order(gw: Gateway, ticket: int) -> TradeOutcome:

@@ -15,7 +15,8 @@ What it models
   * Account: USD, hedging, leverage (default 1:100), balance/equity/margin/free margin/margin
     level; P/L converted to USD at the current mid rates; swap-free, commission-free.
   * Trading: market orders (instant execution with deviation/requote), pending limit and stop
-    orders that trigger, SL/TP that close positions, partial closes, SL/TP and pending order
+    orders that trigger, stop-limit orders, expiration (GTC, day, specified), close-by,
+    SL/TP that close positions, partial closes, SL/TP and pending order
     modification, cancellation, stop-out at 50 % margin level, deals for every fill, and MT5's
     retcodes for the failures (10014 volume, 10015 price, 10016 stops, 10018 market closed,
     10019 no money, 10030 filling, 10036 position closed, 10038 close volume, ...).
@@ -26,7 +27,7 @@ What it does not model
     checked whenever the terminal is called, at that instant's price; a price that crosses a
     level and comes back between two calls does not trigger. Fills are at the current
     bid/ask (no slippage, no gaps, no partial fills).
-  * Swaps, commissions, fees, dividends, stop-limit orders, expirations,
+  * Swaps, commissions, fees, dividends,
     freeze levels, hedged-margin reduction (margins of opposite positions simply add up),
     market_book.
   * A broker's network: no latency unless you serve it over RPyC (``mt5-account-service
@@ -259,6 +260,7 @@ SymbolInfo = namedtuple(
         "description",
         "path",
         "name",
+        "expiration_mode",
     ],
 )
 TradeRequest = namedtuple(
@@ -341,6 +343,10 @@ class SymbolSpec:
     #: A CFD's margin is on price x volume x contract (an index), a forex pair's on
     #: volume x contract in the margin currency.
     cfd: bool = False
+    #: symbol_info().expiration_mode: the ORDER_TIME_* a pending order may have (all four).
+    expiration_mode: int = (
+        c.SYMBOL_EXPIRATION_GTC | c.SYMBOL_EXPIRATION_DAY | c.SYMBOL_EXPIRATION_SPECIFIED | c.SYMBOL_EXPIRATION_SPECIFIED_DAY
+    )
 
     @property
     def point(self) -> float:
@@ -480,6 +486,11 @@ class _Order:
     time_done: float = 0.0
     position_id: int = 0
     reason: int = c.REASON_CLIENT
+    #: ORDER_TIME_* and, for SPECIFIED(_DAY) and DAY, when it expires (UTC epoch; 0: never).
+    type_time: int = c.ORDER_TIME_GTC
+    expiration: float = 0.0
+    #: A stop-limit order's limit price, placed as a limit order when the stop triggers.
+    price_stoplimit: float = 0.0
 
 
 @dataclass
@@ -586,8 +597,19 @@ class _Reject(Exception):
         self.margin = margin
 
 
-_BUY_TYPES = (c.ORDER_TYPE_BUY, c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_BUY_STOP)
-_PENDING_TYPES = (c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_SELL_LIMIT, c.ORDER_TYPE_BUY_STOP, c.ORDER_TYPE_SELL_STOP)
+_BUY_TYPES = (c.ORDER_TYPE_BUY, c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_BUY_STOP, c.ORDER_TYPE_BUY_STOP_LIMIT)
+_PENDING_TYPES = (
+    c.ORDER_TYPE_BUY_LIMIT,
+    c.ORDER_TYPE_SELL_LIMIT,
+    c.ORDER_TYPE_BUY_STOP,
+    c.ORDER_TYPE_SELL_STOP,
+    c.ORDER_TYPE_BUY_STOP_LIMIT,
+    c.ORDER_TYPE_SELL_STOP_LIMIT,
+)
+_STOP_LIMIT_TYPES = (c.ORDER_TYPE_BUY_STOP_LIMIT, c.ORDER_TYPE_SELL_STOP_LIMIT)
+#: A stop-limit triggers as its stop would, and becomes its limit.
+_STOP_OF = {c.ORDER_TYPE_BUY_STOP_LIMIT: c.ORDER_TYPE_BUY_STOP, c.ORDER_TYPE_SELL_STOP_LIMIT: c.ORDER_TYPE_SELL_STOP}
+_LIMIT_OF = {c.ORDER_TYPE_BUY_STOP_LIMIT: c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_SELL_STOP_LIMIT: c.ORDER_TYPE_SELL_LIMIT}
 
 
 #: Comments a terminal takes: it refuses longer ones and these characters with last_error
@@ -1232,6 +1254,7 @@ class SimulatedTerminal:
                     spec.description,
                     f"Simulator\\{spec.name}",
                     spec.name,
+                    spec.expiration_mode,
                 )
             )
 
@@ -1474,9 +1497,9 @@ class SimulatedTerminal:
             int(setup * 1000),
             int(done),
             int(done * 1000),
-            0,
+            int(o.expiration + self._offset) if o.expiration else 0,
             o.type,
-            c.ORDER_TIME_GTC,
+            o.type_time,
             o.type_filling,
             o.state,
             o.magic,
@@ -1489,7 +1512,7 @@ class SimulatedTerminal:
             o.sl,
             o.tp,
             current,
-            0.0,
+            o.price_stoplimit,
             o.symbol,
             o.comment,
             "",
@@ -1574,7 +1597,12 @@ class SimulatedTerminal:
                     raise _Reject(c.TRADE_RETCODE_NO_MONEY, "No money", margin)
                 return margin
             self._check_pending_price(spec, req.type, req.price, bid, ask)
-            self._check_stops(spec, req.type in _BUY_TYPES, req.price, req.sl, req.tp, req.price, req.price)
+            opens_at = req.price
+            if req.type in _STOP_LIMIT_TYPES:
+                self._check_stoplimit(spec, req.type, req.price, req.stoplimit)
+                opens_at = req.stoplimit
+            self._check_stops(spec, req.type in _BUY_TYPES, opens_at, req.sl, req.tp, opens_at, opens_at)
+            self._expiry_of(spec, req.type_time, req.expiration, t)
             return 0.0
         if req.action == c.TRADE_ACTION_SLTP:
             pos = self._state.positions.get(req.position)
@@ -1589,6 +1617,8 @@ class SimulatedTerminal:
             if (req.sl, req.tp) == (pos.sl, pos.tp):
                 raise _Reject(c.TRADE_RETCODE_NO_CHANGES)
             return 0.0
+        if req.action == c.TRADE_ACTION_CLOSE_BY:
+            return self._validate_close_by(req, t)
         if req.action in (c.TRADE_ACTION_MODIFY, c.TRADE_ACTION_REMOVE):
             order = self._state.orders.get(req.order)
             if order is None:
@@ -1598,10 +1628,17 @@ class SimulatedTerminal:
             if req.action == c.TRADE_ACTION_MODIFY:
                 bid, ask = self._quote(spec, t)
                 price = req.price or order.price_open
+                stoplimit = req.stoplimit or order.price_stoplimit
                 self._check_grid(spec, price, req.sl, req.tp)
                 self._check_pending_price(spec, order.type, price, bid, ask)
-                self._check_stops(spec, order.type in _BUY_TYPES, price, req.sl, req.tp, price, price)
-                if (price, req.sl, req.tp) == (order.price_open, order.sl, order.tp):
+                opens_at = price
+                if order.type in _STOP_LIMIT_TYPES:
+                    self._check_stoplimit(spec, order.type, price, stoplimit)
+                    opens_at = stoplimit
+                self._check_stops(spec, order.type in _BUY_TYPES, opens_at, req.sl, req.tp, opens_at, opens_at)
+                expires = self._expiry_of(spec, req.type_time, req.expiration, t)
+                same = (price, stoplimit, req.sl, req.tp, req.type_time, expires)
+                if same == (order.price_open, order.price_stoplimit, order.sl, order.tp, order.type_time, order.expiration):
                     raise _Reject(c.TRADE_RETCODE_NO_CHANGES)
             return 0.0
         raise _Reject(c.TRADE_RETCODE_INVALID, "Unsupported trade action")
@@ -1681,11 +1718,57 @@ class SimulatedTerminal:
             c.ORDER_TYPE_SELL_LIMIT: price >= bid + gap,
             c.ORDER_TYPE_BUY_STOP: price >= ask + gap,
             c.ORDER_TYPE_SELL_STOP: price <= bid - gap,
+            c.ORDER_TYPE_BUY_STOP_LIMIT: price >= ask + gap,
+            c.ORDER_TYPE_SELL_STOP_LIMIT: price <= bid - gap,
         }.get(type_)
         if ok is None:
             raise _Reject(c.TRADE_RETCODE_INVALID, "Invalid order type for a pending order")
         if price <= 0 or not ok:
             raise _Reject(c.TRADE_RETCODE_INVALID_PRICE, "Invalid price")
+
+    @staticmethod
+    def _check_stoplimit(spec: SymbolSpec, type_: int, price: float, stoplimit: float) -> None:
+        """A stop-limit's limit price: a buy limit placed at or below its stop price (a sell
+        limit at or above), stops_level points away, on the grid (10015 otherwise)."""
+        gap = spec.stops_level * spec.point - 1e-12
+        ok = stoplimit <= price - gap if type_ == c.ORDER_TYPE_BUY_STOP_LIMIT else stoplimit >= price + gap
+        if stoplimit <= 0 or not ok or not on_tick_grid(stoplimit, spec):
+            raise _Reject(c.TRADE_RETCODE_INVALID_PRICE, "Invalid stoplimit price")
+
+    def _expiry_of(self, spec: SymbolSpec, type_time: int, expiration: int, t: float) -> float:
+        """When a pending order of ``type_time`` expires (UTC epoch; 0: never); 10022 for an
+        ORDER_TIME_* the symbol does not take or an expiration not in the future. DAY ends at
+        the server's midnight; SPECIFIED_DAY at the server's midnight after ``expiration``
+        (server clock, as MT5's)."""
+        flags = {
+            c.ORDER_TIME_GTC: c.SYMBOL_EXPIRATION_GTC,
+            c.ORDER_TIME_DAY: c.SYMBOL_EXPIRATION_DAY,
+            c.ORDER_TIME_SPECIFIED: c.SYMBOL_EXPIRATION_SPECIFIED,
+            c.ORDER_TIME_SPECIFIED_DAY: c.SYMBOL_EXPIRATION_SPECIFIED_DAY,
+        }
+        if type_time not in flags or not spec.expiration_mode & flags[type_time]:
+            raise _Reject(c.TRADE_RETCODE_INVALID_EXPIRATION, "Invalid expiration")
+        server_now = t + self._offset
+        if type_time == c.ORDER_TIME_GTC:
+            return 0.0
+        if type_time == c.ORDER_TIME_DAY:
+            return (server_now // 86400 + 1) * 86400 - self._offset
+        if expiration <= server_now:
+            raise _Reject(c.TRADE_RETCODE_INVALID_EXPIRATION, "Invalid expiration")
+        if type_time == c.ORDER_TIME_SPECIFIED_DAY:
+            return (expiration // 86400 + 1) * 86400 - self._offset
+        return float(expiration - self._offset)
+
+    def _validate_close_by(self, req: TradeRequest, t: float) -> float:
+        """TRADE_ACTION_CLOSE_BY: two open positions of one symbol, opposite sides (a hedging
+        account's: a netting account never holds two)."""
+        pos, by = self._state.positions.get(req.position), self._state.positions.get(req.position_by)
+        if pos is None or by is None:
+            raise _Reject(c.TRADE_RETCODE_POSITION_CLOSED)
+        if pos.symbol != by.symbol or pos.type == by.type or pos.ticket == by.ticket:
+            raise _Reject(c.TRADE_RETCODE_INVALID, "Close by needs an opposite position of the same symbol")
+        self._check_tradeable(self._symbols[pos.symbol], t)
+        return 0.0
 
     def _validate_close(self, req: TradeRequest, spec: SymbolSpec) -> float:
         pos = self._state.positions.get(req.position)
@@ -1733,8 +1816,13 @@ class SimulatedTerminal:
                 t,
                 c.ORDER_FILLING_RETURN,
                 reason=c.REASON_EXPERT,
+                type_time=req.type_time,
+                expiration=self._expiry_of(self._symbols[req.symbol], req.type_time, req.expiration, t),
+                price_stoplimit=req.stoplimit if req.type in _STOP_LIMIT_TYPES else 0.0,
             )
             return 0, order, req.volume, req.price
+        if req.action == c.TRADE_ACTION_CLOSE_BY:
+            return self._close_by(req, t)
         if req.action == c.TRADE_ACTION_SLTP:
             pos = self._state.positions[req.position]
             pos.sl, pos.tp, pos.time_update = req.sl, req.tp, t
@@ -1742,11 +1830,44 @@ class SimulatedTerminal:
         pending = self._state.orders[req.order]
         if req.action == c.TRADE_ACTION_MODIFY:
             pending.price_open = req.price or pending.price_open
+            pending.price_stoplimit = req.stoplimit or pending.price_stoplimit
             pending.sl, pending.tp = req.sl, req.tp
+            # As MT5: a modification states the order's time in force and expiry again.
+            pending.type_time = req.type_time
+            pending.expiration = self._expiry_of(self._symbols[pending.symbol], req.type_time, req.expiration, t)
             return 0, pending.ticket, pending.volume, pending.price_open
         del self._state.orders[pending.ticket]
         self._state.history_orders.append(replace(pending, state=c.ORDER_STATE_CANCELED, time_done=t))
         return 0, pending.ticket, pending.volume, pending.price_open
+
+    def _close_by(self, req: TradeRequest, t: float) -> tuple[int, int, float, float]:
+        """Close ``position`` by ``position_by``: the smaller volume of both is closed, both at
+        ``position_by``'s open price (so it realises nothing, and the pair the difference of
+        their open prices: no spread paid), two OUT_BY deals of one CLOSE_BY order."""
+        pos, by = self._state.positions[req.position], self._state.positions[req.position_by]
+        volume = min(pos.volume, by.volume)
+        order = self._new_order_ticket()
+        pos_price = by_price = by.price_open
+        self._state.history_orders.append(
+            _Order(
+                order, pos.symbol, c.ORDER_TYPE_CLOSE_BY, volume, pos_price, 0.0, 0.0, pos.magic, req.comment, t,
+                c.ORDER_FILLING_RETURN, c.ORDER_STATE_FILLED, t, pos.identifier, c.REASON_EXPERT,
+            )
+        )  # fmt: skip
+        deal = 0
+        for closing, price in ((pos, pos_price), (by, by_price)):
+            profit = self._realise(closing, volume, price, t)
+            remaining = round(closing.volume - volume, 8)
+            if remaining <= 1e-9:
+                del self._state.positions[closing.ticket]
+            else:
+                closing.volume, closing.time_update = remaining, t
+            deal_type = c.DEAL_TYPE_SELL if closing.type == c.POSITION_TYPE_BUY else c.DEAL_TYPE_BUY
+            made = self._position_deal(
+                closing, deal_type, c.DEAL_ENTRY_OUT_BY, volume, price, profit, order, c.REASON_EXPERT, req.comment, t
+            )
+            deal = deal or made
+        return deal, order, volume, pos_price
 
     def _record_filled_order(self, ticket: int, req: TradeRequest, price: float, t: float) -> None:
         self._state.history_orders.append(
@@ -1894,11 +2015,18 @@ class SimulatedTerminal:
         """Trigger pending orders, SL/TP and stop-out at the current instant's prices."""
         now = self._clock()
         for order in list(self._state.orders.values()):
+            if order.expiration and now >= order.expiration:
+                del self._state.orders[order.ticket]
+                self._state.history_orders.append(replace(order, state=c.ORDER_STATE_EXPIRED, time_done=order.expiration))
+                self._dirty = True
+                continue
             spec = self._symbols[order.symbol]
             if not spec.always_open and not self._market_open(now):
                 continue
             bid, ask = self._quote(spec, now)
-            if _pending_triggered(order.type, order.price_open, bid, ask):
+            if order.type in _STOP_LIMIT_TYPES and _pending_triggered(_STOP_OF[order.type], order.price_open, bid, ask):
+                self._place_stop_limit(order, now)
+            elif _pending_triggered(order.type, order.price_open, bid, ask):
                 self._fill_pending(order, bid, ask, now)
         for pos in list(self._state.positions.values()):
             spec = self._symbols[pos.symbol]
@@ -1912,6 +2040,24 @@ class SimulatedTerminal:
         self._stop_out(now)
         self._persist()
         return now
+
+    def _place_stop_limit(self, order: _Order, t: float) -> None:
+        """A stop-limit whose stop price was reached: it is done (filled) and a limit order
+        of its volume, SL, TP, expiry and magic is placed at its stoplimit price (a new ticket)."""
+        del self._state.orders[order.ticket]
+        self._dirty = True
+        self._state.history_orders.append(replace(order, state=c.ORDER_STATE_FILLED, time_done=t))
+        ticket = self._new_order_ticket()
+        limit = replace(
+            order,
+            ticket=ticket,
+            type=_LIMIT_OF[order.type],
+            price_open=order.price_stoplimit,
+            price_stoplimit=0.0,
+            time_setup=t,
+            reason=c.REASON_EXPERT,
+        )
+        self._state.orders[ticket] = limit
 
     def _fill_pending(self, order: _Order, bid: float, ask: float, t: float) -> None:
         del self._state.orders[order.ticket]

@@ -23,16 +23,33 @@ from ..gateway import BackendError, BackendUnavailable
 from ..idempotency import MAX_KEY_LENGTH, fingerprint
 from ..models import (
     MAX_DEVIATION,
+    MAX_TICKET,
+    SYMBOL_PATTERN,
     CheckOut,
+    CloseAllOut,
+    CloseByIn,
+    IntegerText,
     OrderIn,
     OrderModifyIn,
     PositionModifyIn,
     QueryDeviation,
     QueryVolume,
     TradeOut,
+    order_record,
 )
 from ..service import Service
-from ..trading import TradeFailure, TradeOutcome, cancel_order, check_order, close_position, modify_order, modify_position, place_order
+from ..trading import (
+    TradeFailure,
+    TradeOutcome,
+    cancel_order,
+    check_order,
+    close_all,
+    close_by,
+    close_position,
+    modify_order,
+    modify_position,
+    place_order,
+)
 from .reads import Ticket
 
 log = logging.getLogger(__name__)
@@ -185,7 +202,7 @@ async def post_order(svc: ServiceDep, order: OrderIn, request: Request) -> JSONR
     """Place a market order (buy/sell) or a pending order (limits/stops).
     Send an ``Idempotency-Key`` header to make retries safe."""
     currency = str((svc.poller.snapshot.account if svc.poller.snapshot else {}).get("currency", ""))
-    return await trade(svc, request, "open", order.model_dump(mode="json"), lambda: place_order(svc.gateway, order, currency))
+    return await trade(svc, request, "open", order_record(order), lambda: place_order(svc.gateway, order, currency))
 
 
 @router.post("/api/orders/check", response_model=CheckOut, responses=TRADE_ERRORS)
@@ -219,6 +236,33 @@ async def delete_position(
     """Close an open position, fully or partially (``?volume=``)."""
     body = {"ticket": ticket, "volume": volume, "deviation": deviation}
     return await trade(svc, request, "close", body, lambda: close_position(svc.gateway, ticket, volume, deviation))
+
+
+@router.post("/api/positions/{ticket}/close_by", response_model=TradeOut, responses=TRADE_ERRORS)
+async def post_close_by(svc: ServiceDep, change: CloseByIn, request: Request, ticket: Ticket) -> JSONResponse:
+    """Close a position by an opposite one of the same symbol (``TRADE_ACTION_CLOSE_BY``, a
+    hedging account): the smaller volume of the two closes, both at the opposite position's
+    open price (no spread paid); the larger one stays open with the rest."""
+    body = {"ticket": ticket, **change.model_dump()}
+    return await trade(svc, request, "close_by", body, lambda: close_by(svc.gateway, ticket, change))
+
+
+@router.delete("/api/positions", response_model=CloseAllOut, responses={**TRADE_ERRORS, 409: {"model": CloseAllOut}})
+async def delete_positions(
+    svc: ServiceDep,
+    request: Request,
+    symbol: Annotated[str | None, Query(pattern=SYMBOL_PATTERN, description="close the positions of this symbol")] = None,
+    magic: Annotated[int | None, IntegerText, Query(ge=0, le=MAX_TICKET, description="close the positions of this magic number")] = None,
+    deviation: CloseDeviation = 20,
+) -> JSONResponse:
+    """Close every open position of a ``symbol`` and/or a ``magic`` number (one of them is
+    required), one after another: ``{closed, failed, results: [{ticket, status, ...the trade
+    result or the error}]}``. 200 when all closed; 409 ``not_all_closed`` with the same
+    results otherwise (the Idempotency-Key is then released: a retry closes what is left)."""
+    if symbol is None and magic is None:
+        raise ApiError(422, "invalid_input", "name the positions to close: symbol and/or magic")
+    body = {"symbol": symbol, "magic": magic, "deviation": deviation}
+    return await trade(svc, request, "close_all", body, lambda: close_all(svc.gateway, symbol, magic, deviation))
 
 
 @router.delete("/api/orders/{ticket}", response_model=TradeOut, responses=TRADE_ERRORS)
