@@ -8,6 +8,7 @@ MetaTrader 5 terminal that cannot exist on this machine.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pwd
 import shutil
@@ -174,6 +175,20 @@ def service(start_service: Callable[..., LiveService], terminal: SimulatedTermin
 def http(service: LiveService) -> Iterator[httpx.Client]:
     with service.client() as client:
         yield client
+
+
+def next_message(ws: Any, timeout: float = 5.0) -> dict[str, Any]:
+    """The next WebSocket message, as JSON."""
+    return json.loads(ws.recv(timeout=timeout))
+
+
+def next_of_type(ws: Any, kind: str, timeout: float = 5.0) -> dict[str, Any]:
+    """The next WebSocket message of ``type`` ``kind`` (others are skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        message = next_message(ws, max(deadline - time.monotonic(), 0.01))
+        if message["type"] == kind:
+            return message
 
 
 def ws_connect(service: LiveService, key: str | None = API_KEY, **kwargs: Any) -> Any:

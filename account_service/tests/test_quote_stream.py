@@ -11,18 +11,8 @@ import pytest
 from mt5_account_service import quotes
 from mt5_account_service.backends.simulator import ManualClock, SimulatedTerminal
 from mt5svc_testlib import LiveService, ws_connect
-
-
-def receive(ws: Any, timeout: float = 5.0) -> dict[str, Any]:
-    return json.loads(ws.recv(timeout=timeout))
-
-
-def receive_type(ws: Any, kind: str, timeout: float = 5.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        message = receive(ws, max(deadline - time.monotonic(), 0.01))
-        if message["type"] == kind:
-            return message
+from mt5svc_testlib import next_message as receive
+from mt5svc_testlib import next_of_type as receive_type
 
 
 def ticks_within(ws: Any, seconds: float) -> list[dict[str, Any]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import os
 import socket
 import threading
@@ -14,20 +13,8 @@ import httpx
 import pytest
 from mt5_account_service.backends import base as c
 from mt5_account_service.backends.simulator import ManualClock, SimulatedTerminal
-from mt5svc_testlib import API_KEY, LOGIN, LiveService, wait_until, ws_connect
+from mt5svc_testlib import API_KEY, LOGIN, LiveService, next_message, next_of_type, wait_until, ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-
-def next_message(ws: Any, timeout: float = 5.0) -> dict[str, Any]:
-    return json.loads(ws.recv(timeout=timeout))
-
-
-def next_of_type(ws: Any, kind: str, timeout: float = 5.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        message = next_message(ws, max(deadline - time.monotonic(), 0.01))
-        if message["type"] == kind:
-            return message
 
 
 def test_connect_without_key_is_refused(service: LiveService) -> None:

@@ -998,21 +998,17 @@ class SimulatedTerminal:
         ticket: int | None = None,
         position: int | None = None,
     ) -> tuple[TradeDeal, ...] | None:
+        """Deals: made by the order ``ticket`` (DEAL_ORDER), of ``position``, or done within
+        the window (server clock, as MT5's HistorySelect); ``group`` filters by symbol."""
         with self._lock:
             if not self._ready():
                 return None
             self._tick_world()
-            deals = self._state.deals
-            if ticket is not None:
-                deals = [d for d in deals if d.order == ticket]
-            elif position is not None:
-                deals = [d for d in deals if d.position_id == position]
-            elif date_from is not None and date_to is not None:
-                # MT5 compares the window with deal times on the trade server's clock (deals
-                # are stored in it already: _add_deal).
-                lo, hi = _epoch(date_from), _epoch(date_to)
-                deals = [d for d in deals if lo <= d.time <= hi]
-            else:
+            # Deal times are stored on the server's clock already (_add_deal).
+            deals = _history_select(
+                self._state.deals, lambda d: (d.order, d.position_id, d.time, d.symbol), date_from, date_to, group, ticket, position
+            )
+            if deals is None:
                 return self._fail(c.RES_E_INVALID_PARAMS, "Invalid arguments", None)
             return self._ok(tuple(deals))
 
@@ -1025,25 +1021,25 @@ class SimulatedTerminal:
         ticket: int | None = None,
         position: int | None = None,
     ) -> tuple[TradeOrder, ...] | None:
-        """Orders no longer pending (filled, canceled, rejected): by ``ticket``, by
+        """Orders no longer pending (filled, canceled, rejected, expired): by ``ticket``, by
         ``position`` (the orders that opened, changed or closed it), or set up within the
-        window (server clock, as MT5's HistorySelect)."""
+        window (server clock, as MT5's HistorySelect); ``group`` filters by symbol."""
         with self._lock:
             if not self._ready():
                 return None
             now = self._tick_world()
-            orders = self._state.history_orders
-            if ticket is not None:
-                orders = [o for o in orders if o.ticket == ticket]
-            elif position is not None:
-                orders = [o for o in orders if o.position_id == position]
-            elif date_from is not None and date_to is not None:
-                lo, hi = _epoch(date_from) - self._offset, _epoch(date_to) - self._offset
-                orders = [o for o in orders if lo <= o.time_setup <= hi]
-            else:
+            offset = self._offset
+            orders = _history_select(
+                self._state.history_orders,
+                lambda o: (o.ticket, o.position_id, o.time_setup + offset, o.symbol),
+                date_from,
+                date_to,
+                group,
+                ticket,
+                position,
+            )
+            if orders is None:
                 return self._fail(c.RES_E_INVALID_PARAMS, "Invalid arguments", None)
-            if group is not None:
-                orders = [o for o in orders if _in_group(o.symbol, group)]
             return self._ok(tuple(self._order_row(o, now) for o in orders))
 
     def history_orders_total(self, date_from: Any, date_to: Any) -> int | None:
@@ -2183,3 +2179,27 @@ def _request_tuple(request: dict[str, Any]) -> TradeRequest:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _history_select(
+    rows: list[Any],
+    keys: Callable[[Any], tuple[int, int, float, str]],
+    date_from: Any,
+    date_to: Any,
+    group: str | None,
+    ticket: int | None,
+    position: int | None,
+) -> list[Any] | None:
+    """MT5's history selection: by ``ticket``, else by ``position``, else within the window
+    (``keys`` gives a row's ticket, position, server time and symbol); ``group`` filters by
+    symbol. None when no selection is given (MT5: invalid arguments)."""
+    if ticket is not None:
+        chosen = [r for r in rows if keys(r)[0] == ticket]
+    elif position is not None:
+        chosen = [r for r in rows if keys(r)[1] == position]
+    elif date_from is not None and date_to is not None:
+        lo, hi = _epoch(date_from), _epoch(date_to)
+        chosen = [r for r in rows if lo <= keys(r)[2] <= hi]
+    else:
+        return None
+    return chosen if group is None else [r for r in chosen if _in_group(keys(r)[3], group)]

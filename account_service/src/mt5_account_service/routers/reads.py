@@ -135,28 +135,28 @@ async def history_orders(
     return paged(await history_of(svc, "history_orders_get", since, to, position, ticket), "orders", offset, limit)
 
 
+async def one_by_ticket(svc: Service, name: str, ticket: int, error: str, missing: str) -> Any:
+    """The record ``name(ticket=ticket)`` finds (``positions_get``, ``orders_get``), or
+    ApiError 404 ``error`` saying ``missing``."""
+    require_connected(svc)
+    found = await svc.gateway.call(name, ticket=ticket)
+    if not found:
+        raise ApiError(404, error, missing)
+    return found[0]
+
+
 @router.get("/api/positions/{ticket}", responses={**READ_ERRORS, **responses(404)})
 async def position(svc: ServiceDep, ticket: Ticket) -> Any:
     """One open position (``positions_get(ticket=...)``), as the terminal has it now."""
-    require_connected(svc)
-    found = await svc.gateway.call("positions_get", ticket=ticket)
-    if not found:
-        raise ApiError(
-            404, "position_not_found", f"no open position {ticket}: a closed one's deals are at GET /api/history/deals?position={ticket}"
-        )
-    return found[0]
+    missing = f"no open position {ticket}: a closed one's deals are at GET /api/history/deals?position={ticket}"
+    return await one_by_ticket(svc, "positions_get", ticket, "position_not_found", missing)
 
 
 @router.get("/api/orders/{ticket}", responses={**READ_ERRORS, **responses(404)})
 async def order(svc: ServiceDep, ticket: Ticket) -> Any:
     """One pending order (``orders_get(ticket=...)``), as the terminal has it now."""
-    require_connected(svc)
-    found = await svc.gateway.call("orders_get", ticket=ticket)
-    if not found:
-        raise ApiError(
-            404, "order_not_found", f"no pending order {ticket}: a filled or canceled one is at GET /api/history/orders?ticket={ticket}"
-        )
-    return found[0]
+    missing = f"no pending order {ticket}: a filled or canceled one is at GET /api/history/orders?ticket={ticket}"
+    return await one_by_ticket(svc, "orders_get", ticket, "order_not_found", missing)
 
 
 @router.get("/api/symbols/{symbol:path}", responses={**READ_ERRORS, **responses(404)})
