@@ -104,16 +104,21 @@ class Gateway:
         kwargs = {k: to_server(v, offset) for k, v in kwargs.items()}
         return getattr(self.backend, name)(*args, **kwargs)
 
+    def _plain(self, result: Any) -> Any:
+        """``result`` as builtins, in UTC (a backend that returns builtins is not copied)."""
+        plain = result if getattr(self.backend, "returns_plain", False) else to_plain(result)
+        return to_utc(plain, self.server_clock.seconds)
+
     def _checked(self, name: str, *args: Any, **kwargs: Any) -> Any:
         result = self._invoke(name, args, kwargs)
         if result is None:
             raise self._error(name)
-        return to_utc(to_plain(result), self.server_clock.seconds)
+        return self._plain(result)
 
     def _optional(self, name: str, *args: Any, **kwargs: Any) -> Any:
         result = self._invoke(name, args, kwargs)
         if result is not None:
-            return to_utc(to_plain(result), self.server_clock.seconds)
+            return self._plain(result)
         code, message = self.backend.last_error()
         if code in (RES_S_OK, -4):
             return None
@@ -188,9 +193,8 @@ class Gateway:
         return await self.run(lambda: self._ticks_sync(symbols))
 
     def _ticks_sync(self, symbols: list[str]) -> dict[str, dict[str, Any]]:
-        offset = self.server_clock.seconds
         found = {s: self.backend.symbol_info_tick(s) for s in symbols}
-        return {s: to_utc(to_plain(t), offset) for s, t in found.items() if t is not None}
+        return {s: self._plain(t) for s, t in found.items() if t is not None}
 
     async def snapshot(self) -> Snapshot:
         return await self.run(self._snapshot_sync)

@@ -76,6 +76,9 @@ def to_utc(value: Any, offset: int) -> Any:
     if not offset:
         return value
     if isinstance(value, list):
+        fields = _flat_time_fields(value)
+        if fields is not None:  # bars, ticks, deals: flat records of one shape, row by row
+            return [_shifted(row, fields, offset) for row in value]
         return [to_utc(v, offset) for v in value]
     if not isinstance(value, dict):
         return value
@@ -87,6 +90,28 @@ def to_utc(value: Any, offset: int) -> Any:
             out[key] = type(field)(field - offset * 1000)
         else:
             out[key] = to_utc(field, offset) if isinstance(field, (dict, list)) else field
+    return out
+
+
+def _flat_time_fields(rows: list[Any]) -> list[tuple[str, int]] | None:
+    """``(field, unit)`` of the time fields of ``rows`` (unit 1 for seconds, 1000 for
+    milliseconds) when the rows are dicts with the first one's keys, that one flat; None
+    otherwise (the general walk then)."""
+    first = rows[0] if rows else None
+    if not isinstance(first, dict) or any(isinstance(v, (dict, list)) for v in first.values()):
+        return None
+    keys = first.keys()
+    if any(not isinstance(row, dict) or row.keys() != keys for row in rows):
+        return None
+    return [(k, 1) for k in keys if k in TIME_FIELDS] + [(k, 1000) for k in keys if k in MSC_FIELDS]
+
+
+def _shifted(row: dict[str, Any], fields: list[tuple[str, int]], offset: int) -> dict[str, Any]:
+    out = dict(row)
+    for key, unit in fields:
+        field = out[key]
+        if field and isinstance(field, (int, float)):
+            out[key] = field - offset * unit
     return out
 
 

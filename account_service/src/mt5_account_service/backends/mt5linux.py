@@ -2,10 +2,11 @@
 
 Inside a Wine container, Windows Python runs ``MetaTrader5`` next to the terminal and an
 RPyC classic server (``python -m mt5linux`` / ``rpyc_classic``). The PyPI package
-``mt5linux`` is the Linux-side client: each function evaluates ``mt5.<name>(...)`` on the
-server and returns a remote reference. This class calls those very functions, then turns
-each remote result into builtins with one more round trip (a helper defined on the server
-serialises it to JSON), so no remote proxy ever escapes into the service.
+``mt5linux`` is the Linux-side client, whose connection this class uses; each call is one
+evaluation on the server, ``_to_json(mt5.<name>(...))``, the arguments written as literals
+(:func:`call_code`) and the result turned into JSON text there by a helper the service
+defines on the server (bridge.SERVER_HELPER), so no remote proxy ever escapes into the
+service and every call is one round trip.
 
 Timeouts (issue 12, fault 7; :mod:`mt5_account_service.timeouts` orders them): every request
 waits ``RPYC_REQUEST_TIMEOUT`` (30 s), except ``initialize``, which waits the terminal's own
@@ -24,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..timeouts import RPYC_REQUEST_TIMEOUT, rpyc_initialize_timeout
-from .bridge import INITIALIZE_BUSY, SERVER_HELPER
+from .bridge import INITIALIZE_BUSY, SERVER_HELPER, records
 from .mt5 import BackendImportError
 
 _FUNCTIONS = (
@@ -100,11 +101,13 @@ class Mt5LinuxBackend:
     service's reconnect loop needs nothing backend-specific. Results are plain dicts/lists.
     """
 
+    #: Results are builtins already (JSON from the bridge): the gateway does not copy them.
+    returns_plain = True
+
     def __init__(self, host: str, port: int, timeout: float = RPYC_REQUEST_TIMEOUT) -> None:
         """``timeout``: seconds any request but ``initialize`` may take (see the module's doc)."""
         self._host, self._port, self._timeout = host, port, timeout
         self._client: Any = None
-        self._to_json: Any = None
         self._initializing = threading.Lock()
 
     def _connect(self) -> None:
@@ -116,12 +119,11 @@ class Mt5LinuxBackend:
             ) from exc
         client = MetaTrader5(host=self._host, port=self._port, timeout=self._timeout)
         client.execute(SERVER_HELPER)
-        self._to_json = client.eval("_to_json")
         self._client = client
 
     def close(self) -> None:
         """Drop the RPyC connection (the next ``initialize`` makes a new one)."""
-        client, self._client, self._to_json = self._client, None, None
+        client, self._client = self._client, None
         conn = getattr(client, "_MetaTrader5__conn", None)
         if conn is not None:
             try:
@@ -133,10 +135,10 @@ class Mt5LinuxBackend:
         if self._client is None:
             raise ConnectionError(f"not connected to the mt5linux RPyC server at {self._host}:{self._port}")
         try:
-            remote = self._client.eval(call_code(name, args, kwargs))
-            if remote is None or isinstance(remote, (bool, int, float, str)):
-                return remote
-            return json.loads(self._to_json(remote))
+            # One round trip: the bridge calls the function and turns its result into JSON
+            # text in the same evaluation (two round trips cost a delayed ACK's 40 ms on
+            # large answers, and no remote proxy is ever created).
+            return records(json.loads(self._client.eval(f"_to_json({call_code(name, args, kwargs)})")))
         except TimeoutError as exc:  # rpyc's AsyncResultTimeout; an OSError, so before it
             waited = self._request_timeout()
             self.close()

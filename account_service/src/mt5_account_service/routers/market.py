@@ -9,7 +9,6 @@ Docstrings of the routes are their OpenAPI descriptions.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -20,6 +19,7 @@ from ..backends.base import RES_E_FAIL, RES_E_NOT_FOUND
 from ..deps import ServiceDep, api_key
 from ..errors import READ_ERRORS, ApiError, responses
 from ..gateway import BackendError, BackendUnavailable
+from ..jsonfast import dumps
 from ..models import (
     GROUP_PATTERN,
     MAX_PAGE,
@@ -64,8 +64,8 @@ SYMBOL_FIELDS = (
 
 
 def json_response(body: dict[str, Any]) -> Response:
-    """``body`` as JSON, encoded once (FastAPI's encoder walks every bar again)."""
-    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+    """``body`` as JSON, encoded once (FastAPI's encoder would walk every bar again)."""
+    return Response(dumps(body), media_type="application/json")
 
 
 def iso(seconds: float) -> str:
