@@ -224,3 +224,46 @@ def test_a_symbol_is_data_never_code_in_the_bridge(rpyc_simulator: RpycSimulator
     with pytest.raises(TypeError):
         call_code("order_check", ({"price": float("nan")},), {})
     backend.close()
+
+
+# --- what a probe of the new routes found (each failed before its fix) -----------------------
+def test_paging_by_position_reaches_as_deep_as_the_other_ways(start_service: Any, clock: ManualClock) -> None:
+    terminal = SimulatedTerminal(clock=clock, options=TerminalOptions(max_bars=30_000))
+    live = start_service(terminal)
+    live.wait_healthy()
+    with live.client() as http:
+        by_position: list[int] = []
+        params: dict[str, Any] | None = {"timeframe": "M1", "count": 10_000}
+        while params is not None:
+            page = http.get("/api/rates/EURUSD", params=params).json()
+            by_position = [b["time"] for b in page["rates"]] + by_position
+            params = page["next"]
+        assert len(by_position) == len(set(by_position)) and by_position == sorted(by_position)
+        oldest = datetime.fromtimestamp(by_position[0], tz=UTC).isoformat()
+        ranged = http.get("/api/rates/EURUSD", params={"timeframe": "M1", "from": oldest, "to": NOON.isoformat()}).json()
+        everything: list[int] = []
+        params = {"timeframe": "M1", "from": "1970-01-02T00:00:00Z", "to": NOON.isoformat()}
+        pages = 0
+        while params is not None:
+            page = http.get("/api/rates/EURUSD", params=params).json()
+            everything += [b["time"] for b in page["rates"]]
+            params, pages = page["next"], pages + 1
+        # a wide range jumps over the empty decades at once; all three ways agree on the depth
+        assert pages <= 5 and everything == by_position
+        assert ranged["rates"][0]["time"] == by_position[0]
+
+
+def test_query_values_are_read_as_written_or_refused(http: httpx.Client) -> None:
+    for params, says in (
+        ({"visible": "1"}, "write true or false"),
+        ({"visible": "yes"}, "write true or false"),
+    ):
+        answer = http.get("/api/symbols", params=params)
+        assert answer.status_code == 422 and says in answer.json()["message"], answer.text
+    millis = http.get("/api/ticks/EURUSD", params={"from": "1767787200000"})
+    assert millis.status_code == 422 and "not milliseconds" in millis.json()["message"]
+    garbage = http.get("/api/ticks/EURUSD", params={"from": "nan"})
+    assert garbage.status_code == 422 and "ISO 8601" in garbage.json()["message"]
+    hidden = http.get("/api/symbols/EUR\u202eUSD")
+    assert hidden.status_code == 422 and "invisible formatting" in hidden.json()["message"]
+    assert http.get("/api/history/deals", params={"position": 1, "Limit": 5}).status_code == 422

@@ -121,3 +121,18 @@ def test_a_hidden_symbol_is_selected_for_its_subscriber(start_service: Any, cloc
         ws.send(json.dumps({"action": "subscribe", "symbols": ["XAUUSD"]}))
         receive_type(ws, "subscribed")
         assert receive_type(ws, "tick")["symbol"] == "XAUUSD"
+
+
+def test_a_hostile_message_is_answered_and_the_socket_stays(service: LiveService) -> None:
+    with ws_connect(service) as ws:
+        receive(ws)
+        for text, says in (
+            ("[" * 1000, "nested too deeply"),
+            ('{"action": "subscribe", "symbols": ["EURUSD"], "symbols": ["GBPUSD"]}', "given twice"),
+            ('{"action": "unsubscribe", "interval_ms": 500}', "only with subscribe"),
+        ):
+            ws.send(text)
+            answer = receive_type(ws, "error")
+            assert answer["error"] == "invalid_message" and says in answer["message"], answer
+        ws.send(json.dumps({"action": "unsubscribe"}))
+        assert receive_type(ws, "subscribed")["symbols"] == []

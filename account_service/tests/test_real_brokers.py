@@ -56,7 +56,7 @@ def test_a_symbol_name_reaches_the_terminal_which_says_whether_it_exists(http: h
     # Control characters are no broker's: refused before the terminal.
     # Control characters are no broker's, nor 65 characters: refused before the terminal, in words.
     for bad in (http.get("/api/symbols/EUR%01USD"), http.post("/api/orders", json={"symbol": "X" * 65, "type": "buy", "volume": 0.1})):
-        body = refused(bad, 422, "invalid_input", "1 to 64 characters, no control characters")
+        body = refused(bad, 422, "invalid_input", "1 to 64 characters, no control or invisible formatting characters")
         assert "\\x" not in body["message"] and "^" not in body["message"]  # no regular expression
 
 

@@ -159,3 +159,53 @@ def test_the_simulator_refuses_a_stoplimit_on_the_wrong_side(terminal: Simulated
     mt5_type = c.ORDER_TYPE_BUY_STOP_LIMIT if is_buy else c.ORDER_TYPE_SELL_STOP_LIMIT
     request = {"action": c.TRADE_ACTION_PENDING, "symbol": "EURUSD", "volume": 0.1, "type": mt5_type, "price": price, "stoplimit": wrong}
     assert terminal.order_send(request).retcode == c.TRADE_RETCODE_INVALID_PRICE
+
+
+# --- what a probe of the new routes found (each failed before its fix) -----------------------
+def test_points_that_put_a_level_below_zero_are_refused(http: httpx.Client, terminal: SimulatedTerminal) -> None:
+    for body in (
+        {"symbol": "EURUSD", "type": "buy", "volume": 0.01, "sl_points": 100_000_000},
+        {"symbol": "EURUSD", "type": "sell_limit", "volume": 0.01, "price": 1.2, "tp_points": 50_000_000},
+    ):
+        answer = http.post("/api/orders", json=body)
+        assert answer.status_code == 422 and answer.json()["error"] == "invalid_stops" and "no price" in answer.json()["message"]
+        assert http.post("/api/orders/check", json=body).status_code == 422
+    assert terminal.positions_get() == () and terminal.orders_get() == ()
+
+
+def test_specified_day_takes_today(http: httpx.Client) -> None:
+    today = NOW.date().isoformat()
+    body = {"symbol": "EURUSD", "type": "buy_limit", "volume": 0.01, "price": 1.0, "time_in_force": "specified_day", "expiration": today}
+    placed = http.post("/api/orders", json=body)
+    assert placed.status_code == 201, placed.text
+    assert order_of(http, placed.json()["order"])["time_expiration"] == int(WEDNESDAY) // 86400 * 86400 + 86400
+
+
+def test_close_all_refuses_what_it_would_not_do(http: httpx.Client) -> None:
+    ticket = http.post("/api/orders", json={"symbol": "USDJPY", "type": "buy", "volume": 0.02}).json()["position"]
+    partial = http.delete("/api/positions", params={"symbol": "USDJPY", "volume": 0.01})  # no partial close-all
+    assert partial.status_code == 422 and "volume: not a query parameter" in partial.json()["message"]
+    typo = http.delete("/api/positions", params={"symbol": "USDJPY.m"})
+    assert typo.status_code == 404 and typo.json()["error"] == "unknown_symbol"
+    assert [p["ticket"] for p in http.get("/api/positions").json()] == [ticket]
+    misspelt = http.delete(f"/api/positions/{ticket}", params={"volume": 0.01, "Deviation": 5})
+    assert misspelt.status_code == 422 and "Deviation" in misspelt.json()["message"]
+
+
+def test_the_close_by_order_names_both_positions(http: httpx.Client) -> None:
+    buy = http.post("/api/orders", json={"symbol": "EURUSD", "type": "buy", "volume": 0.1}).json()
+    sell = http.post("/api/orders", json={"symbol": "EURUSD", "type": "sell", "volume": 0.1}).json()
+    closed = http.post(f"/api/positions/{buy['position']}/close_by", json={"position_by": sell["position"]}).json()
+    (order,) = http.get("/api/history/orders", params={"ticket": closed["order"]}).json()["orders"]
+    assert (order["type"], order["position_id"], order["position_by_id"]) == (c.ORDER_TYPE_CLOSE_BY, buy["position"], sell["position"])
+    deals = http.get("/api/history/deals", params={"ticket": closed["order"]}).json()["deals"]
+    assert all(str(d["profit"]) != "-0.0" for d in deals)
+
+
+def test_a_deeply_nested_body_is_422_not_a_crash(http: httpx.Client) -> None:
+    answer = http.post("/api/orders", content=b"[" * 100_000 + b"]" * 100_000, headers={"Content-Type": "application/json"})
+    assert answer.status_code in (413, 422), answer.text
+    nested = http.post(
+        "/api/orders", content=b'{"symbol":' + b"[" * 5000 + b"]" * 5000 + b"}", headers={"Content-Type": "application/json"}
+    )
+    assert nested.status_code == 422 and nested.json()["error"] == "invalid_input"

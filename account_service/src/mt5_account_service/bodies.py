@@ -33,6 +33,9 @@ def loads_strict(text: str | bytes) -> Any:
         return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError:
         raise
+    except RecursionError:  # nested deeper than the parser's stack: a hostile body, never data
+        doc = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        raise json.JSONDecodeError("nested too deeply", doc, 0) from None
     except ValueError as exc:  # a duplicate key, or a number past the int parser's limit
         doc = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
         raise json.JSONDecodeError(str(exc), doc, 0) from None

@@ -8,7 +8,7 @@ the connection, not a declared parameter.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, WebSocketException
 from starlette.requests import HTTPConnection
@@ -26,6 +26,41 @@ def get_service(conn: HTTPConnection) -> Service:
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+#: Each route's query parameter names (by route object), found once.
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def route_query_names(route: Any) -> frozenset[str]:
+    """The query parameters ``route`` declares (its dependencies' included)."""
+    key = id(route)
+    if key not in _QUERY_NAMES:
+        names: set[str] = set()
+        pending = [getattr(route, "dependant", None)]
+        while pending:
+            dependant = pending.pop()
+            if dependant is not None:
+                names.update(p.alias for p in dependant.query_params)
+                pending.extend(dependant.dependencies)
+        _QUERY_NAMES[key] = frozenset(names)
+    return _QUERY_NAMES[key]
+
+
+def known_query(conn: HTTPConnection) -> None:
+    """ApiError 422 for a query parameter the route does not take: a misspelled or
+    unsupported one (``DELETE /api/positions?symbol=X&volume=0.01``) is refused, never
+    silently dropped so that the request does something else than its sender meant."""
+    if not conn.scope.get("query_string"):
+        return
+    route = conn.scope.get("route")
+    if route is None:
+        return
+    taken = route_query_names(route)
+    unknown = sorted(set(conn.query_params) - taken)
+    if unknown:
+        takes = ", ".join(sorted(taken)) or "none"
+        raise ApiError(422, "invalid_input", f"{unknown[0][:40]}: not a query parameter of this route (it takes: {takes})")
 
 
 def api_key(conn: HTTPConnection, svc: ServiceDep) -> str:

@@ -46,6 +46,9 @@ _STRICT_TYPES = {
     "float_type": " (a JSON number: not a string, not true/false)",
     "int_type": " (a whole JSON number: not a string, not true/false)",
 }
+#: pydantic's datetime findings, said as what to write instead.
+_TIME_TEXT = "a time: ISO 8601 (2026-12-01T00:00:00Z; without a zone, UTC) or Unix seconds"
+_TIME_ERRORS = frozenset({"datetime_from_date_parsing", "datetime_parsing", "datetime_type", "datetime_object_invalid"})
 
 
 class ApiError(Exception):
@@ -113,6 +116,8 @@ def validation_message(exc: RequestValidationError) -> str:
             msg = f"the body is not a JSON object: {_SEND_JSON}"
         elif kind in _STRICT_TYPES:
             msg += _STRICT_TYPES[kind]
+        elif kind in _TIME_ERRORS:
+            msg = _TIME_TEXT
         elif kind == "string_pattern_mismatch":
             msg = PATTERN_RULES.get(str(ctx.get("pattern")), "not of the expected form (see the schema at /docs)")
         parts.append(f"{'.'.join(loc)}: {msg}" if loc else msg)

@@ -85,10 +85,11 @@ class TimeInForce(StrEnum):
 #: whether the symbol exists is the terminal's answer (issue 12, fault 1). Control characters
 #: are refused: no MT5 name has them, and they would reach logs and Postgres.
 SYMBOL_MAX_LENGTH = 64
-SYMBOL_PATTERN = rf"^[^\x00-\x1f\x7f]{{1,{SYMBOL_MAX_LENGTH}}}$"
+SYMBOL_PATTERN = rf"^[^\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]{{1,{SYMBOL_MAX_LENGTH}}}$"
 #: What each pattern of the API asks for, in words: a 422 says this, not the regular expression.
 PATTERN_RULES = {
-    SYMBOL_PATTERN: f"the symbol's name as the broker writes it: 1 to {SYMBOL_MAX_LENGTH} characters, no control characters",
+    SYMBOL_PATTERN: f"the symbol's name as the broker writes it: 1 to {SYMBOL_MAX_LENGTH} characters, "
+    "no control or invisible formatting characters (zero-width, bidirectional overrides)",
 }
 
 #: The longest order comment the service passes on. The terminal's own check is stricter
@@ -217,8 +218,30 @@ def in_utc(value: datetime) -> datetime:
     return value
 
 
+def seconds_not_millis(value: Any) -> Any:
+    """Refuse a number past TIME_MAX in seconds: pydantic would read it as milliseconds."""
+    try:
+        number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else None
+    except ValueError:
+        return value
+    if number is not None and abs(number) > TIME_MAX.timestamp():
+        raise ValueError(f"{value} is past 2100 in Unix seconds: times are seconds (not milliseconds) or ISO 8601")
+    return value
+
+
+def bool_text(value: Any) -> Any:
+    """Only ``true`` and ``false`` (FastAPI would also read 1, yes, on, off ...)."""
+    if isinstance(value, str) and value not in ("true", "false"):
+        raise ValueError(f"{value[:40]!r}: write true or false")
+    return value
+
+
+#: A query boolean: ``true`` or ``false`` only.
+QueryBool = Annotated[bool, BeforeValidator(bool_text), WithJsonSchema({"type": "boolean"})]
+
 QueryTime = Annotated[
     datetime,
+    BeforeValidator(seconds_not_millis),
     AfterValidator(in_utc),
     WithJsonSchema({"type": "string", "description": "ISO 8601 (no zone: UTC) or Unix seconds", "examples": ["2026-12-01T00:00:00Z"]}),
 ]

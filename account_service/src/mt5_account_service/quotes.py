@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .bodies import loads_strict
 from .models import SYMBOL_MAX_LENGTH
 
 if TYPE_CHECKING:
@@ -87,9 +88,9 @@ def parse_request(text: str) -> tuple[str, list[str] | None, int | None]:
     if len(text) > MAX_CLIENT_MESSAGE:
         raise SubscriptionError("invalid_message", f"a message is at most {MAX_CLIENT_MESSAGE} characters")
     try:
-        body = json.loads(text)
-    except ValueError:
-        body = None
+        body = loads_strict(text)
+    except json.JSONDecodeError as exc:
+        raise SubscriptionError("invalid_message", f"not JSON this service reads ({exc.msg}): send one JSON object") from None
     if not isinstance(body, dict):
         raise SubscriptionError("invalid_message", 'send a JSON object: {"action": "subscribe", "symbols": ["EURUSD"], "interval_ms": 250}')
     unknown = set(body) - {"action", "symbols", "interval_ms"}
@@ -107,6 +108,8 @@ def parse_request(text: str) -> tuple[str, list[str] | None, int | None]:
     if action == "subscribe" and not symbols:
         raise SubscriptionError("invalid_message", "symbols: name at least one symbol to subscribe to")
     interval = body.get("interval_ms")
+    if action == "unsubscribe" and interval is not None:
+        raise SubscriptionError("invalid_message", "interval_ms: only with subscribe")
     if interval is not None and (
         isinstance(interval, bool) or not isinstance(interval, int) or not INTERVAL_MIN_MS <= interval <= INTERVAL_MAX_MS
     ):

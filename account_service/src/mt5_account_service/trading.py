@@ -16,7 +16,7 @@ from typing import Any
 
 from .backends import base as c
 from .gateway import BackendError, BackendInvalidArgument, BackendUnavailable, Gateway
-from .models import CloseByIn, OrderIn, OrderModifyIn, OrderType, PositionModifyIn, trade_out
+from .models import MAX_PRICE, CloseByIn, OrderIn, OrderModifyIn, OrderType, PositionModifyIn, TimeInForce, trade_out
 
 
 class TradeFailure(Exception):
@@ -199,8 +199,12 @@ def expiration_problem(order: OrderIn, info: dict[str, Any], now: float) -> str 
     modes = info.get("expiration_mode")
     if modes is not None and not int(modes) & order.time_in_force.symbol_flag:
         return f"{info['name']} does not take time_in_force {order.time_in_force.value} (its expiration_mode is {int(modes)})"
-    if order.expiration is not None and order.expiration.timestamp() <= now:
-        return f"expiration {order.expiration.isoformat()} is not in the future"
+    if order.expiration is not None:
+        ends = order.expiration.timestamp()
+        if order.time_in_force == TimeInForce.specified_day:  # the order lives to the end of that day (UTC)
+            ends = (ends // 86400 + 1) * 86400
+        if ends <= now:
+            return f"expiration {order.expiration.isoformat()} is not in the future"
     return None
 
 
@@ -379,6 +383,14 @@ async def order_request(gw: Gateway, order: OrderIn) -> dict[str, Any]:
             problem, reference = stoplimit_problem(order.type, price, order.stoplimit, info), "stoplimit"
         request = {"action": c.TRADE_ACTION_PENDING, "type_filling": c.ORDER_FILLING_RETURN}
     sl_at, tp_at = levels_from_points(is_buy, opens_at, order.sl_points, order.tp_points, info)
+    for name, level, points in (("sl", sl_at, order.sl_points), ("tp", tp_at, order.tp_points)):
+        if level is not None and not 0 < level <= MAX_PRICE:
+            raise TradeFailure(
+                422,
+                "invalid_stops",
+                f"{name}_points {points} puts the {name} at {level:g}, which is no price: use fewer points",
+                c.TRADE_RETCODE_INVALID_STOPS,
+            )
     sl, tp = order.sl if sl_at is None else sl_at, order.tp if tp_at is None else tp_at
     if problem is None:
         if order.type.is_market:
@@ -578,6 +590,8 @@ async def close_all(gw: Gateway, symbol: str | None, magic: int | None, deviatio
     """Close every open position of ``symbol`` and/or ``magic``, one after another: the
     positions found and each one's answer (the trade result, or the refusal as an error
     body); 200 when every one closed, else 409 with the same body (none found: 200, empty)."""
+    if symbol is not None and await gw.call_optional("symbol_info", symbol) is None:
+        raise TradeFailure(404, "unknown_symbol", f"unknown symbol '{symbol}': the terminal has no such symbol, so no position of it")
     rows = await gw.call("positions_get", symbol=symbol) if symbol is not None else await gw.call("positions_get")
     chosen = [row for row in rows if magic is None or int(row.get("magic", 0)) == magic]
     results: list[dict[str, Any]] = []

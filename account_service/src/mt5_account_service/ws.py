@@ -47,12 +47,12 @@ class Client:
         except asyncio.QueueFull:
             self.close_code, self.close_reason = CLOSE_TOO_SLOW, "client too slow: queue full"
             self.dropped.set()
+            log.warning("disconnecting a WebSocket client: %s", self.close_reason)  # once: later offers return early
             return False
 
     def offer_message(self, message: dict[str, Any]) -> None:
-        """Queue one message for this client alone (logged when it drops the client)."""
-        if not self.offer(encode(message)) and self.close_code == CLOSE_TOO_SLOW:
-            log.warning("disconnecting a WebSocket client: %s", self.close_reason)
+        """Queue one message for this client alone."""
+        self.offer(encode(message))
 
 
 class Hub:
@@ -87,8 +87,7 @@ class Hub:
             return
         text = encode(message)
         for client in list(self._clients):
-            if not client.offer(text):
-                log.warning("disconnecting a WebSocket client: %s", client.close_reason)
+            client.offer(text)
 
     def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "service stopping") -> None:
         for client in list(self._clients):

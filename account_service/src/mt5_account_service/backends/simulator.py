@@ -76,9 +76,6 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 #: Seconds copy_ticks_from looks past its date_from for ticks (a year; never past now).
 _TICKS_LOOK_AHEAD = 366 * 86400
-#: Bars without market (weekends, holidays) copy_rates_from(_pos) looks past before it stops
-#: (a weekend is 2,880 M1 bars).
-_BARS_LOOK_BACK = 10_000
 #: Bars built at once, and how many such blocks of finished bars a terminal keeps
 #: (_BAR_CACHE x _BAR_BLOCK x 52 bytes: 3.4 MB at most).
 _BAR_BLOCK = 256
@@ -491,6 +488,8 @@ class _Order:
     expiration: float = 0.0
     #: A stop-limit order's limit price, placed as a limit order when the stop triggers.
     price_stoplimit: float = 0.0
+    #: ORDER_POSITION_BY_ID: a close-by order's opposite position.
+    position_by: int = 0
 
 
 @dataclass
@@ -1128,12 +1127,11 @@ class SimulatedTerminal:
 
     def _bars_back(self, history: PriceHistory, symbol: str, timeframe: int, last: int, count: int) -> Any:
         """The ``count`` newest bars numbered ``last`` or lower, oldest first; fewer when the
-        terminal's history (max_bars back from now) ends, or _BARS_LOOK_BACK bars past
-        ``count`` had no market."""
+        terminal's history ends (max_bars periods of the timeframe back from now: the
+        simulator counts periods, closed ones included, where MT5 counts bars)."""
         np = numpy()
         seconds, mn1 = TIMEFRAME_SECONDS[timeframe], timeframe == c.TIMEFRAME_MN1
-        oldest = max(0, history.current_index(seconds, mn1) - self._options.max_bars + 1)
-        floor = max(oldest, last - count - _BARS_LOOK_BACK + 1)
+        floor = max(0, history.current_index(seconds, mn1) - self._options.max_bars + 1)
         found: list[Any] = []
         have, top = 0, last
         while have < count and top >= floor:
@@ -1500,7 +1498,7 @@ class SimulatedTerminal:
             o.state,
             o.magic,
             o.position_id,
-            0,
+            o.position_by,
             o.reason,
             o.volume,
             o.volume,
@@ -1749,11 +1747,10 @@ class SimulatedTerminal:
             return 0.0
         if type_time == c.ORDER_TIME_DAY:
             return (server_now // 86400 + 1) * 86400 - self._offset
-        if expiration <= server_now:
+        ends = (expiration // 86400 + 1) * 86400 if type_time == c.ORDER_TIME_SPECIFIED_DAY else expiration
+        if ends <= server_now:
             raise _Reject(c.TRADE_RETCODE_INVALID_EXPIRATION, "Invalid expiration")
-        if type_time == c.ORDER_TIME_SPECIFIED_DAY:
-            return (expiration // 86400 + 1) * 86400 - self._offset
-        return float(expiration - self._offset)
+        return float(ends - self._offset)
 
     def _validate_close_by(self, req: TradeRequest, t: float) -> float:
         """TRADE_ACTION_CLOSE_BY: two open positions of one symbol, opposite sides (a hedging
@@ -1848,6 +1845,7 @@ class SimulatedTerminal:
             _Order(
                 order, pos.symbol, c.ORDER_TYPE_CLOSE_BY, volume, pos_price, 0.0, 0.0, pos.magic, req.comment, t,
                 c.ORDER_FILLING_RETURN, c.ORDER_STATE_FILLED, t, pos.identifier, c.REASON_EXPERT,
+                position_by=by.identifier,
             )
         )  # fmt: skip
         deal = 0
@@ -1974,7 +1972,8 @@ class SimulatedTerminal:
         """The profit of closing ``volume`` of ``pos`` at ``price``, credited to the balance."""
         spec = self._symbols[pos.symbol]
         sign = 1.0 if pos.type == c.POSITION_TYPE_BUY else -1.0
-        profit = round(sign * (price - pos.price_open) * volume * spec.contract_size * self._to_usd(spec.currency_profit, t), 2)
+        # + 0.0: a zero profit is 0.0, never -0.0
+        profit = round(sign * (price - pos.price_open) * volume * spec.contract_size * self._to_usd(spec.currency_profit, t), 2) + 0.0
         self._account.balance = round(self._account.balance + profit, 2)
         return profit
 

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
 from ..backends.base import RES_E_FAIL, RES_E_NOT_FOUND
-from ..deps import ServiceDep, api_key
+from ..deps import ServiceDep, api_key, known_query
 from ..errors import READ_ERRORS, ApiError, responses
 from ..gateway import BackendError, BackendUnavailable
 from ..jsonfast import dumps
@@ -28,6 +28,7 @@ from ..models import (
     MAX_TICKS,
     SYMBOL_PATTERN,
     IntegerText,
+    QueryBool,
     QueryTime,
     TickFlags,
     Timeframe,
@@ -36,7 +37,7 @@ from ..models import (
 from ..service import Service
 from .reads import require_connected
 
-router = APIRouter(dependencies=[Depends(api_key)])
+router = APIRouter(dependencies=[Depends(api_key), Depends(known_query)])
 
 SymbolPath = Annotated[str, Path(pattern=SYMBOL_PATTERN)]
 Offset = Annotated[int, IntegerText, integer_schema(0, 10**9), Query(ge=0, le=10**9, description="records to skip")]
@@ -103,7 +104,7 @@ async def copy_from_terminal(svc: Service, name: str, symbol: str, *args: Any) -
 async def symbols(
     svc: ServiceDep,
     group: Annotated[str | None, Query(pattern=GROUP_PATTERN, description="MT5's group filter, e.g. *USD*,!EUR*")] = None,
-    visible: Annotated[bool | None, Query(description="true: Market Watch only; false: only those outside it")] = None,
+    visible: Annotated[QueryBool | None, Query(description="true: Market Watch only; false: only those outside it")] = None,
     offset: Offset = 0,
     limit: Annotated[int, IntegerText, integer_schema(1, MAX_PAGE), Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> Response:
@@ -132,7 +133,7 @@ async def symbols(
 async def select_symbol(
     svc: ServiceDep,
     symbol: SymbolPath,
-    enable: Annotated[bool, Query(description="true: add to Market Watch; false: remove from it")] = True,
+    enable: Annotated[QueryBool, Query(description="true: add to Market Watch; false: remove from it")] = True,
 ) -> Response:
     """Add the symbol to Market Watch (``symbol_select``), or remove it with
     ``enable=false``: ``{symbol, visible}``. 409 when the terminal keeps it (an open
@@ -189,6 +190,13 @@ async def rates(
             raise ApiError(422, "invalid_input", "to: before from")
         end = min(to, since + timedelta(seconds=MAX_RATES * timeframe.seconds - 1))
         bars = await copy_from_terminal(svc, "copy_rates_range", symbol, timeframe.mt5, since, end)
+        if not bars and end < to:
+            # A window without bars (before the history, or no market): the rest at once, so
+            # a wide range never pages through empty windows (the terminal gives at most its
+            # "Max. bars in chart").
+            rest = await copy_from_terminal(svc, "copy_rates_range", symbol, timeframe.mt5, end + timedelta(seconds=1), to)
+            bars = rest[:MAX_RATES]
+            end = datetime.fromtimestamp(bars[-1]["time"], tz=UTC) if len(rest) > MAX_RATES else to
         more = {"from": iso(end.timestamp() + 1), "to": iso(to.timestamp())} if end < to else None
     elif to is not None:
         wanted = count or 100

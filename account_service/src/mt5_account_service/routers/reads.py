@@ -14,13 +14,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
-from ..deps import ServiceDep, api_key
+from ..deps import ServiceDep, api_key, known_query
 from ..errors import READ_ERRORS, SNAPSHOT_ERRORS, ApiError, responses
 from ..models import MAX_HISTORY_DAYS, MAX_PAGE, MAX_TICKET, SYMBOL_PATTERN, HistoryDays, IntegerText, QueryTime, TicketNumber
 from ..service import Service
 from ..trading import symbol_quote
 
-router = APIRouter(dependencies=[Depends(api_key)])
+router = APIRouter(dependencies=[Depends(api_key), Depends(known_query)])
 Ticket = Annotated[TicketNumber, Path(gt=0, le=MAX_TICKET)]
 
 

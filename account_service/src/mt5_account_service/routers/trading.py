@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from ..bodies import StrictJSONRoute
-from ..deps import ServiceDep, api_key
+from ..deps import ServiceDep, api_key, known_query
 from ..errors import TRADE_ERRORS, ApiError, with_retry_after
 from ..gateway import BackendError, BackendUnavailable
 from ..idempotency import MAX_KEY_LENGTH, fingerprint
@@ -61,7 +61,7 @@ CloseVolume = Annotated[QueryVolume | None, Query(description="lots to close (pa
 CloseDeviation = Annotated[QueryDeviation, Query(ge=0, le=MAX_DEVIATION, description="points of slippage accepted")]
 
 # Bodies read strictly: a JSON key given twice is a 422, never the last one silently.
-router = APIRouter(dependencies=[Depends(api_key)], route_class=StrictJSONRoute)
+router = APIRouter(dependencies=[Depends(api_key), Depends(known_query)], route_class=StrictJSONRoute)
 
 
 class Answer(NamedTuple):
